@@ -1,0 +1,386 @@
+//! Shared harness for the root-only integration tests: a private state folder,
+//! bundles over the busybox rootfs that scripts/setup builds, and leftover checks.
+#![allow(dead_code)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub fn peapod_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_peapod")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// These tests drive real namespaces and cgroups: without root they must fail, not pass.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "integration tests need root (real namespaces, cgroups and mounts); run scripts/test as root"
+    );
+}
+
+pub fn busybox_rootfs() -> PathBuf {
+    let path = repo().join("bundles/rootfs/busybox");
+    assert!(
+        path.join("bin/busybox").is_file(),
+        "{} is missing: run scripts/setup first",
+        path.display()
+    );
+    path
+}
+
+/// Polls `cond` until it holds, failing the test after `deadline`.
+pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(2);
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// The mount points of every cgroup hierarchy that is really mounted here.
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            let mount = pre.split_whitespace().nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount))
+        })
+        .collect()
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// One test's world: its own state folder, bundle folder and cgroup parent.
+pub struct TestEnv {
+    pub name: String,
+    pub root: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+    /// The cgroup parent for this test's containers (relative to each hierarchy).
+    pub cgroup_parent: String,
+}
+
+impl TestEnv {
+    pub fn new(name: &str) -> Self {
+        require_root();
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        let unique = format!("{name}-{}-{seq}", std::process::id());
+        TestEnv {
+            name: unique.clone(),
+            root: tempfile::Builder::new()
+                .prefix("peapod-root-")
+                .tempdir()
+                .unwrap(),
+            work: tempfile::Builder::new()
+                .prefix("peapod-work-")
+                .tempdir()
+                .unwrap(),
+            cgroup_parent: format!("peapod-it-{unique}"),
+        }
+    }
+
+    /// A container id unique to this test.
+    pub fn id(&self, short: &str) -> String {
+        format!("{short}-{}", self.name)
+    }
+
+    pub fn cgroups_path(&self, id: &str) -> String {
+        format!("/{}/{id}", self.cgroup_parent)
+    }
+
+    /// runc's default config over the busybox rootfs, with `args` as the process.
+    pub fn config(&self, id: &str, args: &[&str]) -> Value {
+        json!({
+            "ociVersion": "1.0.2",
+            "root": { "path": busybox_rootfs(), "readonly": true },
+            "hostname": "peapod-test",
+            "process": {
+                "terminal": false,
+                "user": { "uid": 0, "gid": 0 },
+                "args": args,
+                "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+                "cwd": "/",
+                "capabilities": {
+                    "bounding": default_caps(), "effective": default_caps(),
+                    "permitted": default_caps()
+                },
+                "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
+                "noNewPrivileges": true
+            },
+            "mounts": [
+                { "destination": "/proc", "type": "proc", "source": "proc" },
+                { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                  "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+                { "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                  "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"] },
+                { "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+                  "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+                { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+                  "options": ["nosuid", "noexec", "nodev"] },
+                { "destination": "/sys", "type": "sysfs", "source": "sysfs",
+                  "options": ["nosuid", "noexec", "nodev", "ro"] },
+                { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                  "options": ["nosuid", "nodev", "mode=1777"] }
+            ],
+            "linux": {
+                "cgroupsPath": self.cgroups_path(id),
+                "namespaces": [
+                    { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
+                    { "type": "uts" }, { "type": "mount" }
+                ],
+                "maskedPaths": [
+                    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+                    "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+                    "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
+                ],
+                "readonlyPaths": [
+                    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+                ]
+            }
+        })
+    }
+
+    /// Writes a bundle folder with `config` and returns its path.
+    pub fn bundle(&self, id: &str, config: &Value) -> PathBuf {
+        let dir = self.work.path().join(format!("bundle-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            serde_json::to_vec_pretty(config).unwrap(),
+        )
+        .unwrap();
+        dir
+    }
+
+    /// peapod's state folder for this test; peapod itself creates it.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(peapod_bin());
+        cmd.arg("--root").arg(self.state_dir()).args(args);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `peapod --root <ours> args...` and returns its output. Output goes
+    /// through files, not pipes: a detached container inherits peapod's stdio (as
+    /// with runc), so a pipe would stay open for the container's lifetime.
+    pub fn peapod(&self, args: &[&str]) -> Output {
+        let out = tempfile::tempfile().unwrap();
+        let err = tempfile::tempfile().unwrap();
+        let status = self
+            .cmd(args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .status()
+            .expect("run peapod");
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut buf = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.read_to_end(&mut buf).unwrap();
+            buf
+        };
+        Output {
+            status,
+            stdout: read(out),
+            stderr: read(err),
+        }
+    }
+
+    /// Like `peapod`, but the command must succeed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.peapod(args);
+        assert!(
+            out.status.success(),
+            "peapod {args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The command must fail with one clear line on stderr containing `expected`.
+    pub fn fails(&self, args: &[&str], expected: &str) -> String {
+        let out = self.peapod(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success(),
+            "peapod {args:?} succeeded, expected an error"
+        );
+        assert_eq!(out.status.code(), Some(1), "exit code of peapod {args:?}");
+        assert!(
+            stderr.contains(expected),
+            "stderr of peapod {args:?} lacks {expected:?}: {stderr}"
+        );
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "error should be one line: {stderr}"
+        );
+        stderr
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    pub fn wait_status(&self, id: &str, status: &str) {
+        wait_until(
+            &format!("{id} to be {status}"),
+            Duration::from_secs(10),
+            || self.status(id) == status,
+        );
+    }
+
+    /// Creates and starts a long-running container, returning its init pid.
+    pub fn start_sleeper(&self, short: &str) -> (String, i32) {
+        let id = self.id(short);
+        let bundle = self.bundle(&id, &self.config(&id, &["sleep", "1000"]));
+        self.ok(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
+        let pid = self.state(&id)["pid"].as_i64().unwrap() as i32;
+        (id, pid)
+    }
+
+    /// The cgroup folders a container `id` of this test would have, that exist now.
+    pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
+        cgroup_mounts()
+            .into_iter()
+            .map(|m| m.join(&self.cgroup_parent).join(id))
+            .filter(|p| p.exists())
+            .collect()
+    }
+
+    /// Asserts nothing of this test is left: no container state, no cgroup, no
+    /// process in our cgroups, no mount, and the host's /dev/null untouched. Then
+    /// removes the (empty) cgroup parents.
+    pub fn finish(self) {
+        let listed = self.ok(&["list", "--quiet"]);
+        assert!(listed.trim().is_empty(), "containers left: {listed}");
+        let entries: Vec<_> = std::fs::read_dir(self.state_dir())
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(entries.is_empty(), "state folder not empty: {entries:?}");
+        for mount in cgroup_mounts() {
+            let parent = mount.join(&self.cgroup_parent);
+            if parent.exists() {
+                let children: Vec<_> = std::fs::read_dir(&parent)
+                    .unwrap()
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .map(|e| e.path())
+                    .collect();
+                assert!(children.is_empty(), "cgroups left: {children:?}");
+                std::fs::remove_dir(&parent)
+                    .unwrap_or_else(|e| panic!("remove {}: {e}", parent.display()));
+            }
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        for dir in [self.root.path(), self.work.path()] {
+            let d = dir.to_str().unwrap();
+            assert!(!mountinfo.contains(d), "mounts left under {d}");
+        }
+        for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+            if let Ok(cg) = std::fs::read_to_string(entry.path().join("cgroup")) {
+                assert!(
+                    !cg.contains(&self.cgroup_parent),
+                    "process {:?} still in our cgroups",
+                    entry.file_name()
+                );
+            }
+        }
+        assert_dev_null_untouched();
+    }
+}
+
+impl Drop for TestEnv {
+    /// After a failed test: take down whatever it left, so one failure does not
+    /// leak containers into the machine or into other tests.
+    fn drop(&mut self) {
+        if let Ok(out) = self
+            .cmd(&["list", "--quiet"])
+            .stderr(Stdio::null())
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = self
+                    .cmd(&["delete", "--force", id])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        for mount in cgroup_mounts() {
+            let parent = mount.join(&self.cgroup_parent);
+            if let Ok(children) = std::fs::read_dir(&parent) {
+                for child in children.filter_map(|e| e.ok()) {
+                    let _ = std::fs::remove_dir(child.path());
+                }
+                let _ = std::fs::remove_dir(&parent);
+            }
+        }
+    }
+}
+
+pub fn assert_dev_null_untouched() {
+    let meta = std::fs::metadata("/dev/null").unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (0, 0),
+        "host /dev/null owner changed"
+    );
+    assert_eq!(meta.mode() & 0o777, 0o666, "host /dev/null mode changed");
+}
+
+pub fn default_caps() -> Vec<&'static str> {
+    vec![
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    ]
+}
+
+/// The namespace inode of `pid` for `ns` (net, ipc, uts, pid, mnt).
+pub fn ns_inode(pid: i32, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap_or_else(|e| panic!("readlink /proc/{pid}/ns/{ns}: {e}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+pub fn is_alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+}

@@ -1,0 +1,6 @@
+//! Root-only integration tests: real namespaces, cgroups, mounts and processes.
+
+mod common;
+mod containerd;
+mod podman;
+mod runtime;

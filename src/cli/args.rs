@@ -1,0 +1,374 @@
+//! The command line, shaped like runc's so that tools which drive runc drive peapod.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "peapod",
+    version,
+    about = "peapod: a pod runtime for Linux. With runc's verbs it is an OCI runtime.",
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct GlobalOpts {
+    /// Folder for container state (kept on tmpfs)
+    #[arg(long, global = true, default_value = crate::oci::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Write log lines to this file instead of stderr
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log line format
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log debug detail
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Use systemd for cgroups (refused where systemd is not running)
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto (`spec --rootless` writes a rootless spec)
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
+    pub rootless: Option<String>,
+    /// Accepted for runc compatibility; checkpointing is not supported
+    #[arg(long, global = true, hide = true)]
+    pub criu: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container from a bundle; its process waits for `start`
+    Create(CreateArgs),
+    /// Run the user process of a created container
+    Start(IdArg),
+    /// Print a container's state as OCI state JSON
+    State(IdArg),
+    /// Send a signal to a container's init (or to all its processes)
+    Kill(KillArgs),
+    /// Delete a container and everything it holds
+    Delete(DeleteArgs),
+    /// Create and start a container, and wait for it unless detached
+    Run(RunArgs),
+    /// Run a new process inside a running container
+    Exec(ExecArgs),
+    /// List the processes of a container
+    Ps(PsArgs),
+    /// List containers
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Write a default config.json to a bundle folder
+    Spec(SpecArgs),
+    /// Print the OCI features document of this runtime
+    Features,
+    /// Freeze every process of a container
+    Pause(IdArg),
+    /// Thaw a paused container
+    Resume(IdArg),
+    /// Print container statistics
+    Events(EventsArgs),
+    /// Change a container's resource limits
+    Update(UpdateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IdArg {
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Bundle folder (holds config.json)
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// File to write the container init's PID to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to, for terminal containers
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Pass this many extra file descriptors (from 3 on) to the container
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Do not use pivot_root (for ramfs roots)
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Return once started; do not wait
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep the container's state after it exits (for inspection)
+    #[arg(long)]
+    pub keep: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal every process in the container's cgroup
+    #[arg(short, long)]
+    pub all: bool,
+    pub id: String,
+    /// Signal name or number
+    #[arg(default_value = "SIGTERM")]
+    pub signal: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// Kill a running container first; a missing container is not an error
+    #[arg(short, long)]
+    pub force: bool,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// process.json describing the process (instead of a command)
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Return once started; do not wait
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process's PID to
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Unix socket to send the pty master to
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Environment variable KEY=VALUE (repeatable)
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// UID[:GID] to run as
+    #[arg(short, long, value_parser = parse_user)]
+    pub user: Option<(u32, Option<u32>)>,
+    /// Additional group id (repeatable)
+    #[arg(short = 'g', long)]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable)
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privileges for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Pass this many extra file descriptors (from 3 on)
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    /// Allow exec in a paused container
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Sub-cgroup of the container's cgroup to run in
+    #[arg(long)]
+    pub cgroup: Option<String>,
+    /// Accepted for runc compatibility (AppArmor profile)
+    #[arg(long, hide = true)]
+    pub apparmor: Option<String>,
+    /// Accepted for runc compatibility (SELinux label)
+    #[arg(long, hide = true)]
+    pub process_label: Option<String>,
+    pub id: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+fn parse_user(text: &str) -> Result<(u32, Option<u32>), String> {
+    let bad = || format!("invalid user {text:?}: expected UID or UID:GID (numbers)");
+    match text.split_once(':') {
+        Some((u, g)) => Ok((
+            u.parse().map_err(|_| bad())?,
+            Some(g.parse().map_err(|_| bad())?),
+        )),
+        None => Ok((text.parse().map_err(|_| bad())?, None)),
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: Format,
+    pub id: String,
+    /// Arguments for the host's ps (default -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Print only the container ids
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SpecArgs {
+    /// Bundle folder to write config.json to
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// Print one stats event and exit
+    #[arg(long)]
+    pub stats: bool,
+    /// Time between stats events
+    #[arg(long, default_value = "5s")]
+    pub interval: String,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// linux.resources JSON file, or - for stdin
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k/m/g suffix)
+    #[arg(short, long, value_parser = size)]
+    pub memory: Option<i64>,
+    /// Memory soft limit
+    #[arg(long, value_parser = size)]
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap limit (-1 for unlimited)
+    #[arg(long, value_parser = size)]
+    pub memory_swap: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(long, alias = "cpu-share")]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS quota in microseconds per period
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPUs to run on (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of processes (-1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block IO weight (10-1000)
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    pub id: String,
+}
+
+fn size(text: &str) -> Result<i64, String> {
+    crate::oci::update::parse_size(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap()
+    }
+
+    #[test]
+    fn containerd_shim_create_line_parses() {
+        let cli = parse(&[
+            "peapod",
+            "--root",
+            "/run/containerd/runc/default",
+            "--log",
+            "/b/log.json",
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            "/b",
+            "--pid-file",
+            "/b/init.pid",
+            "c1",
+        ]);
+        assert_eq!(
+            cli.global.root,
+            PathBuf::from("/run/containerd/runc/default")
+        );
+        assert_eq!(cli.global.log_format, LogFormat::Json);
+        let Command::Create(c) = cli.command else {
+            panic!("not create")
+        };
+        assert_eq!(c.id, "c1");
+        assert_eq!(c.bundle, PathBuf::from("/b"));
+    }
+
+    #[test]
+    fn exec_takes_the_command_after_the_id() {
+        let cli = parse(&[
+            "peapod",
+            "exec",
+            "-t",
+            "-e",
+            "A=1",
+            "c1",
+            "sh",
+            "-c",
+            "echo -n x",
+        ]);
+        let Command::Exec(e) = cli.command else {
+            panic!("not exec")
+        };
+        assert!(e.tty);
+        assert_eq!(e.id, "c1");
+        assert_eq!(e.command, vec!["sh", "-c", "echo -n x"]);
+    }
+
+    #[test]
+    fn kill_defaults_to_sigterm_and_user_parses() {
+        let Command::Kill(k) = parse(&["peapod", "kill", "c1"]).command else {
+            panic!()
+        };
+        assert_eq!(k.signal, "SIGTERM");
+        assert_eq!(parse_user("1000:100"), Ok((1000, Some(100))));
+        assert_eq!(parse_user("7"), Ok((7, None)));
+        assert!(parse_user("root").is_err());
+    }
+
+    #[test]
+    fn update_sizes_and_global_flags_after_verb() {
+        let cli = parse(&[
+            "peapod", "update", "--memory", "64m", "c1", "--root", "/tmp/r",
+        ]);
+        let Command::Update(u) = cli.command else {
+            panic!()
+        };
+        assert_eq!(u.memory, Some(64 << 20));
+        assert_eq!(cli.global.root, PathBuf::from("/tmp/r"));
+    }
+}

@@ -1,0 +1,113 @@
+//! The `peapod` command line: parsing lives in `args`, each verb is one small function.
+
+mod args;
+mod runtime;
+
+use clap::Parser;
+
+pub use args::Cli;
+use args::Command;
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return 0;
+        }
+        Err(e) => {
+            // One line, exit 1, as runc does for bad flags.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("peapod: {}", first.trim_start_matches("error: "));
+            return 1;
+        }
+    };
+    let to_file = match crate::logging::init(
+        cli.global.log.as_deref(),
+        cli.global.log_format,
+        cli.global.debug,
+    ) {
+        Ok(to_file) => to_file,
+        Err(e) => {
+            eprintln!("peapod: {e:#}");
+            return 1;
+        }
+    };
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = one_line(&e);
+            // containerd's runc shim reads the error from the log file; people read stderr.
+            if to_file {
+                tracing::error!("{msg}");
+            }
+            eprintln!("peapod: {msg}");
+            1
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Create(a) => runtime::create(g, a),
+        Command::Start(a) => runtime::start(g, a),
+        Command::State(a) => runtime::state(g, a),
+        Command::Kill(a) => runtime::kill(g, a),
+        Command::Delete(a) => runtime::delete(g, a),
+        Command::Run(a) => runtime::run(g, a),
+        Command::Exec(a) => runtime::exec(g, a),
+        Command::Ps(a) => runtime::ps(g, a),
+        Command::List(a) => runtime::list(g, a),
+        Command::Spec(a) => runtime::spec(g, a),
+        Command::Features => runtime::features(),
+        Command::Pause(a) => runtime::pause(g, a),
+        Command::Resume(a) => runtime::resume(g, a),
+        Command::Events(a) => runtime::events(g, a),
+        Command::Update(a) => runtime::update(g, a),
+    }
+}
+
+/// The error and its causes on one line, without the repeats that nested
+/// libcontainer errors produce.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause
+            .to_string()
+            .replace(
+                "exec process failed with error error in executing process : ",
+                "",
+            )
+            .replace("failed to create container: ", "");
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn causes_are_joined_once() {
+        let inner = anyhow::anyhow!("failed to create container: exec process failed with error error in executing process : executable 'x' not found");
+        let err = inner
+            .context("executable 'x' not found")
+            .context("create container c");
+        assert_eq!(
+            one_line(&err),
+            "create container c: executable 'x' not found"
+        );
+    }
+}

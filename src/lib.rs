@@ -1,0 +1,5 @@
+//! peapod: a pod runtime for Linux. One engine, thin front ends (see README).
+
+pub mod cli;
+pub mod logging;
+pub mod oci;

@@ -1,0 +1,216 @@
+//! Loading a bundle's config.json with errors that name the file and the field.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::error::{Error, Result};
+
+/// A bundle whose config.json parsed and passed our checks.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub spec: Spec,
+}
+
+impl Bundle {
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    /// Whether the container gets a network namespace of its own (not one joined by path).
+    pub fn has_new_netns(&self) -> bool {
+        self.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.namespaces().as_ref())
+            .is_some_and(|nss| {
+                nss.iter()
+                    .any(|ns| ns.typ() == LinuxNamespaceType::Network && ns.path().is_none())
+            })
+    }
+
+    pub fn terminal(&self) -> bool {
+        self.spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false)
+    }
+}
+
+pub fn load(dir: &Path) -> Result<Bundle> {
+    if !dir.is_dir() {
+        return Err(Error::NoBundle(dir.to_path_buf()));
+    }
+    let dir = std::fs::canonicalize(dir).map_err(|_| Error::NoBundle(dir.to_path_buf()))?;
+    let path = dir.join("config.json");
+    let config_err = |reason: String| Error::Config {
+        path: path.clone(),
+        reason,
+    };
+    let text = std::fs::read(&path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => config_err("no such file".into()),
+        _ => config_err(e.to_string()),
+    })?;
+    let spec: Spec =
+        serde_json::from_slice(&text).map_err(|e| config_err(format!("invalid config: {e}")))?;
+    check(&dir, &spec).map_err(config_err)?;
+    Ok(Bundle { dir, spec })
+}
+
+/// The checks libcontainer would fail later with a vaguer message, or not at all.
+fn check(dir: &Path, spec: &Spec) -> std::result::Result<(), String> {
+    if !spec.version().starts_with("1.") {
+        return Err(format!(
+            "ociVersion {:?}: only 1.x is supported",
+            spec.version()
+        ));
+    }
+    let root = spec.root().as_ref().ok_or("root: required")?;
+    let rootfs = dir.join(root.path());
+    if !rootfs.is_dir() {
+        return Err(format!(
+            "root.path {}: no such directory",
+            root.path().display()
+        ));
+    }
+    let process = spec.process().as_ref().ok_or("process: required")?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err("process.args: required".into());
+    }
+    if process.cwd().as_os_str().is_empty() || !process.cwd().is_absolute() {
+        return Err(format!(
+            "process.cwd {:?}: must be an absolute path",
+            process.cwd()
+        ));
+    }
+    if spec.linux().is_none() {
+        return Err("linux: required".into());
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        check_oom_score_adj(adj)?;
+    }
+    Ok(())
+}
+
+/// Lowering oom_score_adj below our own needs CAP_SYS_RESOURCE; some hosts (this
+/// project's CI among them) drop it from the bounding set, and the kernel's EPERM
+/// from deep inside container creation would not say which field is to blame.
+fn check_oom_score_adj(adj: i32) -> std::result::Result<(), String> {
+    if !(-1000..=1000).contains(&adj) {
+        return Err(format!(
+            "process.oomScoreAdj {adj}: must be between -1000 and 1000"
+        ));
+    }
+    let current: i32 = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let can_lower = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
+    if adj < current && !can_lower {
+        return Err(format!(
+            "process.oomScoreAdj {adj}: lower than the runtime's own ({current}) and CAP_SYS_RESOURCE is not available"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle_with(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        dir
+    }
+
+    fn minimal(extra_process: &str) -> String {
+        format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
+                "process":{{"cwd":"/","args":["true"]{extra_process}}},"linux":{{}}}}"#
+        )
+    }
+
+    fn load_err(dir: &Path) -> String {
+        match load(dir) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn loads_a_minimal_bundle() {
+        let dir = bundle_with(&minimal(""));
+        let bundle = load(dir.path()).unwrap();
+        assert!(!bundle.has_new_netns());
+        assert!(!bundle.terminal());
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let err = load_err(Path::new("/nonexistent/peapod-bundle"));
+        assert_eq!(err, "bundle /nonexistent/peapod-bundle: no such directory");
+    }
+
+    #[test]
+    fn missing_config_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_err(dir.path());
+        assert!(err.ends_with("config.json: no such file"), "{err}");
+    }
+
+    #[test]
+    fn malformed_json_names_file_and_position() {
+        let dir = bundle_with("{\"ociVersion\": ");
+        let err = load_err(dir.path());
+        assert!(err.contains("config.json: invalid config:"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn missing_rootfs_is_named() {
+        let dir = bundle_with(&minimal("").replace("\"rootfs\"", "\"nothere\""));
+        assert!(load_err(dir.path()).contains("root.path nothere: no such directory"));
+    }
+
+    #[test]
+    fn empty_args_and_relative_cwd_are_rejected() {
+        let dir = bundle_with(&minimal("").replace("[\"true\"]", "[]"));
+        assert!(load_err(dir.path()).contains("process.args: required"));
+        let dir = bundle_with(&minimal("").replace("\"cwd\":\"/\"", "\"cwd\":\"tmp\""));
+        assert!(load_err(dir.path()).contains("process.cwd"));
+    }
+
+    #[test]
+    fn wrong_version_is_rejected() {
+        let dir = bundle_with(&minimal("").replace("1.0.2", "2.0.0"));
+        assert!(load_err(dir.path()).contains("ociVersion \"2.0.0\""));
+    }
+
+    #[test]
+    fn out_of_range_oom_score_adj_is_rejected() {
+        let dir = bundle_with(&minimal(",\"oomScoreAdj\":5000"));
+        assert!(load_err(dir.path()).contains("process.oomScoreAdj 5000"));
+    }
+
+    #[test]
+    fn new_and_joined_network_namespaces_differ() {
+        let dir = bundle_with(&minimal("").replace(
+            "\"linux\":{}",
+            "\"linux\":{\"namespaces\":[{\"type\":\"network\"}]}",
+        ));
+        assert!(load(dir.path()).unwrap().has_new_netns());
+        let dir = bundle_with(&minimal("").replace(
+            "\"linux\":{}",
+            "\"linux\":{\"namespaces\":[{\"type\":\"network\",\"path\":\"/proc/1/ns/net\"}]}",
+        ));
+        assert!(!load(dir.path()).unwrap().has_new_netns());
+    }
+}

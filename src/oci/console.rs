@@ -1,0 +1,119 @@
+//! Console sockets: the pty master travels over a Unix socket with SCM_RIGHTS, as
+//! with runc. peapod listens on one itself when it runs a terminal container in
+//! the foreground, and proxies the terminal.
+
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::termios::{self, SetArg, Termios};
+
+use super::error::{Context, Error, Result};
+
+/// A listening console socket, removed from the filesystem when dropped.
+pub struct ConsoleListener {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ConsoleListener {
+    pub fn bind(path: &Path) -> Result<Self> {
+        let _ = std::fs::remove_file(path);
+        let listener = UnixListener::bind(path)
+            .context(|| format!("bind console socket {}", path.display()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .context(|| format!("chmod console socket {}", path.display()))?;
+        Ok(Self {
+            listener,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the pty master the runtime sent. The sender has already connected and
+    /// written by the time container creation returns, so this does not block long.
+    pub fn receive_master(&self) -> Result<OwnedFd> {
+        let (stream, _) = self
+            .listener
+            .accept()
+            .context(|| format!("accept on console socket {}", self.path.display()))?;
+        receive_fd(&stream)
+    }
+}
+
+impl Drop for ConsoleListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Receives one file descriptor passed with SCM_RIGHTS.
+pub fn receive_fd(stream: &UnixStream) -> Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context(|| "receive pty master from console socket".into())?;
+    for cmsg in msg
+        .cmsgs()
+        .context(|| "read console socket message".into())?
+    {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(Error::Invalid(
+        "console socket message carried no file descriptor".into(),
+    ))
+}
+
+/// Copies the window size of `from` (our terminal) to `to` (the container's pty).
+pub fn copy_window_size(from: BorrowedFd, to: BorrowedFd) {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize we own.
+    unsafe {
+        if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+/// Puts our terminal in raw mode while a container's terminal is proxied, and
+/// restores it when dropped.
+pub struct RawMode {
+    fd: OwnedFd,
+    saved: Termios,
+}
+
+impl RawMode {
+    pub fn enter(fd: BorrowedFd) -> Option<Self> {
+        let saved = termios::tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(fd, SetArg::TCSANOW, &raw).ok()?;
+        Some(Self {
+            fd: fd.try_clone_to_owned().ok()?,
+            saved,
+        })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(self.fd.as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}

@@ -1,0 +1,148 @@
+use std::path::Path;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+
+use super::bundle::{self, Bundle};
+use super::console::ConsoleListener;
+use super::error::{Context, Error, Result};
+use super::foreground::{self, ExitStatus};
+use super::{network, validate_id, Runtime};
+
+#[derive(Clone, Copy)]
+pub struct CreateOptions<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub pid_file: Option<&'a Path>,
+    pub console_socket: Option<&'a Path>,
+    pub preserve_fds: i32,
+    pub no_pivot: bool,
+}
+
+impl Runtime {
+    /// `create`: the container's init is set up and waits for `start`.
+    pub fn create(&self, opts: &CreateOptions) -> Result<Container> {
+        validate_id(opts.id)?;
+        if self.container_dir(opts.id).exists() {
+            return Err(Error::Exists(opts.id.to_string()));
+        }
+        let bundle = bundle::load(opts.bundle)?;
+        self.create_from(&bundle, opts)
+    }
+
+    fn create_from(&self, bundle: &Bundle, opts: &CreateOptions) -> Result<Container> {
+        check_console(bundle, opts.console_socket)?;
+        self.ensure_root()?;
+
+        let mut container = ContainerBuilder::new(opts.id.to_string(), SyscallType::default())
+            .with_executor(DefaultExecutor {})
+            .with_root_path(&self.root)
+            .context(|| format!("state folder {}", self.root.display()))?
+            .with_pid_file(opts.pid_file)
+            .context(|| "--pid-file".into())?
+            .with_console_socket(opts.console_socket)
+            .with_preserved_fds(opts.preserve_fds)
+            .as_init(&bundle.dir)
+            .with_systemd(self.systemd)
+            // libcontainer only uses this to pair terminal with console socket,
+            // which check_console has already done.
+            .with_detach(bundle.terminal())
+            .with_no_pivot(opts.no_pivot)
+            .build()
+            .context(|| format!("create container {}", opts.id))?;
+
+        if let Err(err) = self.finish_create(bundle, &container) {
+            let _ = container.delete(true);
+            return Err(err);
+        }
+        Ok(container)
+    }
+
+    /// `run`: create and start; unless detached, wait for the container's init,
+    /// forwarding signals (and proxying its terminal), then delete it unless `keep`.
+    pub fn run(&self, opts: &CreateOptions, detach: bool, keep: bool) -> Result<ExitStatus> {
+        validate_id(opts.id)?;
+        if self.container_dir(opts.id).exists() {
+            return Err(Error::Exists(opts.id.to_string()));
+        }
+        let bundle = bundle::load(opts.bundle)?;
+        let own_console = if bundle.terminal() && opts.console_socket.is_none() && !detach {
+            self.ensure_root()?;
+            let path = self
+                .root
+                .join(format!(".console-{}-{}.sock", opts.id, std::process::id()));
+            Some(ConsoleListener::bind(&path)?)
+        } else {
+            None
+        };
+        let with_console = CreateOptions {
+            console_socket: opts
+                .console_socket
+                .or(own_console.as_ref().map(|c| c.path())),
+            ..*opts
+        };
+        let mut container = self.create_from(&bundle, &with_console)?;
+        let master = match &own_console {
+            Some(listener) => match listener.receive_master() {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = container.delete(true);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        drop(own_console);
+        if let Err(e) = container
+            .start()
+            .context(|| format!("start container {}", opts.id))
+        {
+            let _ = container.delete(true);
+            return Err(e);
+        }
+        if detach {
+            return Ok(ExitStatus(0));
+        }
+        let pid = container
+            .pid()
+            .ok_or_else(|| Error::Invalid(format!("container {} has no init process", opts.id)))?;
+        let exit = foreground::wait(pid, master);
+        if keep {
+            return exit;
+        }
+        container
+            .delete(true)
+            .context(|| format!("delete container {}", opts.id))?;
+        exit
+    }
+
+    fn finish_create(&self, bundle: &Bundle, container: &Container) -> Result<()> {
+        self.record_init(container)?;
+        if bundle.has_new_netns() {
+            if let Some(pid) = container.pid() {
+                network::bring_up_loopback(pid)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_console(bundle: &Bundle, console_socket: Option<&Path>) -> Result<()> {
+    match (bundle.terminal(), console_socket) {
+        (true, None) => Err(Error::Invalid(format!(
+            "{}: process.terminal is true but no --console-socket was given",
+            bundle.config_path().display()
+        ))),
+        (false, Some(_)) => Err(Error::Invalid(format!(
+            "--console-socket was given but process.terminal is false in {}",
+            bundle.config_path().display()
+        ))),
+        (true, Some(path)) if !path.exists() => Err(Error::Invalid(format!(
+            "--console-socket {}: no such socket",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}

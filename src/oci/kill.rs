@@ -1,0 +1,35 @@
+use libcontainer::container::ContainerStatus;
+use nix::sys::signal::Signal;
+
+use super::error::{Context, Error, Result};
+use super::{status_name, Runtime};
+
+impl Runtime {
+    /// `kill`: signals the container's init, or with `all` every process in its cgroup.
+    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
+        let mut container = self.load(id)?;
+        let status = container.status();
+        if status == ContainerStatus::Stopped && !all {
+            return Err(Error::Status {
+                id: id.to_string(),
+                status: status_name(status).into(),
+                action: "signal it",
+            });
+        }
+        container
+            .kill(libcontainer::signal::Signal::from(signal), all)
+            .context(|| format!("kill container {id}"))?;
+        // libcontainer marks the container stopped after any signal; the next load
+        // recomputes the status from the process, so restore what it really is.
+        if status != ContainerStatus::Stopped {
+            let mut fresh = self.load(id)?;
+            if fresh.status() != status && fresh.status() != ContainerStatus::Stopped {
+                fresh.set_status(status);
+                fresh
+                    .save()
+                    .context(|| format!("save state of container {id}"))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,190 @@
+//! `update`: changes a running container's cgroup limits.
+
+use std::io::Read;
+use std::path::Path;
+
+use libcgroups::common::{CgroupManager, ControllerOpt};
+use oci_spec::runtime::LinuxResources;
+use serde_json::{json, Value};
+
+use super::cgroup::manager_of;
+use super::error::{Context, Error, Result};
+use super::{status_name, Runtime};
+
+/// runc's `update` flags; each set flag overrides the same field of `--resources`.
+#[derive(Debug, Default)]
+pub struct ResourceFlags {
+    pub memory: Option<i64>,
+    pub memory_reservation: Option<i64>,
+    pub memory_swap: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub cpuset_mems: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub blkio_weight: Option<u16>,
+}
+
+impl ResourceFlags {
+    fn merge_into(&self, resources: &mut Value) {
+        let mut set = |section: &str, key: &str, value: Value| {
+            if !resources[section].is_object() {
+                resources[section] = json!({});
+            }
+            resources[section][key] = value;
+        };
+        if let Some(v) = self.memory {
+            set("memory", "limit", v.into());
+        }
+        if let Some(v) = self.memory_reservation {
+            set("memory", "reservation", v.into());
+        }
+        if let Some(v) = self.memory_swap {
+            set("memory", "swap", v.into());
+        }
+        if let Some(v) = self.cpu_shares {
+            set("cpu", "shares", v.into());
+        }
+        if let Some(v) = self.cpu_quota {
+            set("cpu", "quota", v.into());
+        }
+        if let Some(v) = self.cpu_period {
+            set("cpu", "period", v.into());
+        }
+        if let Some(v) = &self.cpuset_cpus {
+            set("cpu", "cpus", v.clone().into());
+        }
+        if let Some(v) = &self.cpuset_mems {
+            set("cpu", "mems", v.clone().into());
+        }
+        if let Some(v) = self.pids_limit {
+            set("pids", "limit", v.into());
+        }
+        if let Some(v) = self.blkio_weight {
+            set("blockIO", "weight", v.into());
+        }
+    }
+}
+
+/// Reads `--resources` (a file, or `-` for stdin) and applies the flags over it.
+pub fn resources_from(path: Option<&Path>, flags: &ResourceFlags) -> Result<LinuxResources> {
+    let mut value = match path {
+        None => json!({}),
+        Some(p) => {
+            let mut text = String::new();
+            let name = p.display().to_string();
+            if p == Path::new("-") {
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .context(|| "read resources from stdin".into())?;
+            } else {
+                text = std::fs::read_to_string(p).context(|| format!("read {name}"))?;
+            }
+            serde_json::from_str(&text).map_err(|e| Error::Config {
+                path: p.to_path_buf(),
+                reason: format!("invalid resources: {e}"),
+            })?
+        }
+    };
+    if !value.is_object() {
+        return Err(Error::Invalid(
+            "--resources: expected a JSON object (linux.resources)".into(),
+        ));
+    }
+    flags.merge_into(&mut value);
+    serde_json::from_value(value).map_err(|e| Error::Invalid(format!("resources: {e}")))
+}
+
+impl Runtime {
+    pub fn update(&self, id: &str, resources: &LinuxResources) -> Result<()> {
+        let container = self.load(id)?;
+        if !container.can_kill() {
+            return Err(Error::Status {
+                id: id.to_string(),
+                status: status_name(container.status()).into(),
+                action: "update it",
+            });
+        }
+        manager_of(&container)?
+            .apply(&ControllerOpt {
+                resources,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| Error::Cgroup(format!("update container {id}: {e}")))
+    }
+}
+
+/// Parses sizes as runc does: `1048576`, `512k`, `64m`, `1g` (powers of 1024); `-1` is unlimited.
+pub fn parse_size(text: &str) -> std::result::Result<i64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    digits
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 0)
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("invalid size {text:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1048576));
+        assert_eq!(parse_size("512k"), Ok(512 * 1024));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("2gb"), Ok(2 << 30));
+        assert_eq!(parse_size("-1"), Ok(-1));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-5").is_err());
+    }
+
+    #[test]
+    fn flags_override_file_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        std::fs::write(
+            &path,
+            r#"{"memory":{"limit":100,"swap":200},"pids":{"limit":5}}"#,
+        )
+        .unwrap();
+        let flags = ResourceFlags {
+            memory: Some(300),
+            cpu_shares: Some(512),
+            ..Default::default()
+        };
+        let r = resources_from(Some(&path), &flags).unwrap();
+        let mem = r.memory().unwrap();
+        assert_eq!(mem.limit(), Some(300));
+        assert_eq!(mem.swap(), Some(200));
+        assert_eq!(r.cpu().as_ref().unwrap().shares(), Some(512));
+        assert_eq!(r.pids().unwrap().limit(), 5);
+    }
+
+    #[test]
+    fn bad_resources_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.json");
+        std::fs::write(&path, "{nope").unwrap();
+        let err = resources_from(Some(&path), &ResourceFlags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bad.json: invalid resources"), "{err}");
+    }
+}
