@@ -200,6 +200,22 @@ pub(crate) fn subdirs(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Whether cgroup `rel` (relative to each hierarchy) is frozen: the v1 freezer's
+/// `freezer.state`, else cgroup v2's `frozen` in `cgroup.events`; None if neither
+/// exists.
+pub(crate) fn frozen(rel: &str) -> Option<bool> {
+    let rel = rel.trim_start_matches('/');
+    let mounts = cgroup_mounts();
+    if let Some(m) = mounts.iter().find(|m| m.ends_with("freezer")) {
+        let state = std::fs::read_to_string(m.join(rel).join("freezer.state")).ok()?;
+        return Some(state.trim() == "FROZEN");
+    }
+    mounts.iter().find_map(|m| {
+        let events = std::fs::read_to_string(m.join(rel).join("cgroup.events")).ok()?;
+        Some(events.lines().any(|l| l == "frozen 1"))
+    })
+}
+
 /// Serializes tests that share host-wide things (containerd's /run/containerd,
 /// podman's /var/lib/containers); a failed test must not block the others.
 pub(crate) fn serial(lock: &'static Mutex<()>) -> MutexGuard<'static, ()> {
@@ -445,6 +461,7 @@ impl Containerd {
         // the (empty) /<ns> cgroup parents made for ours are ours to remove.
         for parent in self.ns_cgroups() {
             if parent.exists() {
+                eprintln!("containerd-down left {}: removing it", parent.display());
                 std::fs::remove_dir(&parent)
                     .unwrap_or_else(|e| panic!("remove {}: {e}", parent.display()));
             }
@@ -464,9 +481,17 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        if self.down {
-            return;
+        if !self.down {
+            self.containerd_down_quietly();
         }
+        for parent in self.ns_cgroups() {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
+impl Containerd {
+    fn containerd_down_quietly(&self) {
         match Command::new(repo().join("scripts/containerd-down"))
             .arg(&self.dir)
             .stdin(Stdio::null())
@@ -477,9 +502,6 @@ impl Drop for Containerd {
             }
             Err(e) => eprintln!("cannot run containerd-down: {e}"),
             Ok(_) => {}
-        }
-        for parent in self.ns_cgroups() {
-            let _ = std::fs::remove_dir(parent);
         }
     }
 }
@@ -501,6 +523,25 @@ fn containerd_runc_shim_run_rm_exit_code() {
     );
     c.assert_ran(&id, &["create", "start", "delete"]);
     c.assert_container_gone(&id);
+
+    // A command that does not exist: create fails with the name in the error
+    // (the shim reads it from peapod's --log), and a failed create leaves nothing.
+    let bad = c.id("bad");
+    let mut args = vec!["run", "--rm"];
+    args.extend(c.run_opts());
+    args.extend([IMAGE, &bad, "no-such-command"]);
+    let out = c.ctr(&args);
+    assert!(!out.status.success(), "ctr {args:?} succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no-such-command"),
+        "the error should name the command: {}",
+        show(&out)
+    );
+    if c.ok(&["containers", "ls", "-q"]).lines().any(|l| l == bad) {
+        c.ok(&["containers", "delete", &bad]);
+    }
+    c.assert_container_gone(&bad);
     c.finish();
 }
 
@@ -609,6 +650,15 @@ fn containerd_runc_shim_detached_lifecycle() {
         show(&out)
     );
 
+    // exec of a command that does not exist: an error naming it.
+    let out = c.ctr(&["tasks", "exec", "--exec-id", "e0", &id, "no-such-command"]);
+    assert!(!out.status.success(), "exec of no-such-command succeeded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-command"),
+        "the error should name the command: {}",
+        show(&out)
+    );
+
     // exec with a terminal.
     let exec_tty = [
         "tasks",
@@ -637,20 +687,12 @@ fn containerd_runc_shim_detached_lifecycle() {
     );
 
     // pause and resume.
-    let freezer = cgroup_mounts()
-        .into_iter()
-        .find(|m| m.ends_with("freezer"))
-        .map(|m| m.join(&cgroups_path[1..]).join("freezer.state"));
     c.ok(&["tasks", "pause", &id]);
     assert_eq!(task_status(&c, &id).unwrap().1, "PAUSED");
-    if let Some(f) = &freezer {
-        assert_eq!(std::fs::read_to_string(f).unwrap().trim(), "FROZEN");
-    }
+    assert_eq!(frozen(&cgroups_path), Some(true), "cgroup not frozen");
     c.ok(&["tasks", "resume", &id]);
     assert_eq!(task_status(&c, &id).unwrap().1, "RUNNING");
-    if let Some(f) = &freezer {
-        assert_eq!(std::fs::read_to_string(f).unwrap().trim(), "THAWED");
-    }
+    assert_eq!(frozen(&cgroups_path), Some(false), "cgroup still frozen");
 
     // kill, wait for STOPPED, delete.
     c.ok(&["tasks", "kill", "-s", "SIGKILL", &id]);

@@ -2,5 +2,6 @@
 
 mod common;
 mod containerd;
+mod pod;
 mod podman;
 mod runtime;

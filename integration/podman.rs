@@ -20,8 +20,8 @@ use crate::common::{
     assert_dev_null_untouched, cgroup_mounts, is_alive, repo, require_root, wait_until,
 };
 use crate::containerd::{
-    mounts_under, processes_mentioning, run_timeout, serial, show, stdout, subdirs, under_pty,
-    write_wrapper,
+    frozen, mounts_under, processes_mentioning, run_timeout, serial, show, stdout, subdirs,
+    under_pty, write_wrapper,
 };
 
 const IMAGE: &str = "localhost/busybox:latest";
@@ -564,15 +564,10 @@ fn podman_detached_lifecycle() {
     // pause / unpause.
     p.ok(&["pause", "life"]);
     assert_eq!(p.inspect("life", "{{.State.Status}}"), "paused");
-    let freezer = cgroup_mounts()
-        .into_iter()
-        .find(|m| m.ends_with("freezer"))
-        .map(|m| m.join(&leaf).join("freezer.state"));
-    if let Some(f) = &freezer {
-        assert_eq!(std::fs::read_to_string(f).unwrap().trim(), "FROZEN");
-    }
+    assert_eq!(frozen(&leaf), Some(true), "cgroup not frozen");
     p.ok(&["unpause", "life"]);
     assert_eq!(running(&p), pid);
+    assert_eq!(frozen(&leaf), Some(false), "cgroup still frozen");
 
     // stop: SIGTERM reaches the trap, exit status 0; runtime state deleted.
     p.ok(&["stop", "--time", "20", "life"]);
@@ -663,7 +658,6 @@ fn podman_detached_lifecycle() {
 /// (libcontainer passes it to mount(2) as tmpfs data: EINVAL, "failed to
 /// prepare rootfs"), so this documents the gap.
 #[test]
-#[ignore = "peapod gap: the tmpcopyup mount option (runc extension) is not supported"]
 fn podman_tmpfs_tmpcopyup() {
     let p = Podman::new("tmpfs");
     let parent = format!("/{}", p.cgroup_parent);

@@ -641,3 +641,60 @@ fn json_log_carries_the_error_for_containerd() {
     assert!(last["time"].as_str().unwrap().contains('T'));
     env.finish();
 }
+
+#[test]
+fn bundle_without_cgroups_path_and_tmpcopyup_mounts() {
+    let env = TestEnv::new("adjust");
+    let id = env.id("c");
+    let mut config = env.config(
+        &id,
+        &[
+            "sh",
+            "-c",
+            "cat /etc/passwd | head -1; ls -ld /etc | cut -c1-10; sleep 1000",
+        ],
+    );
+    config["linux"]
+        .as_object_mut()
+        .unwrap()
+        .remove("cgroupsPath");
+    // /etc as a fresh tmpfs, filled from the image (podman's --read-only does this).
+    config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+        "options": ["rw", "rprivate", "nosuid", "nodev", "tmpcopyup"]
+    }));
+    let bundle = env.bundle(&id, &config);
+    let log = env.work.path().join("out.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let status = env
+        .cmd(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id])
+        .stdout(out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The user's bundle is reported, not peapod's adjusted copy.
+    assert_eq!(env.state(&id)["bundle"], bundle.to_str().unwrap());
+    wait_until("output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= 2)
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("root:x:0:0"), "{text}");
+    assert!(text.contains("drwxr-xr-x"), "{text}");
+    let mounts: Vec<_> = cgroup_mounts()
+        .into_iter()
+        .map(|m| m.join("peapod").join(&id))
+        .collect();
+    assert!(
+        mounts.iter().any(|p| p.exists()),
+        "default cgroup /peapod/{id} missing"
+    );
+    // tmpfs writes stay inside: the host rootfs is untouched.
+    env.ok(&["exec", &id, "sh", "-c", "echo x > /etc/new-file"]);
+    assert!(!busybox_rootfs().join("etc/new-file").exists());
+    env.ok(&["delete", "--force", &id]);
+    assert!(mounts.iter().all(|p| !p.exists()), "cgroup left");
+    for m in cgroup_mounts() {
+        let _ = std::fs::remove_dir(m.join("peapod"));
+    }
+    env.finish();
+}

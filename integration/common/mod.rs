@@ -63,6 +63,31 @@ pub fn cgroup_mounts() -> Vec<PathBuf> {
         .collect()
 }
 
+/// Runs `cmd` to its exit and returns its output. Output goes through files,
+/// not pipes: a detached container inherits peapod's stdio (as with runc), so a
+/// pipe would stay open for the container's lifetime.
+pub fn output_of(cmd: &mut Command) -> Output {
+    let out = tempfile::tempfile().unwrap();
+    let err = tempfile::tempfile().unwrap();
+    let status = cmd
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .status()
+        .expect("run peapod");
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut buf = Vec::new();
+        f.seek(std::io::SeekFrom::Start(0)).unwrap();
+        f.read_to_end(&mut buf).unwrap();
+        buf
+    };
+    Output {
+        status,
+        stdout: read(out),
+        stderr: read(err),
+    }
+}
+
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// One test's world: its own state folder, bundle folder and cgroup parent.
@@ -178,30 +203,9 @@ impl TestEnv {
         cmd
     }
 
-    /// Runs `peapod --root <ours> args...` and returns its output. Output goes
-    /// through files, not pipes: a detached container inherits peapod's stdio (as
-    /// with runc), so a pipe would stay open for the container's lifetime.
+    /// Runs `peapod --root <ours> args...` and returns its output.
     pub fn peapod(&self, args: &[&str]) -> Output {
-        let out = tempfile::tempfile().unwrap();
-        let err = tempfile::tempfile().unwrap();
-        let status = self
-            .cmd(args)
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .status()
-            .expect("run peapod");
-        let read = |mut f: std::fs::File| {
-            use std::io::{Read, Seek};
-            let mut buf = Vec::new();
-            f.seek(std::io::SeekFrom::Start(0)).unwrap();
-            f.read_to_end(&mut buf).unwrap();
-            buf
-        };
-        Output {
-            status,
-            stdout: read(out),
-            stderr: read(err),
-        }
+        output_of(&mut self.cmd(args))
     }
 
     /// Like `peapod`, but the command must succeed.

@@ -78,6 +78,140 @@ pub enum Command {
     Events(EventsArgs),
     /// Change a container's resource limits
     Update(UpdateArgs),
+    /// Run and manage Kubernetes pods on this node
+    #[command(subcommand)]
+    Pod(PodCommand),
+    /// Manage the local image store
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreArg {
+    /// Image store folder
+    #[arg(long, global = true, env = "PEAPOD_IMAGE_STORE", default_value = crate::image::DEFAULT_STORE)]
+    pub image_store: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PodCommand {
+    /// Run a pod from a manifest (v1/Pod YAML or JSON)
+    Run(PodRunArgs),
+    /// List pods
+    Ps,
+    /// Show a pod's status as a Kubernetes Pod object
+    Inspect(PodInspectArgs),
+    /// Print a container's logs
+    Logs(PodLogsArgs),
+    /// Run a command in a container of a pod
+    Exec(PodExecArgs),
+    /// Stop a pod: SIGTERM, then SIGKILL after its grace period
+    Stop(PodNameArg),
+    /// Remove a stopped pod and everything it holds
+    Rm(PodRmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PodRunArgs {
+    /// The manifest file
+    #[arg(short = 'f', long = "filename")]
+    pub file: PathBuf,
+    /// Return once the pod has started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// First restart back-off (Kubernetes: 10s); doubles up to 5 min
+    #[arg(long, env = "PEAPOD_BACKOFF_BASE", value_parser = duration)]
+    pub backoff_base: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::oci::events::parse_interval(text)
+}
+
+#[derive(Args, Debug)]
+pub struct PodNameArg {
+    /// NAME, NAMESPACE/NAME or the pod's uid
+    pub name: String,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Args, Debug)]
+pub struct PodInspectArgs {
+    pub name: String,
+    #[arg(short, long, value_enum, default_value = "yaml")]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct PodLogsArgs {
+    pub name: String,
+    /// Container (default: the first app container)
+    #[arg(short, long)]
+    pub container: Option<String>,
+    /// Keep printing as the container writes
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The previous run of the container
+    #[arg(short, long)]
+    pub previous: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PodExecArgs {
+    pub name: String,
+    /// Container (default: the first app container)
+    #[arg(short, long)]
+    pub container: Option<String>,
+    /// Keep stdin open (accepted; stdin is passed through)
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a terminal
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PodRmArgs {
+    pub name: String,
+    /// Stop the pod first if it still runs
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import an OCI image archive (tar) or OCI layout folder
+    Import(ImageImportArgs),
+    /// List images
+    Ls(StoreArg),
+    /// Remove an image
+    Rm(ImageRmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImageImportArgs {
+    pub source: PathBuf,
+    /// Name for the image (default: from the archive's annotations)
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Args, Debug)]
+pub struct ImageRmArgs {
+    pub reference: String,
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 #[derive(Args, Debug)]

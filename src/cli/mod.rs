@@ -1,6 +1,8 @@
 //! The `peapod` command line: parsing lives in `args`, each verb is one small function.
 
 mod args;
+mod image;
+mod pod;
 mod runtime;
 
 use clap::Parser;
@@ -68,12 +70,14 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Resume(a) => runtime::resume(g, a),
         Command::Events(a) => runtime::events(g, a),
         Command::Update(a) => runtime::update(g, a),
+        Command::Pod(c) => pod::dispatch(g, c),
+        Command::Image(c) => image::dispatch(c),
     }
 }
 
 /// The error and its causes on one line, without the repeats that nested
 /// libcontainer errors produce.
-fn one_line(err: &anyhow::Error) -> String {
+pub fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {
         let text = cause

@@ -90,6 +90,9 @@ fn check(dir: &Path, spec: &Spec) -> std::result::Result<(), String> {
     if let Some(adj) = process.oom_score_adj() {
         check_oom_score_adj(adj)?;
     }
+    for (i, rlimit) in process.rlimits().iter().flatten().enumerate() {
+        check_rlimit(i, rlimit)?;
+    }
     Ok(())
 }
 
@@ -120,6 +123,64 @@ fn check_oom_score_adj(adj: i32) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Raising a hard limit above ours needs CAP_SYS_RESOURCE, which some hosts
+/// drop; the kernel's EPERM would otherwise surface without naming the limit.
+fn check_rlimit(
+    index: usize,
+    rlimit: &oci_spec::runtime::PosixRlimit,
+) -> std::result::Result<(), String> {
+    use oci_spec::runtime::PosixRlimitType as T;
+    let resource = match rlimit.typ() {
+        T::RlimitCpu => libc::RLIMIT_CPU,
+        T::RlimitFsize => libc::RLIMIT_FSIZE,
+        T::RlimitData => libc::RLIMIT_DATA,
+        T::RlimitStack => libc::RLIMIT_STACK,
+        T::RlimitCore => libc::RLIMIT_CORE,
+        T::RlimitRss => libc::RLIMIT_RSS,
+        T::RlimitNproc => libc::RLIMIT_NPROC,
+        T::RlimitNofile => libc::RLIMIT_NOFILE,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        T::RlimitAs => libc::RLIMIT_AS,
+        T::RlimitLocks => libc::RLIMIT_LOCKS,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        T::RlimitNice => libc::RLIMIT_NICE,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        T::RlimitRttime => libc::RLIMIT_RTTIME,
+    };
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(resource, &mut current) } != 0 {
+        return Ok(());
+    }
+    if rlimit.soft() > rlimit.hard() {
+        return Err(format!(
+            "process.rlimits[{index}] {:?}: soft limit {} is above the hard limit {}",
+            rlimit.typ(),
+            rlimit.soft(),
+            rlimit.hard()
+        ));
+    }
+    let can_raise = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
+    if rlimit.hard() > current.rlim_max && !can_raise {
+        return Err(format!(
+            "process.rlimits[{index}] {:?}: hard limit {} is above this host's {} and CAP_SYS_RESOURCE is not available",
+            rlimit.typ(),
+            rlimit.hard(),
+            current.rlim_max
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,7 +195,7 @@ mod tests {
     fn minimal(extra_process: &str) -> String {
         format!(
             r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},
-                "process":{{"cwd":"/","args":["true"]{extra_process}}},"linux":{{}}}}"#
+                "process":{{"cwd":"/","user":{{"uid":0,"gid":0}},"args":["true"]{extra_process}}},"linux":{{}}}}"#
         )
     }
 
@@ -198,6 +259,14 @@ mod tests {
     fn out_of_range_oom_score_adj_is_rejected() {
         let dir = bundle_with(&minimal(",\"oomScoreAdj\":5000"));
         assert!(load_err(dir.path()).contains("process.oomScoreAdj 5000"));
+    }
+
+    #[test]
+    fn soft_above_hard_rlimit_is_named() {
+        let dir = bundle_with(&minimal(
+            ",\"rlimits\":[{\"type\":\"RLIMIT_NOFILE\",\"soft\":100,\"hard\":10}]",
+        ));
+        assert!(load_err(dir.path()).contains("process.rlimits[0] RlimitNofile: soft limit 100"));
     }
 
     #[test]

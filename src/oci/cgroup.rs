@@ -1,3 +1,5 @@
+use std::path::{Path, PathBuf};
+
 use libcgroups::common::{create_cgroup_manager, AnyCgroupManager, CgroupConfig};
 use libcontainer::container::Container;
 
@@ -14,4 +16,31 @@ pub fn manager_of(container: &Container) -> Result<AnyCgroupManager> {
         container_name: container.id().to_string(),
     })
     .map_err(|e| Error::Cgroup(format!("container {}: {e}", container.id())))
+}
+
+/// Mount points of the cgroup hierarchies really mounted here (v1 controllers
+/// and/or the v2 unified tree), from one read of mountinfo.
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            let mount = pre.split_whitespace().nth(4)?;
+            matches!(fstype, "cgroup" | "cgroup2").then(|| PathBuf::from(mount))
+        })
+        .collect()
+}
+
+/// Removes an empty cgroup from every hierarchy. False if one could not be
+/// removed (it still has processes, or an error).
+pub fn remove_empty(cgroup_path: &Path) -> bool {
+    let rel = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
+    cgroup_mounts().into_iter().all(|mount| {
+        let dir = mount.join(rel);
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+    })
 }

@@ -1,3 +1,4 @@
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
@@ -9,7 +10,14 @@ use super::bundle::{self, Bundle};
 use super::console::ConsoleListener;
 use super::error::{Context, Error, Result};
 use super::foreground::{self, ExitStatus};
-use super::{network, validate_id, Runtime};
+use super::{adjust, network, validate_id, Runtime};
+
+/// A container's standard input, output and error.
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
 
 #[derive(Clone, Copy)]
 pub struct CreateOptions<'a> {
@@ -29,35 +37,78 @@ impl Runtime {
             return Err(Error::Exists(opts.id.to_string()));
         }
         let bundle = bundle::load(opts.bundle)?;
-        self.create_from(&bundle, opts)
+        self.create_from(&bundle, opts, None)
     }
 
-    fn create_from(&self, bundle: &Bundle, opts: &CreateOptions) -> Result<Container> {
+    /// `create` with the container's stdio given as descriptors instead of ours
+    /// (the pod supervisor passes its log pipes).
+    pub fn create_with_stdio(&self, opts: &CreateOptions, stdio: Stdio) -> Result<Container> {
+        validate_id(opts.id)?;
+        if self.container_dir(opts.id).exists() {
+            return Err(Error::Exists(opts.id.to_string()));
+        }
+        let bundle = bundle::load(opts.bundle)?;
+        self.create_from(&bundle, opts, Some(stdio))
+    }
+
+    fn create_from(
+        &self,
+        bundle: &Bundle,
+        opts: &CreateOptions,
+        stdio: Option<Stdio>,
+    ) -> Result<Container> {
         check_console(bundle, opts.console_socket)?;
         self.ensure_root()?;
 
-        let mut container = ContainerBuilder::new(opts.id.to_string(), SyscallType::default())
-            .with_executor(DefaultExecutor {})
+        let adjusted = adjust::adjust(&self.root, opts.id, bundle)?;
+        let lc_bundle = adjusted
+            .as_ref()
+            .map_or(bundle.dir.as_path(), |a| a.dir.as_path());
+        let built = self.build(bundle, lc_bundle, opts, stdio);
+        let mut container = match built {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(adjust::adjusted_dir(&self.root, opts.id));
+                return Err(e);
+            }
+        };
+        if let Err(err) = self.finish_create(bundle, &container, adjusted.as_ref()) {
+            let _ = self.destroy(&mut container, true);
+            return Err(err);
+        }
+        Ok(container)
+    }
+
+    fn build(
+        &self,
+        bundle: &Bundle,
+        lc_bundle: &Path,
+        opts: &CreateOptions,
+        stdio: Option<Stdio>,
+    ) -> Result<Container> {
+        let mut builder = ContainerBuilder::new(opts.id.to_string(), SyscallType::default())
+            .with_executor(DefaultExecutor {});
+        if let Some(stdio) = stdio {
+            builder = builder
+                .with_stdin(stdio.stdin)
+                .with_stdout(stdio.stdout)
+                .with_stderr(stdio.stderr);
+        }
+        builder
             .with_root_path(&self.root)
             .context(|| format!("state folder {}", self.root.display()))?
             .with_pid_file(opts.pid_file)
             .context(|| "--pid-file".into())?
             .with_console_socket(opts.console_socket)
             .with_preserved_fds(opts.preserve_fds)
-            .as_init(&bundle.dir)
+            .as_init(lc_bundle)
             .with_systemd(self.systemd)
             // libcontainer only uses this to pair terminal with console socket,
             // which check_console has already done.
             .with_detach(bundle.terminal())
             .with_no_pivot(opts.no_pivot)
             .build()
-            .context(|| format!("create container {}", opts.id))?;
-
-        if let Err(err) = self.finish_create(bundle, &container) {
-            let _ = container.delete(true);
-            return Err(err);
-        }
-        Ok(container)
+            .context(|| format!("create container {}", opts.id))
     }
 
     /// `run`: create and start; unless detached, wait for the container's init,
@@ -83,12 +134,12 @@ impl Runtime {
                 .or(own_console.as_ref().map(|c| c.path())),
             ..*opts
         };
-        let mut container = self.create_from(&bundle, &with_console)?;
+        let mut container = self.create_from(&bundle, &with_console, None)?;
         let master = match &own_console {
             Some(listener) => match listener.receive_master() {
                 Ok(m) => Some(m),
                 Err(e) => {
-                    let _ = container.delete(true);
+                    let _ = self.destroy(&mut container, true);
                     return Err(e);
                 }
             },
@@ -99,7 +150,7 @@ impl Runtime {
             .start()
             .context(|| format!("start container {}", opts.id))
         {
-            let _ = container.delete(true);
+            let _ = self.destroy(&mut container, true);
             return Err(e);
         }
         if detach {
@@ -112,14 +163,27 @@ impl Runtime {
         if keep {
             return exit;
         }
-        container
-            .delete(true)
-            .context(|| format!("delete container {}", opts.id))?;
+        // The init is reaped: nothing is left to kill.
+        self.destroy(&mut container, false)?;
         exit
     }
 
-    fn finish_create(&self, bundle: &Bundle, container: &Container) -> Result<()> {
-        self.record_init(container)?;
+    fn finish_create(
+        &self,
+        bundle: &Bundle,
+        container: &Container,
+        adjusted: Option<&adjust::Adjusted>,
+    ) -> Result<()> {
+        self.record_init(container, &bundle.dir)?;
+        if let (Some(adjusted), Some(pid)) = (adjusted, container.pid()) {
+            let root = bundle
+                .spec
+                .root()
+                .as_ref()
+                .map(|r| r.path().clone())
+                .unwrap_or_default();
+            adjust::copy_up(&bundle.dir.join(root), pid.as_raw(), &adjusted.copy_up)?;
+        }
         if bundle.has_new_netns() {
             if let Some(pid) = container.pid() {
                 network::bring_up_loopback(pid)?;

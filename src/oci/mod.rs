@@ -3,8 +3,9 @@
 //! Everything here must run in a single-threaded process (see DESIGN.md):
 //! libcontainer clones from the calling thread and runs Rust code in the child.
 
+mod adjust;
 pub mod bundle;
-mod cgroup;
+pub mod cgroup;
 pub mod console;
 mod create;
 mod delete;
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use libcontainer::container::{Container, ContainerStatus};
 
-pub use create::CreateOptions;
+pub use create::{CreateOptions, Stdio};
 pub use error::{Error, Result};
 pub use exec::{ExecOptions, ExecOutcome};
 pub use features::features;
@@ -109,7 +110,9 @@ impl Runtime {
         Ok(container)
     }
 
-    fn record_init(&self, container: &Container) -> Result<()> {
+    /// Records the init's start time and the user's bundle folder (libcontainer's
+    /// state may name an adjusted copy, see adjust.rs).
+    fn record_init(&self, container: &Container, bundle: &Path) -> Result<()> {
         let Some(pid) = container.pid() else {
             return Ok(());
         };
@@ -118,9 +121,19 @@ impl Runtime {
         let path = container.root.join(INIT_RECORD);
         fs::write(
             &path,
-            serde_json::json!({ "pid": pid.as_raw(), "start": start }).to_string(),
+            serde_json::json!({ "pid": pid.as_raw(), "start": start, "bundle": bundle })
+                .to_string(),
         )
         .context(|| format!("write {}", path.display()))
+    }
+
+    /// The bundle folder the user gave at create.
+    pub fn user_bundle(container: &Container) -> PathBuf {
+        fs::read(container.root.join(INIT_RECORD))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["bundle"].as_str().map(PathBuf::from))
+            .unwrap_or_else(|| container.bundle().clone())
     }
 
     fn init_is_ours(&self, container: &Container) -> bool {

@@ -38,7 +38,7 @@ impl OciState {
             id: container.id().to_string(),
             pid,
             status: status_name(status),
-            bundle: container.bundle().clone(),
+            bundle: Runtime::user_bundle(container),
             rootfs,
             created: container
                 .created()

@@ -1,0 +1,133 @@
+use std::path::PathBuf;
+
+/// Errors of the image store. Each message names the file, reference or digest at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{context}")]
+    Sys {
+        context: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{what}: invalid JSON")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid digest {digest:?}: {reason}")]
+    InvalidDigest {
+        digest: String,
+        reason: &'static str,
+    },
+    #[error("blob {digest}: digest mismatch, its content hashes to {actual}")]
+    DigestMismatch { digest: String, actual: String },
+    #[error(
+        "blob {digest}: size mismatch, the descriptor says {expected} bytes, the blob has {actual}"
+    )]
+    SizeMismatch {
+        digest: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{}: not an OCI image layout: {reason}", path.display())]
+    InvalidLayout { path: PathBuf, reason: String },
+    #[error("{}: blob {digest} is missing", archive.display())]
+    MissingBlob { archive: PathBuf, digest: String },
+    #[error("{what} {digest}: unsupported media type {media_type:?}")]
+    UnsupportedMediaType {
+        what: &'static str,
+        digest: String,
+        media_type: String,
+    },
+    #[error("layer {digest}: zstd-compressed layers are not supported (export the image with gzip or uncompressed layers)")]
+    Zstd { digest: String },
+    #[error("{what} {digest}: {reason}")]
+    InvalidDocument {
+        what: &'static str,
+        digest: String,
+        reason: String,
+    },
+    #[error("{what} {digest}: no manifest for {wanted} (it has: {available})")]
+    NoPlatform {
+        what: &'static str,
+        digest: String,
+        wanted: String,
+        available: String,
+    },
+    #[error("{}: manifest {digest} has no name: give one, or annotate it with io.containerd.image.name or org.opencontainers.image.ref.name", archive.display())]
+    NoName { archive: PathBuf, digest: String },
+    #[error("{}: {reason}", archive.display())]
+    Naming { archive: PathBuf, reason: String },
+    #[error("invalid image reference {reference:?}: {reason}")]
+    InvalidReference { reference: String, reason: String },
+    #[error("image {reference:?} not found")]
+    NotFound { reference: String },
+    #[error("image reference {reference:?} is ambiguous: it matches {}", candidates.join(", "))]
+    Ambiguous {
+        reference: String,
+        candidates: Vec<String>,
+    },
+    #[error("layer {layer}: entry {path:?}: {reason}")]
+    UnsafeEntry {
+        layer: String,
+        path: String,
+        reason: String,
+    },
+    #[error("layer {layer}: its uncompressed content hashes to {actual}, but the image config lists {diff_id}")]
+    DiffIdMismatch {
+        layer: String,
+        diff_id: String,
+        actual: String,
+    },
+    #[error("image {image}: layer {diff_id} is missing from the store ({})", path.display())]
+    LayerMissing {
+        image: String,
+        diff_id: String,
+        path: PathBuf,
+    },
+    #[error("{}: already mounted", path.display())]
+    AlreadyMounted { path: PathBuf },
+    #[error("image {image}: {count} layers are too many for one overlay mount")]
+    TooManyLayers { image: String, count: usize },
+}
+
+pub type Result<T> = std::result::Result<T, ImageError>;
+
+/// Attaches "what we were doing" to lower-level errors.
+pub(crate) trait Context<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, std::io::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| ImageError::Io {
+            context: what(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, nix::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| ImageError::Sys {
+            context: what(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for std::result::Result<T, serde_json::Error> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| ImageError::Json {
+            what: what(),
+            source,
+        })
+    }
+}

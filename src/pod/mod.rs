@@ -1,0 +1,13 @@
+//! The pod engine: a Kubernetes Pod manifest run on this node.
+
+pub mod api;
+pub mod lifecycle;
+pub mod logs;
+pub mod manifest;
+pub mod model;
+pub mod run;
+pub mod spec;
+pub mod store;
+pub mod supervisor;
+pub mod teardown;
+pub mod volumes;

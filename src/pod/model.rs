@@ -1,0 +1,136 @@
+//! The pod as peapod runs it: what the manifest said, validated, defaults
+//! applied, `$(VAR)` references expanded. Everything downstream (OCI specs,
+//! lifecycle, status) works from this, never from the raw manifest.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum RestartPolicy {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pod {
+    pub name: String,
+    pub namespace: String,
+    /// metadata.uid if given, else a fresh one chosen at admission.
+    pub uid: String,
+    /// spec.hostname, else the pod name (Kubernetes' rule).
+    pub hostname: String,
+    pub restart_policy: RestartPolicy,
+    /// spec.terminationGracePeriodSeconds (default 30 s).
+    pub termination_grace: Duration,
+    pub share_process_namespace: bool,
+    pub init_containers: Vec<Container>,
+    pub containers: Vec<Container>,
+    pub volumes: Vec<Volume>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// spec.hostAliases, as extra /etc/hosts lines (ip, names).
+    pub host_aliases: Vec<(String, Vec<String>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Container {
+    pub name: String,
+    /// The image reference as written (resolved against the image store later).
+    pub image: String,
+    /// Overrides the image's Entrypoint when not empty.
+    pub command: Vec<String>,
+    /// Overrides the image's Cmd when not empty.
+    pub args: Vec<String>,
+    /// In order, `$(VAR)` already expanded.
+    pub env: Vec<EnvVar>,
+    pub working_dir: Option<String>,
+    pub security: Security,
+    pub resources: Resources,
+    pub mounts: Vec<VolumeMount>,
+    /// Only on init containers: `Always` makes it a sidecar.
+    pub restart_policy: Option<RestartPolicy>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+impl Container {
+    /// A restartable init container (the sidecar pattern).
+    pub fn is_sidecar(&self) -> bool {
+        self.restart_policy == Some(RestartPolicy::Always)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+}
+
+/// Container securityContext merged over the pod's securityContext.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Security {
+    pub run_as_user: Option<u32>,
+    pub run_as_group: Option<u32>,
+    pub run_as_non_root: Option<bool>,
+    pub supplemental_groups: Vec<u32>,
+    /// Capability names as CAP_XXX.
+    pub caps_add: Vec<String>,
+    /// Capability names as CAP_XXX, or "ALL".
+    pub caps_drop: Vec<String>,
+    pub privileged: bool,
+    pub read_only_root_filesystem: bool,
+    /// None means the Kubernetes default (true unless privileged... i.e. no_new_privs off).
+    pub allow_privilege_escalation: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Resources {
+    pub cpu_limit_millis: Option<u64>,
+    pub memory_limit_bytes: Option<i64>,
+    pub cpu_request_millis: Option<u64>,
+    pub memory_request_bytes: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub mount_path: String,
+    pub read_only: bool,
+    pub sub_path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub name: String,
+    pub source: VolumeSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VolumeSource {
+    EmptyDir {
+        memory: bool,
+        size_limit_bytes: Option<i64>,
+    },
+    HostPath {
+        path: String,
+        kind: HostPathType,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum HostPathType {
+    /// "" in Kubernetes: no check.
+    #[default]
+    Unset,
+    DirectoryOrCreate,
+    Directory,
+    FileOrCreate,
+    File,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}

@@ -1,0 +1,161 @@
+//! `pod run`: admit a manifest, resolve its images, make the pod's folder and
+//! start its supervisor as a detached process of its own.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{fork, pipe, setsid, ForkResult};
+
+use super::lifecycle::Backoff;
+use super::manifest;
+use super::model::Pod;
+use super::store::{PodDir, PodStore, ResolvedImage};
+use super::supervisor::{Settings, Supervisor, PAUSE_IMAGE};
+use crate::image::ImageStore;
+
+pub struct RunOptions {
+    pub root: PathBuf,
+    pub settings: Settings,
+}
+
+/// Admits the manifest and starts the pod; returns once the supervisor reports
+/// the pod started (or failed to set up, which removes everything again).
+pub fn run(manifest_path: &Path, opts: &RunOptions) -> Result<(PodDir, Pod), String> {
+    let admitted = manifest::load(manifest_path).map_err(|e| e.to_string())?;
+    for warning in &admitted.warnings {
+        eprintln!("peapod: warning: {warning}");
+    }
+    let pod = admitted.pod;
+    let images = resolve_images(&pod, &opts.settings.image_store)?;
+    let store = PodStore::new(&opts.root);
+    let dir = store.create(&pod).map_err(|e| e.to_string())?;
+    let written = super::store::write_json_atomic(&dir.pod_file(), &pod)
+        .and_then(|_| super::store::write_json_atomic(&dir.images_file(), &images));
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(dir.dir());
+        return Err(e.to_string());
+    }
+    match start_supervisor(&dir, &opts.settings) {
+        Ok(()) => Ok((dir, pod)),
+        Err(e) => {
+            let _ = super::teardown::release(&dir, &pod, &opts.settings.cgroup_prefix);
+            let _ = std::fs::remove_dir_all(dir.dir());
+            Err(e)
+        }
+    }
+}
+
+/// Every container's image must be in the store; the error names the field.
+pub fn resolve_images(
+    pod: &Pod,
+    store_root: &Path,
+) -> Result<BTreeMap<String, ResolvedImage>, String> {
+    let store = ImageStore::open(store_root).map_err(|e| e.to_string())?;
+    store.resolve(PAUSE_IMAGE).map_err(|e| {
+        format!("the sandbox image {PAUSE_IMAGE} is not in the image store ({e}); import bundles/images/pause.tar with `peapod image import`")
+    })?;
+    let mut images = BTreeMap::new();
+    let fields = pod
+        .init_containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("spec.initContainers[{i}].image"), c))
+        .chain(
+            pod.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (format!("spec.containers[{i}].image"), c)),
+        );
+    for (field, c) in fields {
+        let image = store
+            .resolve(&c.image)
+            .map_err(|e| format!("{field}: {e}"))?;
+        images.insert(
+            c.name.clone(),
+            ResolvedImage {
+                reference: c.image.clone(),
+                name: image.name.clone(),
+                id: image.id.clone(),
+                entrypoint: image.config.entrypoint.clone(),
+                cmd: image.config.cmd.clone(),
+                env: image.config.env.clone(),
+                working_dir: image.config.working_dir.clone(),
+                user: image.config.user.clone(),
+            },
+        );
+    }
+    Ok(images)
+}
+
+/// Forks the supervisor (we are single-threaded, so fork is safe) into its own
+/// session, with its output in the pod folder, and waits for its first word.
+fn start_supervisor(dir: &PodDir, settings: &Settings) -> Result<(), String> {
+    let (read, write) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let log = File::create(dir.supervisor_log())
+        .map_err(|e| format!("create {}: {e}", dir.supervisor_log().display()))?;
+    // SAFETY: the process is single-threaded (the CLI), so the child may run Rust code.
+    match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
+        ForkResult::Child => {
+            drop(read);
+            let _ = setsid();
+            let null = File::open("/dev/null").ok();
+            // SAFETY: dup2 onto the standard descriptors of this fresh process.
+            unsafe {
+                if let Some(null) = &null {
+                    libc::dup2(null.as_raw_fd(), 0);
+                }
+                libc::dup2(log.as_raw_fd(), 1);
+                libc::dup2(log.as_raw_fd(), 2);
+            }
+            let _ = std::env::set_current_dir("/");
+            let ready = File::from(write);
+            let code = match Supervisor::new(dir.clone(), settings.clone(), Some(ready))
+                .and_then(|s| s.run())
+            {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("peapod supervisor: {e}");
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+        ForkResult::Parent { .. } => {
+            drop(write);
+            drop(log);
+            // SAFETY: we own the read end of the pipe.
+            let file = unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(read)) };
+            let mut line = String::new();
+            BufReader::new(file)
+                .read_line(&mut line)
+                .map_err(|e| format!("read from supervisor: {e}"))?;
+            match line.trim_end().split_once(' ') {
+                _ if line.trim_end() == "ok" => Ok(()),
+                Some(("error", message)) => Err(message.to_string()),
+                _ => Err(format!(
+                    "the pod supervisor ended before the pod started; see {}",
+                    dir.supervisor_log().display()
+                )),
+            }
+        }
+    }
+}
+
+/// Settings for tests and the CLI: the kubelet's back-off unless told otherwise.
+pub fn default_settings(
+    image_store: PathBuf,
+    backoff_base: Option<std::time::Duration>,
+) -> Settings {
+    let mut backoff = Backoff::default();
+    if let Some(base) = backoff_base {
+        backoff.base = base;
+    }
+    Settings {
+        image_store,
+        cgroup_prefix: "peapod".into(),
+        backoff,
+    }
+}

@@ -1,0 +1,648 @@
+//! The pod supervisor: one long-lived, single-threaded process per pod.
+//!
+//! It is the parent (and subreaper) of the pod's processes, so it calls
+//! libcontainer (safely: no other thread exists), reaps exits, feeds the
+//! lifecycle state machine and carries out its actions, copies the containers'
+//! output into CRI log files, publishes status.json, and answers `stop` on a
+//! Unix socket. Everything it waits for is a file descriptor in one poll():
+//! a signalfd, a timerfd for the lifecycle's next deadline, the API socket and
+//! the containers' output FIFOs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::stat::Mode;
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+
+use super::lifecycle::{Action, Backoff, Input, Lifecycle, Now, Phase, StopSignal};
+use super::logs::{format_record, log_path, open_log, LineSplitter, Stream};
+use super::model::{Container, Pod};
+use super::spec::{cgroup_path, member_spec, sandbox_spec, SANDBOX_CGROUP};
+use super::store::{PodDir, ResolvedImage, StatusFile};
+use super::teardown;
+use super::volumes;
+use crate::image::{ImageStore, Rootfs};
+use crate::oci::{CreateOptions, Runtime, Stdio};
+
+/// The OCI id of the sandbox in the pod's runtime state (`_` is not allowed in
+/// container names, so it cannot clash).
+pub const SANDBOX_ID: &str = "_sandbox";
+/// The sandbox runs this image's /pause.
+pub const PAUSE_IMAGE: &str = "localhost/pause:latest";
+
+/// How the supervisor was configured by `pod run`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub image_store: PathBuf,
+    pub cgroup_prefix: String,
+    pub backoff: Backoff,
+}
+
+type Fallible<T> = Result<T, String>;
+
+/// Signals that arrived while they were unblocked (see `unblocked`), as a bit set.
+static CAUGHT: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn note_signal(signal: libc::c_int) {
+    CAUGHT.fetch_or(1 << signal, Ordering::SeqCst);
+}
+
+/// The signals the supervisor handles through its signalfd.
+fn handled_signals() -> SigSet {
+    let mut mask = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
+        mask.add(s);
+    }
+    mask
+}
+
+/// Runs `f` with our signals unblocked: containers inherit the signal mask of the
+/// process that creates them, and a container must not start with SIGTERM
+/// blocked. A signal arriving meanwhile is noted by `note_signal` (whose handler,
+/// unlike SIG_IGN, does not survive exec into the container).
+fn unblocked<T>(f: impl FnOnce() -> T) -> T {
+    let mask = handled_signals();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
+    let result = f();
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    result
+}
+
+/// One output stream of one container: a FIFO the container writes, we read.
+struct Output {
+    container: String,
+    stream: Stream,
+    fifo: File,
+    splitter: LineSplitter,
+}
+
+pub struct Supervisor {
+    pod: Pod,
+    dir: PodDir,
+    images: BTreeMap<String, ResolvedImage>,
+    settings: Settings,
+    store: ImageStore,
+    runtime: Runtime,
+    lifecycle: Lifecycle,
+    sandbox_pid: Option<i32>,
+    /// Running container processes: host pid -> container name.
+    running: HashMap<i32, String>,
+    outputs: Vec<Output>,
+    /// Each container's current log file (the run being written).
+    logs: HashMap<String, File>,
+    runs: HashMap<String, u32>,
+    ready: Option<File>,
+    done: bool,
+}
+
+fn now() -> Now {
+    Now {
+        mono: Instant::now(),
+        wall: chrono::Utc::now(),
+    }
+}
+
+impl Supervisor {
+    pub fn new(dir: PodDir, settings: Settings, ready: Option<File>) -> Fallible<Self> {
+        let pod = dir.pod().map_err(|e| e.to_string())?;
+        let images = dir.images().map_err(|e| e.to_string())?;
+        let store = ImageStore::open(&settings.image_store).map_err(|e| e.to_string())?;
+        let runtime = Runtime::new(&dir.paths.oci_root(), false).map_err(|e| e.to_string())?;
+        let lifecycle = Lifecycle::new(&pod, settings.backoff);
+        Ok(Self {
+            pod,
+            dir,
+            images,
+            settings,
+            store,
+            runtime,
+            lifecycle,
+            sandbox_pid: None,
+            running: HashMap::new(),
+            outputs: vec![],
+            logs: HashMap::new(),
+            runs: HashMap::new(),
+            ready,
+            done: false,
+        })
+    }
+
+    fn containers(&self) -> impl Iterator<Item = &Container> {
+        self.pod.init_containers.iter().chain(&self.pod.containers)
+    }
+
+    fn container(&self, name: &str) -> Option<Container> {
+        self.containers().find(|c| c.name == name).cloned()
+    }
+
+    /// Runs the pod to its end. Returns once the sandbox is gone and the pod's
+    /// resources are released.
+    pub fn run(mut self) -> Fallible<()> {
+        // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        let mask = handled_signals();
+        let action = SigAction::new(
+            SigHandler::Handler(note_signal),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        for s in mask.iter() {
+            // SAFETY: the handler only does an atomic or.
+            unsafe { sigaction(s, &action) }.map_err(|e| format!("sigaction {s}: {e}"))?;
+        }
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
+            .map_err(|e| format!("block signals: {e}"))?;
+        let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(|e| format!("signalfd: {e}"))?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
+        )
+        .map_err(|e| format!("timerfd: {e}"))?;
+        let api_path = self.dir.api_socket();
+        let _ = std::fs::remove_file(&api_path);
+        let api = UnixListener::bind(&api_path)
+            .map_err(|e| format!("bind {}: {e}", api_path.display()))?;
+        std::fs::set_permissions(&api_path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", api_path.display()))?;
+        api.set_nonblocking(true)
+            .map_err(|e| format!("api socket: {e}"))?;
+
+        if let Err(e) = self.start_pod() {
+            self.fail_setup(&e);
+            return Err(e);
+        }
+        while !self.done {
+            let caught = CAUGHT.swap(0, Ordering::SeqCst);
+            if caught & (1 << libc::SIGCHLD) != 0 {
+                self.reap();
+            }
+            if caught & !(1 << libc::SIGCHLD) != 0 {
+                self.feed(Input::Stop);
+            }
+            if self.done {
+                break;
+            }
+            self.arm_timer(&timer)?;
+            let mut fds = vec![
+                PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(timer.as_fd(), PollFlags::POLLIN),
+                PollFd::new(api.as_fd(), PollFlags::POLLIN),
+            ];
+            for out in &self.outputs {
+                fds.push(PollFd::new(out.fifo.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            for (i, is_ready) in ready.iter().enumerate().skip(3) {
+                if *is_ready {
+                    self.pump_output(i - 3);
+                }
+            }
+            if ready[2] {
+                self.serve_api(&api);
+            }
+            if ready[1] {
+                let _ = timer.wait();
+                self.feed(Input::Tick);
+            }
+            if ready[0] {
+                while let Ok(Some(info)) = sigfd.read_signal() {
+                    match Signal::try_from(info.ssi_signo as i32) {
+                        Ok(Signal::SIGCHLD) => self.reap(),
+                        Ok(_) => self.feed(Input::Stop),
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&api_path);
+        Ok(())
+    }
+
+    fn arm_timer(&self, timer: &TimerFd) -> Fallible<()> {
+        match self.lifecycle.next_deadline() {
+            None => timer.unset().map_err(|e| format!("timerfd: {e}")),
+            Some(deadline) => {
+                let wait = deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(std::time::Duration::from_millis(1));
+                timer
+                    .set(
+                        Expiration::OneShot(TimeSpec::from_duration(wait)),
+                        TimerSetTimeFlags::empty(),
+                    )
+                    .map_err(|e| format!("timerfd: {e}"))
+            }
+        }
+    }
+
+    /// Volumes, /etc files, /dev/shm, the sandbox; then the lifecycle begins.
+    fn start_pod(&mut self) -> Fallible<()> {
+        volumes::prepare(&self.pod, &self.dir.paths).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(self.dir.io_dir()).map_err(|e| format!("create io dir: {e}"))?;
+        let names: Vec<String> = self.containers().map(|c| c.name.clone()).collect();
+        for name in names {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let fifo = self.open_fifo(&name, stream)?;
+                self.outputs.push(Output {
+                    container: name.clone(),
+                    stream,
+                    fifo,
+                    splitter: LineSplitter::default(),
+                });
+            }
+        }
+        let pause = self.store.resolve(PAUSE_IMAGE).map_err(|e| e.to_string())?;
+        let bundle = self.dir.paths.bundle(SANDBOX_ID);
+        let rootfs = Rootfs::mount(&self.store, &pause, &bundle).map_err(|e| e.to_string())?;
+        let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, SANDBOX_CGROUP);
+        let spec = sandbox_spec(&self.pod, &self.dir.paths, &rootfs.path(), &cgroup);
+        write_config(&bundle, &spec)?;
+        let stdio = null_stdio()?;
+        let container = unblocked(|| {
+            self.runtime
+                .create_with_stdio(&options(SANDBOX_ID, &bundle), stdio)
+        })
+        .map_err(|e| format!("sandbox: {e}"))?;
+        self.runtime
+            .start(SANDBOX_ID)
+            .map_err(|e| format!("sandbox: {e}"))?;
+        self.sandbox_pid = container.pid().map(|p| p.as_raw());
+        self.feed(Input::Begin);
+        Ok(())
+    }
+
+    fn fifo_path(&self, name: &str, stream: Stream) -> PathBuf {
+        self.dir.io_dir().join(format!("{name}.{}", stream.name()))
+    }
+
+    /// Opened read-write: we are then always a writer too, so the FIFO never
+    /// reports end-of-file between runs of the container.
+    fn open_fifo(&self, name: &str, stream: Stream) -> Fallible<File> {
+        let path = self.fifo_path(name, stream);
+        if !path.exists() {
+            nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600))
+                .map_err(|e| format!("mkfifo {}: {e}", path.display()))?;
+        }
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| format!("open {}: {e}", path.display()))
+    }
+
+    /// The container's end of its FIFOs, read-write so that the container never
+    /// gets SIGPIPE even if the supervisor is gone.
+    fn container_stdio(&self, name: &str) -> Fallible<Stdio> {
+        let open = |stream| -> Fallible<OwnedFd> {
+            let path = self.fifo_path(name, stream);
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map(OwnedFd::from)
+                .map_err(|e| format!("open {}: {e}", path.display()))
+        };
+        Ok(Stdio {
+            stdin: File::open("/dev/null")
+                .map_err(|e| format!("open /dev/null: {e}"))?
+                .into(),
+            stdout: open(Stream::Stdout)?,
+            stderr: open(Stream::Stderr)?,
+        })
+    }
+
+    fn feed(&mut self, input: Input) {
+        let actions = self.lifecycle.handle(input, now());
+        for action in actions {
+            self.act(action);
+        }
+        self.publish();
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Start { container } => {
+                let input = match self.start_container(&container) {
+                    Ok(pid) => {
+                        self.running.insert(pid, container.clone());
+                        Input::Started { container }
+                    }
+                    Err(message) => {
+                        self.log_line(&container, Stream::Stderr, &format!("peapod: {message}"));
+                        Input::StartFailed {
+                            container,
+                            reason: "StartError".into(),
+                            message,
+                        }
+                    }
+                };
+                let more = self.lifecycle.handle(input, now());
+                for action in more {
+                    self.act(action);
+                }
+            }
+            Action::Signal { container, signal } => {
+                let (sig, all) = match signal {
+                    StopSignal::Term => (Signal::SIGTERM, false),
+                    StopSignal::Kill => (Signal::SIGKILL, true),
+                };
+                if let Err(e) = self.runtime.kill(&container, sig, all) {
+                    tracing::warn!("signal {container}: {e}");
+                }
+            }
+            Action::StopSandbox => {
+                if let Err(e) = self.runtime.kill(SANDBOX_ID, Signal::SIGKILL, true) {
+                    tracing::warn!("stop sandbox: {e}");
+                    // No sandbox to wait for: finish now.
+                    self.finish();
+                }
+            }
+        }
+    }
+
+    /// A fresh run of `name`: new rootfs, new OCI container, same volumes and logs folder.
+    fn start_container(&mut self, name: &str) -> Fallible<i32> {
+        let c = self
+            .container(name)
+            .ok_or_else(|| format!("no container {name}"))?;
+        let image = self
+            .images
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("no resolved image for {name}"))?;
+        let _ = self.runtime.delete(name, true);
+        let bundle = self.dir.paths.bundle(name);
+        Rootfs::unmount(&bundle).map_err(|e| e.to_string())?;
+        let resolved = self.store.resolve(&image.id).map_err(|e| e.to_string())?;
+        let rootfs = Rootfs::mount(&self.store, &resolved, &bundle).map_err(|e| e.to_string())?;
+        let sandbox_pid = self.sandbox_pid.ok_or("the sandbox is not running")?;
+        let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, name);
+        let spec = member_spec(
+            &self.pod,
+            &c,
+            &image.defaults(),
+            &self.dir.paths,
+            &rootfs.path(),
+            sandbox_pid,
+            &cgroup,
+        )
+        .map_err(|e| e.to_string())?;
+        write_config(&bundle, &spec)?;
+        self.open_run_log(name)?;
+        let stdio = self.container_stdio(name)?;
+        let container = unblocked(|| {
+            self.runtime
+                .create_with_stdio(&options(name, &bundle), stdio)
+        })
+        .map_err(|e| crate::cli::one_line(&anyhow::Error::new(e)))?;
+        self.runtime
+            .start(name)
+            .map_err(|e| crate::cli::one_line(&anyhow::Error::new(e)))?;
+        container
+            .pid()
+            .map(|p| p.as_raw())
+            .ok_or_else(|| format!("container {name} has no process"))
+    }
+
+    /// Each run of a container logs to its own file, numbered by restarts.
+    fn open_run_log(&mut self, name: &str) -> Fallible<()> {
+        let run = self.runs.get(name).map_or(0, |r| r + 1);
+        let run = run.max(
+            super::logs::runs(&self.dir.logs_dir(), name)
+                .last()
+                .map_or(0, |r| r + 1),
+        );
+        self.runs.insert(name.to_string(), run);
+        let path = log_path(&self.dir.logs_dir(), name, run);
+        let file = open_log(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+        self.logs.insert(name.to_string(), file);
+        Ok(())
+    }
+
+    fn log_line(&mut self, name: &str, stream: Stream, text: &str) {
+        if !self.logs.contains_key(name) && self.open_run_log(name).is_err() {
+            return;
+        }
+        if let Some(file) = self.logs.get_mut(name) {
+            let _ = file.write_all(&format_record(
+                chrono::Utc::now(),
+                stream,
+                true,
+                text.as_bytes(),
+            ));
+        }
+    }
+
+    fn pump_output(&mut self, index: usize) {
+        let mut buf = [0u8; 16384];
+        loop {
+            let out = &mut self.outputs[index];
+            let n = match out.fifo.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            let records = out.splitter.feed(&buf[..n]);
+            let (name, stream) = (out.container.clone(), out.stream);
+            if let Some(file) = self.logs.get_mut(&name) {
+                let time = chrono::Utc::now();
+                for (full, text) in records {
+                    let _ = file.write_all(&format_record(time, stream, full, &text));
+                }
+            }
+        }
+    }
+
+    /// Flushes a container's pending output (after it exited).
+    fn drain_outputs(&mut self, name: &str) {
+        for i in 0..self.outputs.len() {
+            if self.outputs[i].container == name {
+                self.pump_output(i);
+                let stream = self.outputs[i].stream;
+                if let Some((full, text)) = self.outputs[i].splitter.finish() {
+                    if let Some(file) = self.logs.get_mut(name) {
+                        let _ =
+                            file.write_all(&format_record(chrono::Utc::now(), stream, full, &text));
+                    }
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(s) => s,
+            };
+            let (pid, code, signal) = match status {
+                WaitStatus::Exited(pid, code) => (pid.as_raw(), code, None),
+                WaitStatus::Signaled(pid, sig, _) => {
+                    (pid.as_raw(), 128 + sig as i32, Some(sig as i32))
+                }
+                _ => continue,
+            };
+            if Some(pid) == self.sandbox_pid {
+                self.sandbox_pid = None;
+                if !self.lifecycle.is_finished() {
+                    // The sandbox died under the pod: nothing can run without it.
+                    self.feed(Input::Stop);
+                }
+                self.finish();
+                return;
+            }
+            if let Some(name) = self.running.remove(&pid) {
+                self.drain_outputs(&name);
+                let oom_killed = false;
+                // The exited container's cgroup and state go now; its logs stay.
+                let _ = self.runtime.delete(&name, true);
+                self.feed(Input::Exited {
+                    container: name,
+                    exit_code: code,
+                    signal,
+                    oom_killed,
+                });
+            }
+        }
+    }
+
+    fn serve_api(&mut self, api: &UnixListener) {
+        while let Ok((mut stream, _)) = api.accept() {
+            let _ = stream.set_nonblocking(false);
+            let mut line = String::new();
+            let mut byte = [0u8; 1];
+            while line.len() < 256 {
+                match stream.read(&mut byte) {
+                    Ok(1) if byte[0] != b'\n' => line.push(byte[0] as char),
+                    _ => break,
+                }
+            }
+            let reply = match line.trim() {
+                "stop" => {
+                    self.feed(Input::Stop);
+                    "ok\n"
+                }
+                "ping" => "ok\n",
+                _ => "error unknown request\n",
+            };
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    }
+
+    /// Writes status.json and tells `pod run` once the pod has started.
+    fn publish(&mut self) {
+        let phase = self.lifecycle.phase();
+        let status = StatusFile {
+            phase,
+            supervisor_pid: std::process::id() as i32,
+            sandbox_pid: self.sandbox_pid,
+            pids: self
+                .running
+                .iter()
+                .map(|(pid, name)| (name.clone(), *pid))
+                .collect(),
+            finished: self.done,
+            status: self.lifecycle.status(),
+        };
+        if let Err(e) = self.dir.write_status(&status) {
+            tracing::error!("write status: {e}");
+        }
+        let started = phase != Phase::Pending
+            || self.lifecycle.is_finished()
+            || (!self.pod.containers.is_empty()
+                && self
+                    .lifecycle
+                    .status()
+                    .container_statuses
+                    .iter()
+                    .all(|c| c.started));
+        if started {
+            if let Some(mut ready) = self.ready.take() {
+                let _ = ready.write_all(b"ok\n");
+            }
+        }
+    }
+
+    /// The sandbox is gone: release everything but the pod's folder (logs and
+    /// emptyDir contents stay until `pod rm`).
+    fn finish(&mut self) {
+        self.done = true;
+        if let Err(e) = teardown::release(&self.dir, &self.pod, &self.settings.cgroup_prefix) {
+            tracing::error!("release pod resources: {e}");
+        }
+        self.publish();
+    }
+
+    fn fail_setup(&mut self, message: &str) {
+        tracing::error!("pod setup failed: {message}");
+        let _ = teardown::release(&self.dir, &self.pod, &self.settings.cgroup_prefix);
+        if let Some(mut ready) = self.ready.take() {
+            let _ = ready.write_all(format!("error {message}\n").as_bytes());
+        }
+    }
+}
+
+fn options<'a>(id: &'a str, bundle: &'a Path) -> CreateOptions<'a> {
+    CreateOptions {
+        id,
+        bundle,
+        pid_file: None,
+        console_socket: None,
+        preserve_fds: 0,
+        no_pivot: false,
+    }
+}
+
+fn null_stdio() -> Fallible<Stdio> {
+    let open = || -> Fallible<OwnedFd> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|e| format!("open /dev/null: {e}"))
+    };
+    Ok(Stdio {
+        stdin: open()?,
+        stdout: open()?,
+        stderr: open()?,
+    })
+}
+
+fn write_config(bundle: &Path, spec: &serde_json::Value) -> Fallible<()> {
+    let path = bundle.join("config.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec_pretty(spec).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("write {}: {e}", path.display()))
+}

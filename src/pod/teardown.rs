@@ -1,0 +1,112 @@
+//! Undoing a pod on the host: its containers, rootfs mounts, shm and memory
+//! volumes, and its cgroup. Used by the supervisor at the end, and by `pod stop`
+//! and `pod rm` when the supervisor is gone.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::lifecycle::Phase;
+use super::model::Pod;
+use super::store::PodDir;
+use super::supervisor::SANDBOX_ID;
+use super::volumes;
+use crate::image::Rootfs;
+use crate::oci::cgroup::cgroup_mounts;
+use crate::oci::Runtime;
+
+/// Releases everything the pod holds on the host except its folder.
+pub fn release(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> Result<(), String> {
+    let mut errors = vec![];
+    match Runtime::new(&dir.paths.oci_root(), false) {
+        Ok(runtime) => {
+            for id in runtime.ids().unwrap_or_default() {
+                if let Err(e) = runtime.delete(&id, true) {
+                    errors.push(format!("delete {id}: {e}"));
+                }
+            }
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+    let names = pod
+        .init_containers
+        .iter()
+        .chain(&pod.containers)
+        .map(|c| c.name.as_str())
+        .chain([SANDBOX_ID]);
+    for name in names {
+        if let Err(e) = Rootfs::unmount(&dir.paths.bundle(name)) {
+            errors.push(format!("rootfs of {name}: {e}"));
+        }
+    }
+    if let Err(e) = volumes::release(pod, &dir.paths) {
+        errors.push(e.to_string());
+    }
+    for mount in cgroup_mounts() {
+        let pod_cgroup = mount.join(cgroup_prefix.trim_matches('/')).join(&pod.uid);
+        if pod_cgroup.exists() {
+            // Leaf cgroups left by a container that died with the supervisor.
+            if let Ok(children) = std::fs::read_dir(&pod_cgroup) {
+                for child in children.filter_map(|e| e.ok()) {
+                    if child.file_type().is_ok_and(|t| t.is_dir()) {
+                        let _ = std::fs::remove_dir(child.path());
+                    }
+                }
+            }
+            if let Err(e) = std::fs::remove_dir(&pod_cgroup) {
+                errors.push(format!("remove cgroup {}: {e}", pod_cgroup.display()));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// Stops a pod whose supervisor is gone: TERM to every container, KILL after
+/// the grace period, then the sandbox, then release.
+pub fn stop_without_supervisor(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> Result<(), String> {
+    let runtime = Runtime::new(&dir.paths.oci_root(), false).map_err(|e| e.to_string())?;
+    let members: Vec<String> = runtime
+        .ids()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|id| id != SANDBOX_ID)
+        .collect();
+    let running = |id: &str| runtime.state(id).is_ok_and(|s| s.status != "stopped");
+    for id in &members {
+        if running(id) {
+            let _ = runtime.kill(id, Signal::SIGTERM, false);
+        }
+    }
+    let deadline = Instant::now() + pod.termination_grace;
+    let mut pause = Duration::from_millis(5);
+    while members.iter().any(|id| running(id)) && Instant::now() < deadline {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(100));
+    }
+    for id in members
+        .iter()
+        .chain(std::iter::once(&SANDBOX_ID.to_string()))
+    {
+        if runtime.state(id).is_ok() {
+            let _ = runtime.kill(id, Signal::SIGKILL, true);
+        }
+    }
+    release(dir, pod, cgroup_prefix)?;
+    // Record the end: without the supervisor the exit codes are unknown, so a pod
+    // that was not already done counts as failed.
+    if let Some(mut status) = dir.status() {
+        status.finished = true;
+        status.pids.clear();
+        status.sandbox_pid = None;
+        if matches!(status.phase, Phase::Pending | Phase::Running) {
+            status.phase = Phase::Failed;
+            status.status.phase = Phase::Failed;
+        }
+        dir.write_status(&status).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}

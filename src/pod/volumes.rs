@@ -1,0 +1,202 @@
+//! What a pod has on the host besides its containers: its /etc files, its shared
+//! /dev/shm, its volumes. Made before the sandbox starts, undone at `pod rm`.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::model::{HostPathType, Pod, VolumeSource};
+use super::spec::{hosts_file, PodPaths};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mount {what} at {path}: {source}")]
+    Mount {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("spec.volumes {name}: hostPath {path}: {problem}")]
+    HostPath {
+        name: String,
+        path: String,
+        problem: String,
+    },
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> VolumeError + 'a {
+    move |source| VolumeError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The pod's /dev/shm size, as containerd's default.
+const SHM_SIZE: &str = "size=65536k";
+
+fn mount_tmpfs(path: &Path, options: &str, what: &'static str) -> Result<(), VolumeError> {
+    fs::create_dir_all(path).map_err(io("create", path))?;
+    mount(
+        Some("tmpfs"),
+        path,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(options),
+    )
+    .map_err(|source| VolumeError::Mount {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Whether `path` is a mount point (its device differs from its parent's, or
+/// it is listed in mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let target = path.to_string_lossy();
+    info.lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(target.as_ref()))
+}
+
+/// Makes the pod's files and volumes. On error, whatever was made is undone.
+pub fn prepare(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
+    let result = prepare_inner(pod, paths);
+    if result.is_err() {
+        let _ = release(pod, paths);
+    }
+    result
+}
+
+fn prepare_inner(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
+    let etc = paths.hosts();
+    let etc = etc.parent().expect("hosts is inside etc");
+    fs::create_dir_all(etc).map_err(io("create", etc))?;
+    fs::write(paths.hosts(), hosts_file(pod)).map_err(io("write", &paths.hosts()))?;
+    fs::write(paths.hostname(), format!("{}\n", pod.hostname))
+        .map_err(io("write", &paths.hostname()))?;
+    // dnsPolicy Default: the node's resolver configuration.
+    let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
+    fs::write(paths.resolv_conf(), resolv).map_err(io("write", &paths.resolv_conf()))?;
+    mount_tmpfs(
+        &paths.shm(),
+        &format!("mode=1777,{SHM_SIZE}"),
+        "pod /dev/shm",
+    )?;
+    for volume in &pod.volumes {
+        match &volume.source {
+            VolumeSource::EmptyDir {
+                memory,
+                size_limit_bytes,
+            } => {
+                let dir = paths.volume(&volume.name);
+                if *memory {
+                    let size = size_limit_bytes
+                        .map(|b| format!(",size={b}"))
+                        .unwrap_or_default();
+                    mount_tmpfs(&dir, &format!("mode=0777{size}"), "emptyDir (Memory)")?;
+                } else {
+                    fs::create_dir_all(&dir).map_err(io("create emptyDir", &dir))?;
+                    // Any container user may write an emptyDir, as with the kubelet.
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777))
+                        .map_err(io("chmod emptyDir", &dir))?;
+                }
+            }
+            VolumeSource::HostPath { path, kind } => check_host_path(&volume.name, path, *kind)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_host_path(name: &str, path: &str, kind: HostPathType) -> Result<(), VolumeError> {
+    let p = Path::new(path);
+    let err = |problem: &str| VolumeError::HostPath {
+        name: name.to_string(),
+        path: path.to_string(),
+        problem: problem.to_string(),
+    };
+    let meta = fs::metadata(p).ok();
+    match kind {
+        HostPathType::Unset => Ok(()),
+        HostPathType::DirectoryOrCreate => {
+            if meta.is_none() {
+                fs::create_dir_all(p).map_err(|e| err(&e.to_string()))?;
+                fs::set_permissions(p, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| err(&e.to_string()))?;
+                Ok(())
+            } else if meta.is_some_and(|m| m.is_dir()) {
+                Ok(())
+            } else {
+                Err(err("exists and is not a directory"))
+            }
+        }
+        HostPathType::FileOrCreate => match meta {
+            None => {
+                if let Some(parent) = p.parent() {
+                    fs::create_dir_all(parent).map_err(|e| err(&e.to_string()))?;
+                }
+                fs::File::create(p).map_err(|e| err(&e.to_string()))?;
+                Ok(())
+            }
+            Some(m) if m.is_file() => Ok(()),
+            Some(_) => Err(err("exists and is not a file")),
+        },
+        HostPathType::Directory => meta
+            .filter(|m| m.is_dir())
+            .map(|_| ())
+            .ok_or_else(|| err("no such directory")),
+        HostPathType::File => meta
+            .filter(|m| m.is_file())
+            .map(|_| ())
+            .ok_or_else(|| err("no such file")),
+        HostPathType::Socket => meta
+            .filter(|m| m.file_type().is_socket())
+            .map(|_| ())
+            .ok_or_else(|| err("no such socket")),
+        HostPathType::CharDevice => meta
+            .filter(|m| m.file_type().is_char_device())
+            .map(|_| ())
+            .ok_or_else(|| err("no such character device")),
+        HostPathType::BlockDevice => meta
+            .filter(|m| m.file_type().is_block_device())
+            .map(|_| ())
+            .ok_or_else(|| err("no such block device")),
+    }
+}
+
+/// Unmounts the pod's shm and memory volumes. Volume contents stay until the
+/// pod folder is removed (emptyDir lives as long as the pod).
+pub fn release(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
+    let mut first_err = None;
+    let mut unmount = |path: &Path, what: &'static str| {
+        if is_mounted(path) {
+            if let Err(source) = umount2(path, MntFlags::empty()) {
+                first_err.get_or_insert(VolumeError::Mount {
+                    what,
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        }
+    };
+    unmount(&paths.shm(), "pod /dev/shm");
+    for volume in &pod.volumes {
+        if let VolumeSource::EmptyDir { memory: true, .. } = volume.source {
+            unmount(&paths.volume(&volume.name), "emptyDir (Memory)");
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
