@@ -109,6 +109,22 @@ pub enum PodCommand {
     Stop(PodNameArg),
     /// Remove a stopped pod and everything it holds
     Rm(PodRmArgs),
+    /// The pod supervisor (started by `pod run`, not by people)
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SuperviseArgs {
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub ready_fd: Option<i32>,
+    #[arg(long)]
+    pub image_store: PathBuf,
+    #[arg(long)]
+    pub cgroup_prefix: String,
+    #[arg(long)]
+    pub backoff_base_ms: u64,
 }
 
 #[derive(Args, Debug)]

@@ -22,6 +22,7 @@ pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
         PodCommand::Exec(a) => exec(&store, a),
         PodCommand::Stop(a) => stop(&store, &a.name),
         PodCommand::Rm(a) => rm(&store, a),
+        PodCommand::Supervise(a) => supervise(a),
     }
 }
 
@@ -287,5 +288,15 @@ fn rm(store: &PodStore, a: PodRmArgs) -> Result<i32> {
     }
     std::fs::remove_dir_all(dir.dir())?;
     println!("pod/{} removed", pod.name);
+    Ok(0)
+}
+
+fn supervise(a: SuperviseArgs) -> Result<i32> {
+    let mut settings = run::default_settings(
+        a.image_store,
+        Some(Duration::from_millis(a.backoff_base_ms)),
+    );
+    settings.cgroup_prefix = a.cgroup_prefix;
+    run::supervise(&a.dir, a.ready_fd, settings).map_err(|e| anyhow!(e))?;
     Ok(0)
 }

@@ -111,17 +111,11 @@ fn start_supervisor(dir: &PodDir, settings: &Settings) -> Result<(), String> {
                 libc::dup2(log.as_raw_fd(), 2);
             }
             let _ = std::env::set_current_dir("/");
-            let ready = File::from(write);
-            let code = match Supervisor::new(dir.clone(), settings.clone(), Some(ready))
-                .and_then(|s| s.run())
-            {
-                Ok(()) => 0,
-                Err(e) => {
-                    eprintln!("peapod supervisor: {e}");
-                    1
-                }
-            };
-            std::process::exit(code);
+            // A fresh image: the supervisor then maps only the pages it uses,
+            // not everything the CLI had touched (RSS per pod matters).
+            let err = exec_supervisor(dir, settings, write);
+            eprintln!("peapod supervisor: exec: {err}");
+            std::process::exit(1);
         }
         ForkResult::Parent { .. } => {
             drop(write);
@@ -142,6 +136,51 @@ fn start_supervisor(dir: &PodDir, settings: &Settings) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Replaces this (forked) process with `peapod pod supervise`; returns only on error.
+fn exec_supervisor(dir: &PodDir, settings: &Settings, ready: std::os::fd::OwnedFd) -> String {
+    use std::ffi::CString;
+    use std::os::fd::IntoRawFd;
+    // The ready pipe must survive exec.
+    let ready = ready.into_raw_fd();
+    let _ = nix::fcntl::fcntl(
+        ready,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    );
+    let args = [
+        "peapod".to_string(),
+        "pod".into(),
+        "supervise".into(),
+        "--ready-fd".into(),
+        ready.to_string(),
+        "--image-store".into(),
+        settings.image_store.display().to_string(),
+        "--cgroup-prefix".into(),
+        settings.cgroup_prefix.clone(),
+        "--backoff-base-ms".into(),
+        settings.backoff.base.as_millis().to_string(),
+        dir.dir().display().to_string(),
+    ];
+    let args: Vec<CString> = args
+        .into_iter()
+        .filter_map(|a| CString::new(a).ok())
+        .collect();
+    let exe = CString::new("/proc/self/exe").expect("no NUL");
+    match nix::unistd::execv(&exe, &args) {
+        Ok(never) => match never {},
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `pod supervise`: the supervisor's own entry point (started by `pod run`).
+pub fn supervise(dir: &Path, ready_fd: Option<i32>, settings: Settings) -> Result<(), String> {
+    let dir = PodDir {
+        paths: super::spec::PodPaths::new(dir.to_path_buf()),
+    };
+    // SAFETY: the fd was left open across exec for us by `pod run`.
+    let ready = ready_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
+    Supervisor::new(dir, settings, ready)?.run()
 }
 
 /// Settings for tests and the CLI: the kubelet's back-off unless told otherwise.
