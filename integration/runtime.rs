@@ -209,8 +209,12 @@ fn exec_runs_in_the_container_with_overrides() {
         "{table}"
     );
 
-    // A missing executable is an error naming it.
+    // A missing executable or working directory is an error naming it.
     env.fails(&["exec", &id, "/bin/nope"], "/bin/nope");
+    env.fails(
+        &["exec", "--cwd", "/nonexist", &id, "true"],
+        "cwd /nonexist: no such directory",
+    );
     env.ok(&["kill", "--all", &id, "KILL"]);
     env.wait_status(&id, "stopped");
     env.fails(&["exec", &id, "true"], "is stopped");

@@ -57,6 +57,16 @@ impl Runtime {
             }
         }
         let process = self.exec_process(&container.bundle().join("config.json"), opts)?;
+        if let (Some(pid), Some(cwd)) = (container.pid(), process["cwd"].as_str()) {
+            // libcontainer's own failure here is an unnamed syscall error.
+            let inside = format!("/proc/{pid}/root/{}", cwd.trim_start_matches('/'));
+            if !std::path::Path::new(&inside).is_dir() {
+                return Err(Error::Invalid(format!(
+                    "exec in container {}: cwd {cwd}: no such directory in the container",
+                    opts.id
+                )));
+            }
+        }
         let terminal = process["terminal"].as_bool().unwrap_or(false);
         match (terminal, opts.console_socket, opts.detach) {
             (true, None, true) => {

@@ -404,6 +404,7 @@ impl Supervisor {
         let resolved = self.store.resolve(&image.id).map_err(|e| e.to_string())?;
         let rootfs = Rootfs::mount(&self.store, &resolved, &bundle).map_err(|e| e.to_string())?;
         let sandbox_pid = self.sandbox_pid.ok_or("the sandbox is not running")?;
+        volumes::make_sub_paths(&self.pod, &c, &self.dir.paths).map_err(|e| e.to_string())?;
         let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, name);
         let spec = member_spec(
             &self.pod,

@@ -26,6 +26,14 @@ pub enum VolumeError {
         #[source]
         source: nix::Error,
     },
+    #[error(
+        "container {container}: volume {volume}: subPath {sub_path:?} resolves outside the volume"
+    )]
+    SubPath {
+        container: String,
+        volume: String,
+        sub_path: String,
+    },
     #[error("spec.volumes {name}: hostPath {path}: {problem}")]
     HostPath {
         name: String,
@@ -175,6 +183,43 @@ fn check_host_path(name: &str, path: &str, kind: HostPathType) -> Result<(), Vol
             .map(|_| ())
             .ok_or_else(|| err("no such block device")),
     }
+}
+
+/// Creates the subPath folders a container mounts, as the kubelet does.
+pub fn make_sub_paths(
+    pod: &Pod,
+    c: &super::model::Container,
+    paths: &PodPaths,
+) -> Result<(), VolumeError> {
+    for m in &c.mounts {
+        let Some(sub) = &m.sub_path else { continue };
+        let base = match pod
+            .volumes
+            .iter()
+            .find(|v| v.name == m.volume)
+            .map(|v| &v.source)
+        {
+            Some(VolumeSource::EmptyDir { .. }) => paths.volume(&m.volume),
+            Some(VolumeSource::HostPath { path, .. }) => Path::new(path).to_path_buf(),
+            None => continue,
+        };
+        let dir = base.join(sub);
+        if !dir.exists() {
+            fs::create_dir_all(&dir).map_err(io("create subPath", &dir))?;
+        }
+        // A container may have planted a symlink in its volume: the subPath must
+        // still resolve inside the volume, never to elsewhere on the host.
+        let real = fs::canonicalize(&dir).map_err(io("resolve subPath", &dir))?;
+        let real_base = fs::canonicalize(&base).map_err(io("resolve volume", &base))?;
+        if !real.starts_with(&real_base) {
+            return Err(VolumeError::SubPath {
+                container: c.name.clone(),
+                volume: m.volume.clone(),
+                sub_path: sub.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Unmounts the pod's shm and memory volumes. Volume contents stay until the
