@@ -3,5 +3,6 @@
 mod common;
 mod containerd;
 mod pod;
+mod pod_features;
 mod podman;
 mod runtime;

@@ -10,14 +10,14 @@ use serde_json::Value;
 use crate::common::*;
 
 /// One test's pods: their own state root and image store.
-struct PodEnv {
-    root: tempfile::TempDir,
-    store: tempfile::TempDir,
-    work: tempfile::TempDir,
+pub(crate) struct PodEnv {
+    pub(crate) root: tempfile::TempDir,
+    pub(crate) store: tempfile::TempDir,
+    pub(crate) work: tempfile::TempDir,
 }
 
 impl PodEnv {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         require_root();
         let env = PodEnv {
             root: tempfile::Builder::new()
@@ -45,7 +45,7 @@ impl PodEnv {
         env
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(peapod_bin());
         cmd.arg("--root")
             .arg(self.root.path())
@@ -56,11 +56,11 @@ impl PodEnv {
         cmd
     }
 
-    fn peapod(&self, args: &[&str]) -> Output {
+    pub(crate) fn peapod(&self, args: &[&str]) -> Output {
         output_of(&mut self.cmd(args))
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.peapod(args);
         assert!(
             out.status.success(),
@@ -71,32 +71,32 @@ impl PodEnv {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    fn manifest(&self, name: &str, yaml: &str) -> PathBuf {
+    pub(crate) fn manifest(&self, name: &str, yaml: &str) -> PathBuf {
         let path = self.work.path().join(format!("{name}.yaml"));
         std::fs::write(&path, yaml).unwrap();
         path
     }
 
-    fn run(&self, name: &str, yaml: &str) -> Value {
+    pub(crate) fn run(&self, name: &str, yaml: &str) -> Value {
         let path = self.manifest(name, yaml);
         self.ok(&["pod", "run", "-d", "-f", path.to_str().unwrap()]);
         self.inspect(name)
     }
 
-    fn inspect(&self, name: &str) -> Value {
+    pub(crate) fn inspect(&self, name: &str) -> Value {
         serde_json::from_str(&self.ok(&["pod", "inspect", name, "-o", "json"])).unwrap()
     }
 
-    fn pod_dir(&self, uid: &str) -> PathBuf {
+    pub(crate) fn pod_dir(&self, uid: &str) -> PathBuf {
         self.root.path().join("pods").join(uid)
     }
 
-    fn status_file(&self, uid: &str) -> Value {
+    pub(crate) fn status_file(&self, uid: &str) -> Value {
         serde_json::from_slice(&std::fs::read(self.pod_dir(uid).join("status.json")).unwrap())
             .unwrap()
     }
 
-    fn wait_phase(&self, name: &str, phase: &str, finished: bool) -> Value {
+    pub(crate) fn wait_phase(&self, name: &str, phase: &str, finished: bool) -> Value {
         let mut last = Value::Null;
         wait_until(
             &format!("pod {name} to be {phase}"),
@@ -111,7 +111,7 @@ impl PodEnv {
         last
     }
 
-    fn container<'a>(status: &'a Value, name: &str) -> &'a Value {
+    pub(crate) fn container<'a>(status: &'a Value, name: &str) -> &'a Value {
         status["status"]["containerStatuses"]
             .as_array()
             .into_iter()
@@ -121,16 +121,16 @@ impl PodEnv {
             .unwrap_or_else(|| panic!("no status for {name}: {status}"))
     }
 
-    fn pids(&self, uid: &str) -> Value {
+    pub(crate) fn pids(&self, uid: &str) -> Value {
         self.status_file(uid)["pids"].clone()
     }
 
-    fn logs(&self, pod: &str, container: &str) -> String {
+    pub(crate) fn logs(&self, pod: &str, container: &str) -> String {
         self.ok(&["pod", "logs", pod, "-c", container])
     }
 
     /// Removes every pod and checks nothing of them is left on the host.
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         let listed = self.ok(&["pod", "ps"]);
         for line in listed.lines().skip(1) {
             let name = line.split_whitespace().next().unwrap();

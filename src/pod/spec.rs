@@ -286,12 +286,12 @@ fn lookup_group(rootfs: &Path, name: &str) -> Option<u32> {
 /// Default set, minus drop (ALL drops everything), plus add; all for privileged.
 pub fn capabilities(c: &Container) -> Vec<String> {
     if c.security.privileged {
-        return caps::all()
-            .into_iter()
-            .map(|c| c.to_string())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        // Everything this host can grant: a capability outside our bounding set
+        // (CAP_SYS_RESOURCE on some hosts) would make the container fail to start.
+        let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
+        let mut all: Vec<String> = bounding.into_iter().map(|c| c.to_string()).collect();
+        all.sort();
+        return all;
     }
     let drop_all = c.security.caps_drop.iter().any(|d| d == "ALL");
     let mut set: Vec<String> = if drop_all {
