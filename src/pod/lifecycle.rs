@@ -28,10 +28,12 @@
 //!   batch). An exited app container restarts after back-off under `Always`, under
 //!   `OnFailure` only if it failed (exit code != 0, or a start failure), never under
 //!   `Never`.
-//! - Back-off is per container: `base` before a restart, doubled at each further one
-//!   up to `max`, back to `base` when the container had run for `reset_after`.
-//!   Meanwhile it is `Waiting{CrashLoopBackOff}`; `restartCount` counts the restarts
-//!   (it grows when the restart's [`Action::Start`] is emitted).
+//! - Back-off is per container, as the kubelet's: the first restart is at once (its
+//!   [`Action::Start`] comes out of the `handle` call that took the exit), the next
+//!   after `base`, doubled at each further one up to `max`; a container that had run
+//!   for `reset_after` restarts at once again. Only while it really waits is it
+//!   `Waiting{CrashLoopBackOff}`; `restartCount` counts the restarts (it grows when
+//!   the restart's [`Action::Start`] is emitted).
 //! - The pod finishes when the init sequence failed under `Never`, or when every app
 //!   container has exited and none will restart. Shutdown (after finishing or after
 //!   [`Input::Stop`]) cancels pending back-offs, starts nothing more, and stops what
@@ -93,7 +95,9 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The delay before the next restart, given the previous delay (if any) and how
-    /// long the container ran before it exited.
+    /// long the container ran before it exited. As with the kubelet, the first
+    /// crash (and the first after a long clean run) restarts at once; then `base`,
+    /// doubling up to `max`.
     pub fn next(&self, previous: Option<Duration>, ran_for: Duration) -> Duration {
         let max = self.max.min(FOREVER);
         let base = self.base.min(max);
@@ -101,7 +105,7 @@ impl Backoff {
             Some(previous) if ran_for < self.reset_after => {
                 previous.saturating_mul(2).clamp(base, max)
             }
-            _ => base,
+            _ => Duration::ZERO,
         }
     }
 }
@@ -633,6 +637,7 @@ impl Lifecycle {
         if restart {
             let delay = backoff.next(m.backoff, ran_for);
             m.backoff = Some(delay);
+            // A zero delay is already due: `advance`, later in this `handle`, restarts it.
             m.run = Run::BackOff {
                 until: now.mono + delay,
                 delay,
@@ -1180,6 +1185,8 @@ mod tests {
         Finished(bool),
         /// A container's state, as `describe` writes it.
         State(&'static str, &'static str),
+        /// A container's waiting message (None when it has none or is not waiting).
+        Message(&'static str, Option<&'static str>),
         Restarts(&'static str, u32),
     }
 
@@ -1237,6 +1244,15 @@ mod tests {
                     let status = pod.status();
                     let got = status.container(container).expect(&context);
                     assert_eq!(describe(&got.state), *want, "{context}");
+                }
+                Message(container, want) => {
+                    let status = pod.status();
+                    let got = status.container(container).expect(&context);
+                    let got = match &got.state {
+                        ContainerState::Waiting(w) => w.message.as_deref(),
+                        _ => None,
+                    };
+                    assert_eq!(got, *want, "{context}");
                 }
                 Restarts(container, want) => {
                     let status = pod.status();
@@ -1371,15 +1387,22 @@ mod tests {
             let steps = [
                 At(0, begin(), vec![start("a")]),
                 At(1, started("a"), vec![]),
-                At(2, exited("a", 1), vec![]),
+                // The first failure restarts at once.
+                At(2, exited("a", 1), vec![start("a")]),
+                State("a", "Waiting:ContainerCreating"),
+                State("c", "Waiting:PodInitializing"),
+                PhaseIs(Phase::Pending),
+                Restarts("a", 1),
+                Deadline(None),
+                At(2, start_failed("a"), vec![]),
                 State("a", "Waiting:CrashLoopBackOff"),
                 State("c", "Waiting:PodInitializing"),
                 PhaseIs(Phase::Pending),
-                Restarts("a", 0),
+                Restarts("a", 1),
                 Deadline(Some(12)),
                 At(11, tick(), vec![]),
                 At(12, tick(), vec![start("a")]),
-                Restarts("a", 1),
+                Restarts("a", 2),
                 Deadline(None),
                 At(12, start_failed("a"), vec![]),
                 State("a", "Waiting:CrashLoopBackOff"),
@@ -1388,7 +1411,7 @@ mod tests {
                 At(33, started("c"), vec![start("a")]),
                 At(33, started("a"), vec![]),
                 At(34, exited("a", 0), vec![start("c")]),
-                Restarts("a", 2),
+                Restarts("a", 3),
                 State("a", "Terminated:Completed:0"),
                 At(35, started("c"), vec![]),
                 PhaseIs(Phase::Running),
@@ -1408,27 +1431,41 @@ mod tests {
             At(0, started("c"), vec![]),
         ];
         let mut t = 0;
-        for delay in [10, 20, 40, 80, 160, 300, 300] {
-            steps.push(At(t, exited("c", 1), vec![]));
-            steps.push(Deadline(Some(t + delay)));
-            t += delay;
-            steps.push(At(t, tick(), vec![start("c")]));
+        for delay in [0, 10, 20, 40, 80, 160, 300, 300] {
+            if delay == 0 {
+                steps.push(At(t, exited("c", 1), vec![start("c")]));
+                steps.push(Deadline(None));
+            } else {
+                steps.push(At(t, exited("c", 1), vec![]));
+                steps.push(Deadline(Some(t + delay)));
+                t += delay;
+                steps.push(At(t, tick(), vec![start("c")]));
+            }
             steps.push(At(t, started("c"), vec![]));
         }
+        steps.push(Restarts("c", 8));
+        // After a 10-minute run: at once again, then `base` again.
         t += 600;
+        steps.push(At(t, exited("c", 1), vec![start("c")]));
+        steps.push(Deadline(None));
+        steps.push(Restarts("c", 9));
+        steps.push(At(t, started("c"), vec![]));
         steps.push(At(t, exited("c", 1), vec![]));
         steps.push(Deadline(Some(t + 10)));
-        steps.push(Restarts("c", 7));
+        steps.push(Restarts("c", 9));
         run("ladder", TestPod::new(Always).app("c"), &steps);
 
         let backoff = Backoff::default();
         let secs = Duration::from_secs;
         let cases = [
-            (None, secs(0), secs(10)),
+            (None, secs(0), secs(0)),
+            (None, secs(600), secs(0)),
+            (Some(secs(0)), secs(0), secs(10)),
+            (Some(secs(0)), secs(599), secs(10)),
             (Some(secs(10)), secs(0), secs(20)),
             (Some(secs(160)), secs(599), secs(300)),
             (Some(secs(300)), secs(0), secs(300)),
-            (Some(secs(300)), secs(600), secs(10)),
+            (Some(secs(300)), secs(600), secs(0)),
         ];
         for (previous, ran_for, want) in cases {
             assert_eq!(
@@ -1442,7 +1479,8 @@ mod tests {
             max: secs(15),
             reset_after: secs(1),
         };
-        assert_eq!(odd.next(None, secs(0)), secs(15));
+        assert_eq!(odd.next(None, secs(0)), secs(0));
+        assert_eq!(odd.next(Some(secs(0)), secs(0)), secs(15));
         assert_eq!(odd.next(Some(secs(15)), secs(0)), secs(15));
     }
 
@@ -1454,9 +1492,12 @@ mod tests {
         };
         let clock = Clock::new();
         let mut pod = Lifecycle::new(&TestPod::new(Always).app("c").0, fast);
-        pod.handle(begin(), clock.at(0));
-        pod.handle(started("c"), clock.at(0));
-        pod.handle(exited("c", 1), clock.at(0));
+        assert_eq!(pod.handle(begin(), clock.at(0)), vec![start("c")]);
+        assert_eq!(pod.handle(started("c"), clock.at(0)), vec![]);
+        assert_eq!(pod.handle(exited("c", 1), clock.at(0)), vec![start("c")]);
+        assert_eq!(pod.next_deadline(), None);
+        assert_eq!(pod.handle(started("c"), clock.at(0)), vec![]);
+        assert_eq!(pod.handle(exited("c", 1), clock.at(0)), vec![]);
         assert_eq!(
             pod.next_deadline(),
             Some(clock.at(0).mono + Duration::from_millis(10))
@@ -1469,6 +1510,54 @@ mod tests {
             waiting.message.as_deref(),
             Some("back-off 10ms restarting failed container=c pod=web_default(uid-1)")
         );
+    }
+
+    #[test]
+    fn first_crash_restarts_at_once_then_after_base() {
+        let message = "back-off 10s restarting failed container=c pod=web_default(uid-1)";
+        let steps = [
+            At(0, begin(), vec![start("c")]),
+            At(1, started("c"), vec![]),
+            // First crash: Start from the same call, no CrashLoopBackOff in between.
+            At(2, exited("c", 1), vec![start("c")]),
+            State("c", "Waiting:ContainerCreating"),
+            Message("c", None),
+            Restarts("c", 1),
+            Deadline(None),
+            PhaseIs(Phase::Running),
+            At(3, started("c"), vec![]),
+            State("c", "Running"),
+            // Second crash: Start only after `base`.
+            At(4, exited("c", 1), vec![]),
+            State("c", "Waiting:CrashLoopBackOff"),
+            Message("c", Some(message)),
+            Restarts("c", 1),
+            Deadline(Some(14)),
+            At(13, tick(), vec![]),
+            Restarts("c", 1),
+            At(14, tick(), vec![start("c")]),
+            Restarts("c", 2),
+            Deadline(None),
+            At(14, started("c"), vec![]),
+            // Ran for `reset_after`: at once again, and the ladder starts over.
+            At(614, exited("c", 1), vec![start("c")]),
+            State("c", "Waiting:ContainerCreating"),
+            Message("c", None),
+            Restarts("c", 3),
+            Deadline(None),
+            At(615, started("c"), vec![]),
+            At(616, exited("c", 1), vec![]),
+            Message("c", Some(message)),
+            Deadline(Some(626)),
+            At(626, tick(), vec![start("c")]),
+            At(626, started("c"), vec![]),
+            // A second short of `reset_after`: no reset, the delay doubles.
+            At(1225, exited("c", 1), vec![]),
+            State("c", "Waiting:CrashLoopBackOff"),
+            Deadline(Some(1245)),
+            Restarts("c", 4),
+        ];
+        run("ladder from zero", TestPod::new(Always).app("c"), &steps);
     }
 
     #[test]
@@ -1488,13 +1577,18 @@ mod tests {
                     State("b", "Waiting:PodInitializing"),
                     At(3, started("s"), vec![start("b")]),
                     State("s", "Running"),
+                    // The first crash restarts at once, even under Never.
+                    At(4, exited("s", 1), vec![start("s")]),
+                    State("s", "Waiting:ContainerCreating"),
+                    Restarts("s", 1),
+                    At(4, started("s"), vec![]),
                     At(4, exited("s", 1), vec![]),
                     State("s", "Waiting:CrashLoopBackOff"),
                     Deadline(Some(14)),
                     At(5, started("b"), vec![]),
                     At(6, exited("b", 0), vec![start("c")]),
                     At(14, tick(), vec![start("s")]),
-                    Restarts("s", 1),
+                    Restarts("s", 2),
                     At(14, started("s"), vec![]),
                     At(15, started("c"), vec![]),
                     PhaseIs(Phase::Running),
@@ -1508,7 +1602,7 @@ mod tests {
                     Deadline(Some(80)),
                     At(51, killed("s", 15), vec![SANDBOX]),
                     PhaseIs(Phase::Succeeded),
-                    Restarts("s", 2),
+                    Restarts("s", 3),
                 ],
             ),
             (
@@ -1516,6 +1610,9 @@ mod tests {
                 TestPod::new(Always).sidecar("s").init("a").app("c"),
                 vec![
                     At(0, begin(), vec![start("s")]),
+                    At(0, start_failed("s"), vec![start("s")]),
+                    State("s", "Waiting:ContainerCreating"),
+                    State("a", "Waiting:PodInitializing"),
                     At(0, start_failed("s"), vec![]),
                     State("s", "Waiting:CrashLoopBackOff"),
                     State("a", "Waiting:PodInitializing"),
@@ -1531,7 +1628,11 @@ mod tests {
                     At(0, begin(), vec![start("s")]),
                     At(0, started("s"), vec![start("c")]),
                     At(0, started("c"), vec![]),
+                    At(5, exited("s", 1), vec![start("s")]),
+                    At(5, started("s"), vec![]),
                     At(5, exited("s", 1), vec![]),
+                    State("s", "Waiting:CrashLoopBackOff"),
+                    Deadline(Some(15)),
                     At(6, exited("c", 0), vec![SANDBOX]),
                     State("s", "Terminated:Error:1"),
                     PhaseIs(Phase::Succeeded),
@@ -1547,30 +1648,30 @@ mod tests {
 
     #[test]
     fn app_containers_restart_per_policy() {
-        // (policy, how c ends, actions, state, deadline, phase)
+        // (policy, how c ends, actions, state, deadline, phase); a restart is at once.
         let cases = [
             (
                 Always,
                 exited("c", 0),
-                vec![],
-                "Waiting:CrashLoopBackOff",
-                Some(15),
+                vec![start("c")],
+                "Waiting:ContainerCreating",
+                None,
                 Phase::Running,
             ),
             (
                 Always,
                 exited("c", 1),
-                vec![],
-                "Waiting:CrashLoopBackOff",
-                Some(15),
+                vec![start("c")],
+                "Waiting:ContainerCreating",
+                None,
                 Phase::Running,
             ),
             (
                 Always,
                 start_failed("c"),
-                vec![],
-                "Waiting:CrashLoopBackOff",
-                Some(15),
+                vec![start("c")],
+                "Waiting:ContainerCreating",
+                None,
                 Phase::Running,
             ),
             (
@@ -1584,25 +1685,25 @@ mod tests {
             (
                 OnFailure,
                 exited("c", 3),
-                vec![],
-                "Waiting:CrashLoopBackOff",
-                Some(15),
+                vec![start("c")],
+                "Waiting:ContainerCreating",
+                None,
                 Phase::Running,
             ),
             (
                 OnFailure,
                 oom("c"),
-                vec![],
-                "Waiting:CrashLoopBackOff",
-                Some(15),
+                vec![start("c")],
+                "Waiting:ContainerCreating",
+                None,
                 Phase::Running,
             ),
             (
                 OnFailure,
                 start_failed("c"),
-                vec![],
-                "Waiting:CrashLoopBackOff",
-                Some(15),
+                vec![start("c")],
+                "Waiting:ContainerCreating",
+                None,
                 Phase::Running,
             ),
             (
@@ -1641,24 +1742,35 @@ mod tests {
         for (policy, ending, actions, state, deadline, phase) in cases {
             let name = format!("{policy:?} {ending:?}");
             let finished = actions.contains(&SANDBOX);
-            let steps = [
+            let restarts = actions.contains(&start("c"));
+            // A start failure needs the container still being started.
+            let up = if matches!(ending, Input::StartFailed { .. }) {
+                tick()
+            } else {
+                started("c")
+            };
+            let mut steps = vec![
                 At(0, begin(), vec![start("c")]),
-                // A start failure needs the container still being started.
-                At(
-                    1,
-                    if matches!(ending, Input::StartFailed { .. }) {
-                        tick()
-                    } else {
-                        started("c")
-                    },
-                    vec![],
-                ),
-                At(5, ending, actions),
+                At(1, up.clone(), vec![]),
+                At(5, ending.clone(), actions),
                 State("c", state),
                 Deadline(deadline),
                 PhaseIs(phase),
                 Finished(finished),
+                Restarts("c", u32::from(restarts)),
             ];
+            if restarts {
+                // The same ending again waits `base`.
+                steps.extend([
+                    At(6, up, vec![]),
+                    At(7, ending, vec![]),
+                    State("c", "Waiting:CrashLoopBackOff"),
+                    Deadline(Some(17)),
+                    PhaseIs(Phase::Running),
+                    Finished(false),
+                    Restarts("c", 1),
+                ]);
+            }
             run(&name, TestPod::new(policy).app("c"), &steps);
         }
     }
@@ -1703,14 +1815,18 @@ mod tests {
                     At(1, started("a"), vec![]),
                     At(1, started("b"), vec![]),
                     At(2, exited("a", 0), vec![]),
-                    At(3, exited("b", 1), vec![]),
+                    At(3, exited("b", 1), vec![start("b")]),
                     PhaseIs(Phase::Running),
-                    At(13, tick(), vec![start("b")]),
+                    At(3, started("b"), vec![]),
+                    At(4, exited("b", 1), vec![]),
+                    State("b", "Waiting:CrashLoopBackOff"),
                     PhaseIs(Phase::Running),
-                    At(13, started("b"), vec![]),
-                    At(14, exited("b", 0), vec![SANDBOX]),
+                    At(14, tick(), vec![start("b")]),
+                    PhaseIs(Phase::Running),
+                    At(14, started("b"), vec![]),
+                    At(15, exited("b", 0), vec![SANDBOX]),
                     PhaseIs(Phase::Succeeded),
-                    Restarts("b", 1),
+                    Restarts("b", 2),
                 ],
             ),
             (
@@ -1718,7 +1834,10 @@ mod tests {
                 TestPod::new(Always).init("i").app("a"),
                 vec![
                     At(0, begin(), vec![start("i")]),
+                    At(0, start_failed("i"), vec![start("i")]),
+                    PhaseIs(Phase::Pending),
                     At(0, start_failed("i"), vec![]),
+                    State("i", "Waiting:CrashLoopBackOff"),
                     PhaseIs(Phase::Pending),
                     At(10, tick(), vec![start("i")]),
                     At(10, started("i"), vec![]),
@@ -1859,6 +1978,8 @@ mod tests {
                     At(0, begin(), vec![start("s")]),
                     At(0, started("s"), vec![start("a")]),
                     At(0, started("a"), vec![]),
+                    At(5, exited("a", 1), vec![start("a")]),
+                    At(5, started("a"), vec![]),
                     At(5, exited("a", 1), vec![]),
                     Deadline(Some(15)),
                     At(6, stop(), vec![term("s")]),
@@ -1867,7 +1988,7 @@ mod tests {
                     At(15, tick(), vec![]),
                     At(16, exited("s", 0), vec![SANDBOX]),
                     PhaseIs(Phase::Failed),
-                    Restarts("a", 0),
+                    Restarts("a", 1),
                 ],
             ),
             (
@@ -2005,11 +2126,14 @@ mod tests {
             At(1, started("a"), vec![]),
             At(1, start_failed("a"), vec![]),
             State("a", "Running"),
-            At(2, exited("a", 1), vec![]),
+            At(2, exited("a", 1), vec![start("a")]),
+            At(2, started("a"), vec![]),
+            At(3, exited("a", 1), vec![]),
             At(3, exited("a", 1), vec![]),
             At(3, started("a"), vec![]),
-            Restarts("a", 0),
-            Deadline(Some(12)),
+            At(3, start_failed("a"), vec![]),
+            Restarts("a", 1),
+            Deadline(Some(13)),
             State("a", "Waiting:CrashLoopBackOff"),
         ];
         run("ignored", TestPod::new(Always).app("a"), &steps);
@@ -2017,9 +2141,10 @@ mod tests {
         // Exited straight from starting: a run that ended at once.
         let steps = [
             At(0, begin(), vec![start("a")]),
-            At(1, exited("a", 0), vec![]),
-            State("a", "Waiting:CrashLoopBackOff"),
-            Deadline(Some(11)),
+            At(1, exited("a", 0), vec![start("a")]),
+            State("a", "Waiting:ContainerCreating"),
+            Restarts("a", 1),
+            Deadline(None),
         ];
         let (pod, clock) = run(
             "exited while starting",
@@ -2039,8 +2164,16 @@ mod tests {
             Deadline(None),
             At(0, started("a"), vec![]),
             At(0, started("b"), vec![]),
+            // A first crash restarts at once: nothing to wait for.
+            At(1, exited("b", 1), vec![start("b")]),
+            Deadline(None),
+            At(1, started("b"), vec![]),
             At(5, exited("b", 1), vec![]),
             Deadline(Some(15)),
+            // An immediate restart leaves the pending back-off's deadline alone.
+            At(6, exited("a", 1), vec![start("a")]),
+            Deadline(Some(15)),
+            At(6, started("a"), vec![]),
             At(7, exited("a", 1), vec![]),
             Deadline(Some(15)),
             At(15, tick(), vec![start("b")]),
@@ -2062,8 +2195,10 @@ mod tests {
             At(2, started("i"), vec![]),
             At(3, exited("i", 0), vec![start("a")]),
             At(4, started("a"), vec![]),
-            At(10, killed("a", 9), vec![]),
-            At(20, tick(), vec![start("a")]),
+            At(10, killed("a", 9), vec![start("a")]),
+            At(10, started("a"), vec![]),
+            At(11, exited("a", 1), vec![]),
+            At(21, tick(), vec![start("a")]),
             At(21, started("a"), vec![]),
             At(30, exited("a", 2), vec![]),
         ];
@@ -2077,7 +2212,7 @@ mod tests {
         let a = &json["containerStatuses"][0];
         assert_eq!(a["name"], "a");
         assert_eq!(a["image"], "a:latest");
-        assert_eq!(a["restartCount"], 1);
+        assert_eq!(a["restartCount"], 2);
         assert_eq!(a["ready"], false);
         assert_eq!(a["started"], false);
         assert_eq!(a["state"]["waiting"]["reason"], "CrashLoopBackOff");
@@ -2146,7 +2281,7 @@ mod tests {
             serde_json::from_value(json.clone()).unwrap();
         assert_eq!(k8s.phase.as_deref(), Some("Running"));
         let k8s_a = &k8s.container_statuses.as_ref().unwrap()[0];
-        assert_eq!(k8s_a.restart_count, 1);
+        assert_eq!(k8s_a.restart_count, 2);
         let last = k8s_a
             .last_state
             .as_ref()
