@@ -11,6 +11,8 @@ use crate::common::*;
 
 /// One test's pods: their own state root and image store.
 pub(crate) struct PodEnv {
+    /// This test's cgroup parent, so that removing it races with no other test.
+    pub(crate) prefix: String,
     pub(crate) root: tempfile::TempDir,
     pub(crate) store: tempfile::TempDir,
     pub(crate) work: tempfile::TempDir,
@@ -19,7 +21,10 @@ pub(crate) struct PodEnv {
 impl PodEnv {
     pub(crate) fn new() -> Self {
         require_root();
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let env = PodEnv {
+            prefix: format!("peapod-it-pods-{}-{seq}", std::process::id()),
             root: tempfile::Builder::new()
                 .prefix("peapod-pods-")
                 .tempdir()
@@ -52,6 +57,7 @@ impl PodEnv {
             .args(args)
             .env("PEAPOD_IMAGE_STORE", self.store.path())
             .env("PEAPOD_BACKOFF_BASE", "500ms")
+            .env("PEAPOD_CGROUP_PREFIX", &self.prefix)
             .stdin(Stdio::null());
         cmd
     }
@@ -140,6 +146,13 @@ impl PodEnv {
             .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
             .unwrap_or_default();
         assert!(left.is_empty(), "pod folders left: {left:?}");
+        // With its last pod gone, the cgroup parent goes too.
+        let parents: Vec<_> = cgroup_mounts()
+            .into_iter()
+            .map(|m| m.join(&self.prefix))
+            .filter(|p| p.exists())
+            .collect();
+        assert!(parents.is_empty(), "cgroup parents left: {parents:?}");
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         for dir in [self.root.path(), self.store.path()] {
             let d = dir.to_str().unwrap();
@@ -161,13 +174,16 @@ impl Drop for PodEnv {
                 }
             }
         }
+        for mount in cgroup_mounts() {
+            let _ = std::fs::remove_dir(mount.join(&self.prefix));
+        }
     }
 }
 
-fn cgroup_of(uid: &str, leaf: &str) -> Vec<PathBuf> {
+fn cgroup_of(env: &PodEnv, uid: &str, leaf: &str) -> Vec<PathBuf> {
     cgroup_mounts()
         .into_iter()
-        .map(|m| m.join("peapod").join(uid).join(leaf))
+        .map(|m| m.join(&env.prefix).join(uid).join(leaf))
         .filter(|p| p.exists())
         .collect()
 }
@@ -237,7 +253,7 @@ spec:
         }
         assert!(nspid_is_one(pid as i64), "{name} is PID 1 in its namespace");
         assert!(
-            !cgroup_of(&uid, name).is_empty(),
+            !cgroup_of(&env, &uid, name).is_empty(),
             "{name} has a cgroup under the pod's"
         );
     }
@@ -313,14 +329,14 @@ spec:
     );
     for name in ["server", "client"] {
         assert!(
-            cgroup_of(&uid, name).is_empty(),
+            cgroup_of(&env, &uid, name).is_empty(),
             "{name} cgroup removed at stop"
         );
     }
     env.ok(&["pod", "rm", "shared"]);
     assert!(cgroup_mounts()
         .iter()
-        .all(|m| !m.join("peapod").join(&uid).exists()));
+        .all(|m| !m.join(&env.prefix).join(&uid).exists()));
     env.finish();
 }
 
@@ -468,7 +484,7 @@ spec:
     env.ok(&["pod", "rm", "orphan"]);
     assert!(cgroup_mounts()
         .iter()
-        .all(|m| !m.join("peapod").join(&uid).exists()));
+        .all(|m| !m.join(&env.prefix).join(&uid).exists()));
     env.finish();
 }
 

@@ -17,12 +17,12 @@ fn uid_of(pod: &Value) -> String {
     pod["metadata"]["uid"].as_str().unwrap().to_string()
 }
 
-/// The folders `<hierarchy>/peapod/<uid>[/<leaf>]` that exist now, in every hierarchy.
-fn pod_cgroups(uid: &str, leaf: Option<&str>) -> Vec<PathBuf> {
+/// The folders `<hierarchy>/<prefix>/<uid>[/<leaf>]` that exist now, in every hierarchy.
+fn pod_cgroups(env: &PodEnv, uid: &str, leaf: Option<&str>) -> Vec<PathBuf> {
     cgroup_mounts()
         .into_iter()
         .map(|m| {
-            let dir = m.join("peapod").join(uid);
+            let dir = m.join(&env.prefix).join(uid);
             leaf.map_or(dir.clone(), |l| dir.join(l))
         })
         .filter(|p| p.exists())
@@ -36,7 +36,7 @@ fn remove_pod(env: &PodEnv, name: &str, uid: &str, force: bool) {
     } else {
         env.ok(&["pod", "rm", name]);
     }
-    let left = pod_cgroups(uid, None);
+    let left = pod_cgroups(env, uid, None);
     assert!(left.is_empty(), "cgroups of pod {name} left: {left:?}");
 }
 
@@ -190,7 +190,7 @@ spec:
             .any(|c| c["name"] == "side"),
         "the sidecar is reported with the init containers: {status}"
     );
-    assert!(!pod_cgroups(&uid, Some("side")).is_empty());
+    assert!(!pod_cgroups(&env, &uid, Some("side")).is_empty());
 
     // The sidecar exits (0) twice: restarted each time, the app and pod untouched.
     for round in 1..=2u64 {
@@ -439,7 +439,7 @@ spec:
         env.pids(&uid)["app"].is_i64()
     });
     let pid = env.pids(&uid)["app"].as_i64().unwrap();
-    let dirs = pod_cgroups(&uid, Some("app"));
+    let dirs = pod_cgroups(&env, &uid, Some("app"));
     assert!(!dirs.is_empty(), "no cgroup for app");
     let read = |dir: &Path, file: &str| {
         std::fs::read_to_string(dir.join(file))
@@ -448,7 +448,7 @@ spec:
             .to_string()
     };
     let with = |file: &str| dirs.iter().find(|d| d.join(file).exists()).cloned();
-    let leaf = format!("/peapod/{uid}/app");
+    let leaf = format!("/{}/{uid}/app", env.prefix);
     let procs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     if let Some(memory) = with("memory.limit_in_bytes") {
         // cgroup v1
@@ -804,7 +804,7 @@ spec:
     let still = env.inspect("busy");
     assert_eq!(still["status"]["phase"], "Running", "rm touched the pod");
     assert!(env.pod_dir(&uid).is_dir());
-    assert!(!pod_cgroups(&uid, Some("app")).is_empty());
+    assert!(!pod_cgroups(&env, &uid, Some("app")).is_empty());
     one_line_error(&["pod", "inspect", "nosuchpod"], &["nosuchpod"]);
     remove_pod(&env, "busy", &uid, true);
     one_line_error(&["pod", "inspect", "busy"], &["busy"]);

@@ -138,8 +138,25 @@ pub struct PodRunArgs {
     /// First restart back-off (Kubernetes: 10s); doubles up to 5 min
     #[arg(long, env = "PEAPOD_BACKOFF_BASE", value_parser = duration)]
     pub backoff_base: Option<std::time::Duration>,
+    /// Cgroup parent of the pod's cgroups, in every hierarchy (default peapod)
+    #[arg(long, env = "PEAPOD_CGROUP_PREFIX", value_parser = cgroup_prefix)]
+    pub cgroup_prefix: Option<String>,
     #[command(flatten)]
     pub store: StoreArg,
+}
+
+fn cgroup_prefix(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'));
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "invalid cgroup prefix {text:?}: a relative path without . or .."
+        ))
+    }
 }
 
 fn duration(text: &str) -> Result<std::time::Duration, String> {

@@ -27,9 +27,13 @@ pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
 }
 
 fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
+    let mut settings = run::default_settings(a.store.image_store.clone(), a.backoff_base);
+    if let Some(prefix) = a.cgroup_prefix {
+        settings.cgroup_prefix = prefix;
+    }
     let opts = run::RunOptions {
         root: g.root.clone(),
-        settings: run::default_settings(a.store.image_store.clone(), a.backoff_base),
+        settings,
     };
     let (dir, pod) = run::run(&a.file, &opts).map_err(|e| anyhow!(e))?;
     println!("pod/{} started ({})", pod.name, pod.uid);
@@ -256,7 +260,7 @@ fn stop_pod(dir: &PodDir, pod: &Pod) -> Result<()> {
         wait_finished(dir, Some(deadline), false)?;
         return Ok(());
     }
-    teardown::stop_without_supervisor(dir, pod, "peapod").map_err(|e| anyhow!(e))
+    teardown::stop_without_supervisor(dir, pod, &dir.cgroup_prefix()).map_err(|e| anyhow!(e))
 }
 
 fn stop(store: &PodStore, name: &str) -> Result<i32> {
@@ -275,7 +279,7 @@ fn rm(store: &PodStore, a: PodRmArgs) -> Result<i32> {
         }
         stop_pod(&dir, &pod)?;
     }
-    teardown::release(&dir, &pod, "peapod").map_err(|e| anyhow!(e))?;
+    teardown::release(&dir, &pod, &dir.cgroup_prefix()).map_err(|e| anyhow!(e))?;
     // Never remove through a mount: that would reach into images or host paths.
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
     let prefix = format!("{}/", dir.dir().display());

@@ -33,7 +33,16 @@ pub fn run(manifest_path: &Path, opts: &RunOptions) -> Result<(PodDir, Pod), Str
     let store = PodStore::new(&opts.root);
     let dir = store.create(&pod).map_err(|e| e.to_string())?;
     let written = super::store::write_json_atomic(&dir.pod_file(), &pod)
-        .and_then(|_| super::store::write_json_atomic(&dir.images_file(), &images));
+        .and_then(|_| super::store::write_json_atomic(&dir.images_file(), &images))
+        .and_then(|_| {
+            std::fs::write(dir.cgroup_prefix_file(), &opts.settings.cgroup_prefix).map_err(
+                |source| super::store::StoreError::Io {
+                    what: "write",
+                    path: dir.cgroup_prefix_file().display().to_string(),
+                    source,
+                },
+            )
+        });
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(dir.dir());
         return Err(e.to_string());
@@ -194,7 +203,7 @@ pub fn default_settings(
     }
     Settings {
         image_store,
-        cgroup_prefix: "peapod".into(),
+        cgroup_prefix: super::store::DEFAULT_CGROUP_PREFIX.into(),
         backoff,
     }
 }

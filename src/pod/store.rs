@@ -45,6 +45,9 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     }
 }
 
+/// The cgroup parent of pods unless `--cgroup-prefix` says otherwise.
+pub const DEFAULT_CGROUP_PREFIX: &str = "peapod";
+
 /// The image a container runs, as resolved at admission.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ResolvedImage {
@@ -112,6 +115,18 @@ impl PodDir {
     }
     pub fn supervisor_log(&self) -> PathBuf {
         self.paths.dir.join("supervisor.log")
+    }
+    /// The cgroup parent (under each hierarchy) the pod was started with.
+    pub fn cgroup_prefix_file(&self) -> PathBuf {
+        self.paths.dir.join("cgroup-prefix")
+    }
+
+    pub fn cgroup_prefix(&self) -> String {
+        std::fs::read_to_string(self.cgroup_prefix_file())
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| DEFAULT_CGROUP_PREFIX.to_string())
     }
 
     pub fn pod(&self) -> Result<Pod, StoreError> {

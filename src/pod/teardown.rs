@@ -58,11 +58,30 @@ pub fn release(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> Result<(), Strin
             }
         }
     }
+    if errors.is_empty() && is_last_pod(dir) {
+        // The shared parent goes with the last pod (rmdir fails harmlessly if a
+        // pod being created right now already has its folder in it).
+        for mount in cgroup_mounts() {
+            let _ = std::fs::remove_dir(mount.join(cgroup_prefix.trim_matches('/')));
+        }
+    }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors.join("; "))
     }
+}
+
+/// Whether no other pod has a folder beside this one.
+fn is_last_pod(dir: &PodDir) -> bool {
+    let Some(pods) = dir.dir().parent() else {
+        return false;
+    };
+    std::fs::read_dir(pods).is_ok_and(|entries| {
+        entries
+            .filter_map(|e| e.ok())
+            .all(|e| e.path() == dir.dir())
+    })
 }
 
 /// Stops a pod whose supervisor is gone: TERM to every container, KILL after
