@@ -108,7 +108,6 @@ pub struct Supervisor {
     outputs: Vec<Output>,
     /// Each container's current log file (the run being written).
     logs: HashMap<String, File>,
-    runs: HashMap<String, u32>,
     ready: Option<File>,
     done: bool,
 }
@@ -139,7 +138,6 @@ impl Supervisor {
             running: HashMap::new(),
             outputs: vec![],
             logs: HashMap::new(),
-            runs: HashMap::new(),
             ready,
             done: false,
         })
@@ -435,13 +433,10 @@ impl Supervisor {
 
     /// Each run of a container logs to its own file, numbered by restarts.
     fn open_run_log(&mut self, name: &str) -> Fallible<()> {
-        let run = self.runs.get(name).map_or(0, |r| r + 1);
-        let run = run.max(
-            super::logs::runs(&self.dir.logs_dir(), name)
-                .last()
-                .map_or(0, |r| r + 1),
-        );
-        self.runs.insert(name.to_string(), run);
+        // The folder is the record of runs, so numbering survives a new supervisor.
+        let run = super::logs::runs(&self.dir.logs_dir(), name)
+            .last()
+            .map_or(0, |r| r + 1);
         let path = log_path(&self.dir.logs_dir(), name, run);
         let file = open_log(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
         self.logs.insert(name.to_string(), file);
@@ -577,15 +572,8 @@ impl Supervisor {
         if let Err(e) = self.dir.write_status(&status) {
             tracing::error!("write status: {e}");
         }
-        let started = phase != Phase::Pending
-            || self.lifecycle.is_finished()
-            || (!self.pod.containers.is_empty()
-                && self
-                    .lifecycle
-                    .status()
-                    .container_statuses
-                    .iter()
-                    .all(|c| c.started));
+        // Pending lasts until every app container has been started.
+        let started = phase != Phase::Pending || self.lifecycle.is_finished();
         if started {
             if let Some(mut ready) = self.ready.take() {
                 let _ = ready.write_all(b"ok\n");
