@@ -51,17 +51,7 @@ pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
 }
 
 /// The mount points of every cgroup hierarchy that is really mounted here.
-pub fn cgroup_mounts() -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split_whitespace().next()?;
-            let mount = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount))
-        })
-        .collect()
-}
+pub use peapod::oci::cgroup::cgroup_mounts;
 
 /// Runs `cmd` to its exit and returns its output. Output goes through files,
 /// not pipes: a detached container inherits peapod's stdio (as with runc), so a

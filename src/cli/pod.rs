@@ -281,14 +281,11 @@ fn rm(store: &PodStore, a: PodRmArgs) -> Result<i32> {
     }
     teardown::release(&dir, &pod, &dir.cgroup_prefix()).map_err(|e| anyhow!(e))?;
     // Never remove through a mount: that would reach into images or host paths.
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let prefix = format!("{}/", dir.dir().display());
-    if let Some(line) = info.lines().find(|l| {
-        l.split_whitespace()
-            .nth(4)
-            .is_some_and(|m| m.starts_with(&prefix) || m == dir.dir().to_string_lossy())
-    }) {
-        bail!("pod {}: still mounted: {line}", pod.name);
+    if let Some(mount) = crate::image::mount_points()?
+        .into_iter()
+        .find(|m| m.starts_with(dir.dir()))
+    {
+        bail!("pod {}: still mounted: {}", pod.name, mount.display());
     }
     std::fs::remove_dir_all(dir.dir())?;
     println!("pod/{} removed", pod.name);

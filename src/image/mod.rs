@@ -54,7 +54,7 @@ mod fixture;
 use serde::{Deserialize, Serialize};
 
 pub use error::ImageError;
-pub use rootfs::Rootfs;
+pub use rootfs::{is_mounted, mount_points, Rootfs};
 pub use store::ImageStore;
 
 /// Where peapod keeps its images unless told otherwise.

@@ -262,12 +262,12 @@ fn escape_into(data: &mut Vec<u8>, path: &OsStr) {
 }
 
 /// Whether something is mounted on `path` in this process's mount namespace.
-pub(crate) fn is_mounted(path: &Path) -> Result<bool> {
+pub fn is_mounted(path: &Path) -> Result<bool> {
     Ok(mount_points()?.iter().any(|p| p == path))
 }
 
 /// Every mount point of /proc/self/mountinfo, unescaped.
-pub(crate) fn mount_points() -> Result<Vec<PathBuf>> {
+pub fn mount_points() -> Result<Vec<PathBuf>> {
     let info =
         fs::read("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".to_string())?;
     Ok(info

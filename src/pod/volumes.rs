@@ -69,17 +69,6 @@ fn mount_tmpfs(path: &Path, options: &str, what: &'static str) -> Result<(), Vol
     })
 }
 
-/// Whether `path` is a mount point (its device differs from its parent's, or
-/// it is listed in mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let target = path.to_string_lossy();
-    info.lines()
-        .any(|l| l.split_whitespace().nth(4) == Some(target.as_ref()))
-}
-
 /// Makes the pod's files and volumes. On error, whatever was made is undone.
 pub fn prepare(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
     let result = prepare_inner(pod, paths);
@@ -227,7 +216,8 @@ pub fn make_sub_paths(
 pub fn release(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
     let mut first_err = None;
     let mut unmount = |path: &Path, what: &'static str| {
-        if is_mounted(path) {
+        // Unknown (mountinfo unreadable) counts as not mounted: nothing to undo.
+        if crate::image::is_mounted(path).unwrap_or(false) {
             if let Err(source) = umount2(path, MntFlags::empty()) {
                 first_err.get_or_insert(VolumeError::Mount {
                     what,
