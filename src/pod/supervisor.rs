@@ -15,12 +15,11 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::sys::time::TimeSpec;
@@ -53,13 +52,6 @@ pub struct Settings {
 
 type Fallible<T> = Result<T, String>;
 
-/// Signals that arrived while they were unblocked (see `unblocked`), as a bit set.
-static CAUGHT: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn note_signal(signal: libc::c_int) {
-    CAUGHT.fetch_or(1 << signal, Ordering::SeqCst);
-}
-
 /// The signals the supervisor handles through its signalfd.
 fn handled_signals() -> SigSet {
     let mut mask = SigSet::empty();
@@ -74,16 +66,58 @@ fn handled_signals() -> SigSet {
     mask
 }
 
-/// Runs `f` with our signals unblocked: containers inherit the signal mask of the
-/// process that creates them, and a container must not start with SIGTERM
-/// blocked. A signal arriving meanwhile is noted by `note_signal` (whose handler,
-/// unlike SIG_IGN, does not survive exec into the container).
-fn unblocked<T>(f: impl FnOnce() -> T) -> T {
-    let mask = handled_signals();
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
-    let result = f();
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
-    result
+/// Runs `work` in a forked child of the supervisor and returns its answer.
+///
+/// Every libcontainer call goes through here. Its side effects on the calling
+/// process (chdir, non-dumpable, its own oom_score_adj, a signal mask inherited
+/// by the container) stay in the short-lived child, and the code and heap it
+/// touches never count against the long-lived supervisor's memory. Container
+/// processes the child creates are reparented to the supervisor (a subreaper)
+/// when the child exits, so the supervisor still reaps them.
+fn in_child(work: impl FnOnce() -> Fallible<i32>) -> Fallible<i32> {
+    let (read, write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // SAFETY: the supervisor is single-threaded, so the child may run Rust code.
+    match unsafe { nix::unistd::fork() }.map_err(|e| format!("fork: {e}"))? {
+        nix::unistd::ForkResult::Child => {
+            drop(read);
+            // Containers inherit this mask: none of our signals may stay blocked.
+            let _ = nix::sys::signal::sigprocmask(
+                SigmaskHow::SIG_UNBLOCK,
+                Some(&handled_signals()),
+                None,
+            );
+            let answer = match work() {
+                Ok(n) => format!("ok {n}"),
+                Err(message) => format!("error {message}"),
+            };
+            let mut out = File::from(write);
+            let _ = out.write_all(answer.as_bytes());
+            drop(out);
+            // SAFETY: leave at once, without running the supervisor's exit code.
+            unsafe { libc::_exit(0) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(write);
+            let mut answer = String::new();
+            let read_result = File::from(read).read_to_string(&mut answer);
+            let status = loop {
+                match waitpid(child, None) {
+                    Err(Errno::EINTR) => continue,
+                    other => break other,
+                }
+            };
+            read_result.map_err(|e| format!("read from helper process: {e}"))?;
+            match answer.split_once(' ') {
+                Some(("ok", n)) => n
+                    .parse()
+                    .map_err(|_| format!("helper process said {answer:?}")),
+                Some(("error", message)) => Err(message.to_string()),
+                _ => Err(format!(
+                    "helper process ended without an answer ({status:?})"
+                )),
+            }
+        }
+    }
 }
 
 /// One output stream of one container: a FIFO the container writes, we read.
@@ -110,6 +144,8 @@ pub struct Supervisor {
     logs: HashMap<String, File>,
     ready: Option<File>,
     done: bool,
+    /// Work ran since the last poll: give its code pages back before sleeping.
+    idle_trim_due: bool,
 }
 
 fn now() -> Now {
@@ -140,6 +176,7 @@ impl Supervisor {
             logs: HashMap::new(),
             ready,
             done: false,
+            idle_trim_due: true,
         })
     }
 
@@ -157,15 +194,6 @@ impl Supervisor {
         // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
         let mask = handled_signals();
-        let action = SigAction::new(
-            SigHandler::Handler(note_signal),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        for s in mask.iter() {
-            // SAFETY: the handler only does an atomic or.
-            unsafe { sigaction(s, &action) }.map_err(|e| format!("sigaction {s}: {e}"))?;
-        }
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
             .map_err(|e| format!("block signals: {e}"))?;
         let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -189,17 +217,10 @@ impl Supervisor {
             return Err(e);
         }
         while !self.done {
-            let caught = CAUGHT.swap(0, Ordering::SeqCst);
-            if caught & (1 << libc::SIGCHLD) != 0 {
-                self.reap();
-            }
-            if caught & !(1 << libc::SIGCHLD) != 0 {
-                self.feed(Input::Stop);
-            }
-            if self.done {
-                break;
-            }
             self.arm_timer(&timer)?;
+            if std::mem::take(&mut self.idle_trim_due) {
+                super::idle::release_code_pages();
+            }
             let mut fds = vec![
                 PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(timer.as_fd(), PollFlags::POLLIN),
@@ -283,15 +304,9 @@ impl Supervisor {
         let spec = sandbox_spec(&self.pod, &self.dir.paths, &rootfs.path(), &cgroup);
         write_config(&bundle, &spec)?;
         let stdio = null_stdio()?;
-        let container = unblocked(|| {
-            self.runtime
-                .create_with_stdio(&options(SANDBOX_ID, &bundle), stdio)
-        })
-        .map_err(|e| format!("sandbox: {e}"))?;
-        self.runtime
-            .start(SANDBOX_ID)
+        let pid = in_child(|| create_and_start(&self.runtime, SANDBOX_ID, &bundle, stdio))
             .map_err(|e| format!("sandbox: {e}"))?;
-        self.sandbox_pid = container.pid().map(|p| p.as_raw());
+        self.sandbox_pid = Some(pid);
         self.feed(Input::Begin);
         Ok(())
     }
@@ -338,6 +353,7 @@ impl Supervisor {
     }
 
     fn feed(&mut self, input: Input) {
+        self.idle_trim_due = true;
         let actions = self.lifecycle.handle(input, now());
         for action in actions {
             self.act(action);
@@ -372,12 +388,12 @@ impl Supervisor {
                     StopSignal::Term => (Signal::SIGTERM, false),
                     StopSignal::Kill => (Signal::SIGKILL, true),
                 };
-                if let Err(e) = self.runtime.kill(&container, sig, all) {
+                if let Err(e) = self.signal(&container, sig, all) {
                     tracing::warn!("signal {container}: {e}");
                 }
             }
             Action::StopSandbox => {
-                if let Err(e) = self.runtime.kill(SANDBOX_ID, Signal::SIGKILL, true) {
+                if let Err(e) = self.signal(SANDBOX_ID, Signal::SIGKILL, true) {
                     tracing::warn!("stop sandbox: {e}");
                     // No sandbox to wait for: finish now.
                     self.finish();
@@ -396,7 +412,7 @@ impl Supervisor {
             .get(name)
             .cloned()
             .ok_or_else(|| format!("no resolved image for {name}"))?;
-        let _ = self.runtime.delete(name, true);
+        self.delete_container(name);
         let bundle = self.dir.paths.bundle(name);
         Rootfs::unmount(&bundle).map_err(|e| e.to_string())?;
         let resolved = self.store.resolve(&image.id).map_err(|e| e.to_string())?;
@@ -417,18 +433,29 @@ impl Supervisor {
         write_config(&bundle, &spec)?;
         self.open_run_log(name)?;
         let stdio = self.container_stdio(name)?;
-        let container = unblocked(|| {
+        in_child(|| create_and_start(&self.runtime, name, &bundle, stdio))
+    }
+
+    /// Sends `signal` to a container's init (or, with `all`, to every process
+    /// in its cgroup).
+    fn signal(&self, id: &str, signal: Signal, all: bool) -> Fallible<()> {
+        in_child(|| {
             self.runtime
-                .create_with_stdio(&options(name, &bundle), stdio)
+                .kill(id, signal, all)
+                .map(|()| 0)
+                .map_err(|e| crate::cli::one_line(&anyhow::Error::new(e)))
         })
-        .map_err(|e| crate::cli::one_line(&anyhow::Error::new(e)))?;
-        self.runtime
-            .start(name)
-            .map_err(|e| crate::cli::one_line(&anyhow::Error::new(e)))?;
-        container
-            .pid()
-            .map(|p| p.as_raw())
-            .ok_or_else(|| format!("container {name} has no process"))
+        .map(drop)
+    }
+
+    /// Removes a container's OCI state and cgroup (its logs stay).
+    fn delete_container(&self, id: &str) {
+        let _ = in_child(|| {
+            self.runtime
+                .delete(id, true)
+                .map(|()| 0)
+                .map_err(|e| e.to_string())
+        });
     }
 
     /// Each run of a container logs to its own file, numbered by restarts.
@@ -520,7 +547,7 @@ impl Supervisor {
                 self.drain_outputs(&name);
                 let oom_killed = false;
                 // The exited container's cgroup and state go now; its logs stay.
-                let _ = self.runtime.delete(&name, true);
+                self.delete_container(&name);
                 self.feed(Input::Exited {
                     container: name,
                     exit_code: code,
@@ -609,6 +636,20 @@ fn options<'a>(id: &'a str, bundle: &'a Path) -> CreateOptions<'a> {
         preserve_fds: 0,
         no_pivot: false,
     }
+}
+
+/// Creates and starts one OCI container (in a helper process, see `in_child`);
+/// returns the pid of its process.
+fn create_and_start(runtime: &Runtime, id: &str, bundle: &Path, stdio: Stdio) -> Fallible<i32> {
+    let one_line = |e| crate::cli::one_line(&anyhow::Error::new(e));
+    let container = runtime
+        .create_with_stdio(&options(id, bundle), stdio)
+        .map_err(one_line)?;
+    runtime.start(id).map_err(one_line)?;
+    container
+        .pid()
+        .map(|p| p.as_raw())
+        .ok_or_else(|| format!("container {id} has no process"))
 }
 
 fn null_stdio() -> Fallible<Stdio> {
