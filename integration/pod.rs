@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::common::*;
@@ -485,6 +487,81 @@ spec:
     assert!(cgroup_mounts()
         .iter()
         .all(|m| !m.join(&env.prefix).join(&uid).exists()));
+    env.finish();
+}
+
+#[test]
+fn adopted_pod_keeps_its_containers_restarts_lost_ones_and_stops_gracefully() {
+    let env = PodEnv::new();
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: adoptee }
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+    - name: app
+      image: busybox
+      command: ["sh", "-c", "trap 'echo bye; exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"]
+    - { name: other, image: busybox, command: ["sleep", "3600"] }
+"#;
+    let pod = env.run("adoptee", yaml);
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    env.wait_phase("adoptee", "Running", false);
+    let old = env.status_file(&uid)["supervisor_pid"].as_i64().unwrap() as i32;
+    let app = env.pids(&uid)["app"].as_i64().unwrap() as i32;
+    let other = env.pids(&uid)["other"].as_i64().unwrap() as i32;
+    let started_at =
+        PodEnv::container(&env.inspect("adoptee"), "app")["state"]["running"]["startedAt"].clone();
+    nix::sys::signal::kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
+    wait_until("supervisor gone", Duration::from_secs(5), || !is_alive(old));
+
+    let out = env.ok(&["pod", "adopt", "adoptee"]);
+    assert!(out.contains("pod/adoptee adopted"), "{out}");
+    let new = env.status_file(&uid)["supervisor_pid"].as_i64().unwrap() as i32;
+    assert!(new != old && is_alive(new), "supervisor {old} -> {new}");
+    // Only one supervisor per pod.
+    let again = env.peapod(&["pod", "adopt", "adoptee"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is running"));
+    // The containers were kept, not restarted, and their output still reaches the same log.
+    let status = env.inspect("adoptee");
+    assert_eq!(
+        PodEnv::container(&status, "app")["state"]["running"]["startedAt"],
+        started_at
+    );
+    assert_eq!(PodEnv::container(&status, "app")["restartCount"], 0);
+    assert_eq!(env.pids(&uid)["app"].as_i64().unwrap() as i32, app);
+    let ticks = |text: &str| text.lines().filter(|l| l.starts_with("tick ")).count();
+    let seen = ticks(&env.logs("adoptee", "app"));
+    wait_until(
+        "more app output after adoption",
+        Duration::from_secs(10),
+        || ticks(&env.logs("adoptee", "app")) > seen + 5,
+    );
+    let runs = std::fs::read_dir(env.pod_dir(&uid).join("logs").join("app"))
+        .unwrap()
+        .count();
+    assert_eq!(runs, 1, "adoption must not start a new run of app");
+
+    // A kept container that dies is restarted; its exit status is unknown.
+    nix::sys::signal::kill(Pid::from_raw(other), Signal::SIGKILL).unwrap();
+    let mut status = Value::Null;
+    wait_until("other restarted", Duration::from_secs(10), || {
+        status = env.inspect("adoptee");
+        let c = PodEnv::container(&status, "other");
+        c["restartCount"] == 1 && c["state"]["running"].is_object()
+    });
+    let last = &PodEnv::container(&status, "other")["lastState"]["terminated"];
+    assert_eq!(last["reason"], "ContainerStatusUnknown", "{status}");
+    assert_eq!(last["exitCode"], 137);
+
+    // The new supervisor stops the pod: TERM reaches the kept container.
+    env.ok(&["pod", "stop", "adoptee"]);
+    env.wait_phase("adoptee", "Failed", true);
+    assert!(!is_alive(app) && !is_alive(new));
+    assert!(env.logs("adoptee", "app").lines().any(|l| l == "bye"));
+    env.ok(&["pod", "rm", "adoptee"]);
     env.finish();
 }
 

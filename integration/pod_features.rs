@@ -810,3 +810,38 @@ spec:
     one_line_error(&["pod", "inspect", "busy"], &["busy"]);
     env.finish();
 }
+
+#[test]
+fn a_container_killed_for_memory_is_oom_killed_and_a_clean_exit_is_not() {
+    let env = PodEnv::new();
+    // dd's 64 MiB buffer cannot fit in 16 MiB: the OOM killer ends it (no swap here).
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: hungry }
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: eater
+      image: busybox
+      command: ["sh", "-c", "exec dd if=/dev/zero of=/dev/null bs=64M count=4"]
+      resources:
+        limits: { memory: 16Mi }
+    - name: modest
+      image: busybox
+      command: ["sh", "-c", "exec dd if=/dev/zero of=/dev/null bs=1M count=4"]
+      resources:
+        limits: { memory: 16Mi }
+"#;
+    env.run("hungry", yaml);
+    let status = env.wait_phase("hungry", "Failed", true);
+    let eater = &PodEnv::container(&status, "eater")["state"]["terminated"];
+    assert_eq!(eater["reason"], "OOMKilled", "{status}");
+    assert_eq!(eater["exitCode"], 137, "{status}");
+    let modest = &PodEnv::container(&status, "modest")["state"]["terminated"];
+    assert_eq!(modest["reason"], "Completed", "{status}");
+    assert_eq!(modest["exitCode"], 0, "{status}");
+    env.ok(&["pod", "rm", "hungry"]);
+    env.finish();
+}

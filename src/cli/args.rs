@@ -109,6 +109,8 @@ pub enum PodCommand {
     Stop(PodNameArg),
     /// Remove a stopped pod and everything it holds
     Rm(PodRmArgs),
+    /// Give a running pod whose supervisor died a new supervisor
+    Adopt(PodAdoptArgs),
     /// The pod supervisor (started by `pod run`, not by people)
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -125,6 +127,20 @@ pub struct SuperviseArgs {
     pub cgroup_prefix: String,
     #[arg(long)]
     pub backoff_base_ms: u64,
+    /// Take over a pod whose supervisor died, instead of starting it
+    #[arg(long)]
+    pub adopt: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PodAdoptArgs {
+    /// NAME, NAMESPACE/NAME or the pod's uid
+    pub name: String,
+    /// First restart back-off (Kubernetes: 10s); doubles up to 5 min
+    #[arg(long, env = "PEAPOD_BACKOFF_BASE", value_parser = duration)]
+    pub backoff_base: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ use crate::oci::{ExecOptions, ExecOutcome, Runtime};
 use crate::pod::lifecycle::{ContainerState, Phase};
 use crate::pod::model::Pod;
 use crate::pod::store::{PodDir, PodStore};
+use crate::pod::supervisor::Mode;
 use crate::pod::{api, logs, run, teardown};
 
 pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
@@ -22,6 +23,7 @@ pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
         PodCommand::Exec(a) => exec(&store, a),
         PodCommand::Stop(a) => stop(&store, &a.name),
         PodCommand::Rm(a) => rm(&store, a),
+        PodCommand::Adopt(a) => adopt(g, &store, a),
         PodCommand::Supervise(a) => supervise(a),
     }
 }
@@ -292,12 +294,26 @@ fn rm(store: &PodStore, a: PodRmArgs) -> Result<i32> {
     Ok(0)
 }
 
+fn adopt(g: &GlobalOpts, store: &PodStore, a: PodAdoptArgs) -> Result<i32> {
+    let (dir, pod) = store.find(&a.name)?;
+    let mut settings = run::default_settings(a.store.image_store.clone(), a.backoff_base);
+    settings.cgroup_prefix = dir.cgroup_prefix();
+    let opts = run::RunOptions {
+        root: g.root.clone(),
+        settings,
+    };
+    run::adopt(&dir, &opts).map_err(|e| anyhow!("pod {}: {e}", pod.name))?;
+    println!("pod/{} adopted", pod.name);
+    Ok(0)
+}
+
 fn supervise(a: SuperviseArgs) -> Result<i32> {
     let mut settings = run::default_settings(
         a.image_store,
         Some(Duration::from_millis(a.backoff_base_ms)),
     );
     settings.cgroup_prefix = a.cgroup_prefix;
-    run::supervise(&a.dir, a.ready_fd, settings).map_err(|e| anyhow!(e))?;
+    let mode = if a.adopt { Mode::Adopt } else { Mode::Start };
+    run::supervise(&a.dir, a.ready_fd, settings, mode).map_err(|e| anyhow!(e))?;
     Ok(0)
 }

@@ -44,3 +44,23 @@ pub fn remove_empty(cgroup_path: &Path) -> bool {
         }
     })
 }
+
+/// How many processes the OOM killer has killed in this cgroup: `oom_kill` of
+/// memory.events (v2) or memory.oom_control (v1). 0 if neither is readable.
+pub fn oom_kills(cgroup_path: &Path) -> u64 {
+    let rel = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
+    cgroup_mounts()
+        .into_iter()
+        .flat_map(|mount| {
+            let dir = mount.join(rel);
+            [dir.join("memory.events"), dir.join("memory.oom_control")]
+        })
+        .filter_map(|file| std::fs::read_to_string(file).ok())
+        .filter_map(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        })
+        .max()
+        .unwrap_or(0)
+}

@@ -135,6 +135,11 @@ pub enum Input {
         signal: Option<i32>,
         oom_killed: bool,
     },
+    /// The container's process is gone and its exit status is unknown (it was
+    /// not our child: a supervisor of the pod that has since died started it). Taken as
+    /// the kubelet takes a container it lost: exit code 137, reason
+    /// "ContainerStatusUnknown", a failure for the restart policy.
+    Lost { container: String },
     /// Time passed (the timer for `next_deadline` fired).
     Tick,
     /// Graceful stop requested (pod stop / rm, or the supervisor got SIGTERM).
@@ -143,7 +148,7 @@ pub enum Input {
 
 /// How to stop a container: its stop signal (SIGTERM unless the image says
 /// otherwise), or SIGKILL once the grace period is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum StopSignal {
     Term,
     Kill,
@@ -399,6 +404,7 @@ enum Ending {
         signal: Option<i32>,
         oom_killed: bool,
     },
+    Lost,
 }
 
 impl Lifecycle {
@@ -465,6 +471,7 @@ impl Lifecycle {
                 };
                 self.on_exit(&container, ending, now);
             }
+            Input::Lost { container } => self.on_exit(&container, Ending::Lost, now),
             Input::Tick => {}
             Input::Stop => self.begin_shutdown(now),
         }
@@ -553,6 +560,107 @@ impl Lifecycle {
         self.deadline.is_some()
     }
 
+    /// Containers whose process is (or may be) running: started, or being started.
+    pub fn alive_containers(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.alive())
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// Everything needed to carry on with this pod in another process, with
+    /// monotonic instants turned into wall-clock times as of `now`.
+    pub fn snapshot(&self, now: Now) -> Snapshot {
+        Snapshot {
+            begun: self.begun,
+            start_time: self.start_time,
+            initialized: self.initialized,
+            init_failed: self.init_failed,
+            deadline: self.deadline.map(|d| wall_of(d, now)),
+            sandbox_stopped: self.sandbox_stopped,
+            transitions: self.transitions.to_vec(),
+            members: self
+                .members
+                .iter()
+                .map(|m| MemberSnapshot {
+                    name: m.name.clone(),
+                    run: match &m.run {
+                        Run::Idle => RunSnapshot::Idle,
+                        Run::Starting => RunSnapshot::Starting,
+                        Run::Running {
+                            since_wall,
+                            signaled,
+                            ..
+                        } => RunSnapshot::Running {
+                            since: *since_wall,
+                            signaled: *signaled,
+                        },
+                        Run::BackOff { until, delay } => RunSnapshot::BackOff {
+                            until: wall_of(*until, now),
+                            delay_ms: delay.as_millis() as u64,
+                        },
+                        Run::Exited => RunSnapshot::Exited,
+                    },
+                    has_started: m.has_started,
+                    restart_count: m.restart_count,
+                    backoff_ms: m.backoff.map(|d| d.as_millis() as u64),
+                    latest: m.latest.clone(),
+                    previous: m.previous.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The lifecycle of `pod` as a `snapshot` left it. Fails if the snapshot is
+    /// not of this pod's containers.
+    pub fn restore(
+        pod: &model::Pod,
+        backoff: Backoff,
+        snapshot: &Snapshot,
+        now: Now,
+    ) -> Result<Self, String> {
+        let mut lifecycle = Self::new(pod, backoff);
+        let names: Vec<&str> = lifecycle.members.iter().map(|m| m.name.as_str()).collect();
+        let saved: Vec<&str> = snapshot.members.iter().map(|m| m.name.as_str()).collect();
+        if names != saved || snapshot.transitions.len() != CONDITIONS.len() {
+            return Err(format!(
+                "the saved lifecycle has containers {saved:?}, the pod has {names:?}"
+            ));
+        }
+        lifecycle.begun = snapshot.begun;
+        lifecycle.start_time = snapshot.start_time;
+        lifecycle.initialized = snapshot.initialized;
+        lifecycle.init_failed = snapshot.init_failed;
+        lifecycle.deadline = snapshot.deadline.map(|d| instant_of(d, now));
+        lifecycle.sandbox_stopped = snapshot.sandbox_stopped;
+        for (t, saved) in lifecycle.transitions.iter_mut().zip(&snapshot.transitions) {
+            *t = *saved;
+        }
+        for (m, saved) in lifecycle.members.iter_mut().zip(&snapshot.members) {
+            m.run = match saved.run {
+                RunSnapshot::Idle => Run::Idle,
+                RunSnapshot::Starting => Run::Starting,
+                RunSnapshot::Running { since, signaled } => Run::Running {
+                    since: instant_of(since, now),
+                    since_wall: since,
+                    signaled,
+                },
+                RunSnapshot::BackOff { until, delay_ms } => Run::BackOff {
+                    until: instant_of(until, now),
+                    delay: Duration::from_millis(delay_ms),
+                },
+                RunSnapshot::Exited => Run::Exited,
+            };
+            m.has_started = saved.has_started;
+            m.restart_count = saved.restart_count;
+            m.backoff = saved.backoff_ms.map(Duration::from_millis);
+            m.latest = saved.latest.clone();
+            m.previous = saved.previous.clone();
+        }
+        Ok(lifecycle)
+    }
+
     fn member(&mut self, name: &str) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.name == name)
     }
@@ -581,12 +689,13 @@ impl Lifecycle {
                 Run::Running {
                     since, since_wall, ..
                 },
-                Ending::Exited { .. },
+                Ending::Exited { .. } | Ending::Lost,
             ) => (
                 Some(*since_wall),
                 now.mono.saturating_duration_since(*since),
             ),
             (Run::Starting, Ending::Exited { .. }) => (Some(now.wall), Duration::ZERO),
+            (Run::Starting, Ending::Lost) => (None, Duration::ZERO),
             (Run::Starting, Ending::StartFailed { .. }) => (None, Duration::ZERO),
             _ => return,
         };
@@ -622,6 +731,17 @@ impl Lifecycle {
                     finished_at: now.wall,
                 }
             }
+            Ending::Lost => TerminatedState {
+                exit_code: 137,
+                signal: None,
+                reason: "ContainerStatusUnknown".to_owned(),
+                message: Some(
+                    "The container's exit status is unknown: a previous supervisor of the pod started it"
+                        .to_owned(),
+                ),
+                started_at,
+                finished_at: now.wall,
+            },
         };
         let failed = terminated.exit_code != 0;
         m.has_started |= started_at.is_some();
@@ -918,6 +1038,69 @@ impl Member {
             restart_count: self.restart_count,
             started: self.running(),
         }
+    }
+}
+
+/// [`Lifecycle`]'s state in a form that outlives the process (see
+/// [`Lifecycle::snapshot`]): instants are wall-clock times.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    begun: bool,
+    start_time: Option<DateTime<Utc>>,
+    initialized: bool,
+    init_failed: bool,
+    deadline: Option<DateTime<Utc>>,
+    sandbox_stopped: bool,
+    transitions: Vec<Option<(bool, DateTime<Utc>)>>,
+    members: Vec<MemberSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct MemberSnapshot {
+    name: String,
+    run: RunSnapshot,
+    has_started: bool,
+    restart_count: u32,
+    backoff_ms: Option<u64>,
+    latest: Option<TerminatedState>,
+    previous: Option<TerminatedState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum RunSnapshot {
+    Idle,
+    Starting,
+    Running {
+        since: DateTime<Utc>,
+        signaled: Option<StopSignal>,
+    },
+    BackOff {
+        until: DateTime<Utc>,
+        delay_ms: u64,
+    },
+    Exited,
+}
+
+/// The wall-clock time of a monotonic instant, as seen at `now`.
+fn wall_of(instant: Instant, now: Now) -> DateTime<Utc> {
+    let offset = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    if instant >= now.mono {
+        now.wall + offset(instant - now.mono)
+    } else {
+        now.wall - offset(now.mono - instant)
+    }
+}
+
+/// The monotonic instant of a wall-clock time, as seen at `now` (an instant
+/// before the process's clock can express becomes `now.mono`).
+fn instant_of(wall: DateTime<Utc>, now: Now) -> Instant {
+    match (wall - now.wall).to_std() {
+        Ok(ahead) => now.mono + ahead.min(FOREVER),
+        Err(_) => (now.wall - wall)
+            .to_std()
+            .ok()
+            .and_then(|behind| now.mono.checked_sub(behind))
+            .unwrap_or(now.mono),
     }
 }
 
@@ -2360,5 +2543,107 @@ mod tests {
         for (d, want) in cases {
             assert_eq!(go_duration(d), want);
         }
+    }
+
+    /// Two lifecycles fed the same inputs: one lives on, the other goes through
+    /// a JSON snapshot (as a replacement supervisor gets it) at `cut` seconds.
+    #[test]
+    fn a_restored_lifecycle_carries_on_exactly_like_the_original() {
+        let pod = TestPod::new(OnFailure)
+            .init("setup")
+            .sidecar("log")
+            .app("web")
+            .app("worker");
+        let backoff = Backoff {
+            base: Duration::from_secs(10),
+            ..Backoff::default()
+        };
+        let before = [
+            (0, begin()),
+            (1, started("setup")),
+            (2, exited("setup", 0)),
+            (3, started("log")),
+            (4, started("web")),
+            (4, started("worker")),
+            (5, exited("worker", 1)),
+            (5, started("worker")),
+            (6, exited("worker", 2)),
+        ];
+        let after = [
+            (20, tick()),
+            (20, started("worker")),
+            (30, stop()),
+            (31, exited("web", 0)),
+            (33, exited("worker", 143)),
+            (35, exited("log", 0)),
+        ];
+        let clock = Clock::new();
+        let mut original = Lifecycle::new(&pod.0, backoff);
+        for (secs, input) in &before {
+            original.handle(input.clone(), clock.at(*secs));
+        }
+        let json = serde_json::to_string(&original.snapshot(clock.at(7))).unwrap();
+        // The new process has its own monotonic clock; wall time is what carries over.
+        let later = Clock {
+            mono: Instant::now() + Duration::from_secs(1000),
+            wall: clock.wall,
+        };
+        let snapshot: Snapshot = serde_json::from_str(&json).unwrap();
+        let mut restored = Lifecycle::restore(&pod.0, backoff, &snapshot, later.at(8)).unwrap();
+        assert_eq!(restored.status(), original.status());
+        assert_eq!(restored.alive_containers(), ["log", "web"]);
+        // The worker's back-off (10 s after its second crash at 6 s) is still due at 16 s.
+        assert_eq!(restored.next_deadline(), Some(later.at(16).mono));
+        for (secs, input) in &after {
+            let want = original.handle(input.clone(), clock.at(*secs));
+            let got = restored.handle(input.clone(), later.at(*secs));
+            assert_eq!(got, want, "at {secs}s: {input:?}");
+            assert_eq!(restored.status(), original.status(), "at {secs}s");
+        }
+        assert!(restored.is_finished());
+    }
+
+    #[test]
+    fn a_restored_lifecycle_refuses_another_pods_snapshot() {
+        let clock = Clock::new();
+        let pod = TestPod::new(Always).app("web");
+        let snapshot = Lifecycle::new(&pod.0, Backoff::default()).snapshot(clock.at(0));
+        let other = TestPod::new(Always).app("db");
+        let err =
+            Lifecycle::restore(&other.0, Backoff::default(), &snapshot, clock.at(1)).unwrap_err();
+        assert!(
+            err.contains("[\"web\"]") && err.contains("[\"db\"]"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_lost_container_is_unknown_and_restarts_as_a_failure() {
+        let lost = |c: &str| Input::Lost {
+            container: c.into(),
+        };
+        let (pod, _) = run(
+            "lost",
+            TestPod::new(OnFailure).app("web"),
+            &[
+                At(0, begin(), vec![start("web")]),
+                At(1, started("web"), vec![]),
+                At(5, lost("web"), vec![start("web")]),
+                State("web", "Waiting:ContainerCreating"),
+                Restarts("web", 1),
+            ],
+        );
+        let last = pod
+            .status()
+            .container("web")
+            .unwrap()
+            .last_state
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (last.exit_code, last.reason.as_str()),
+            (137, "ContainerStatusUnknown")
+        );
+        assert!(last.message.unwrap().contains("supervisor"));
     }
 }

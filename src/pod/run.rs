@@ -13,7 +13,7 @@ use super::lifecycle::Backoff;
 use super::manifest;
 use super::model::Pod;
 use super::store::{PodDir, PodStore, ResolvedImage};
-use super::supervisor::{Settings, Supervisor, PAUSE_IMAGE};
+use super::supervisor::{Mode, Settings, Supervisor, PAUSE_IMAGE};
 use crate::image::ImageStore;
 
 pub struct RunOptions {
@@ -47,7 +47,7 @@ pub fn run(manifest_path: &Path, opts: &RunOptions) -> Result<(PodDir, Pod), Str
         let _ = std::fs::remove_dir_all(dir.dir());
         return Err(e.to_string());
     }
-    match start_supervisor(&dir, &opts.settings) {
+    match start_supervisor(&dir, &opts.settings, Mode::Start) {
         Ok(()) => Ok((dir, pod)),
         Err(e) => {
             let _ = super::teardown::release(&dir, &pod, &opts.settings.cgroup_prefix);
@@ -101,10 +101,13 @@ pub fn resolve_images(
 
 /// Forks the supervisor (we are single-threaded, so fork is safe) into its own
 /// session, with its output in the pod folder, and waits for its first word.
-fn start_supervisor(dir: &PodDir, settings: &Settings) -> Result<(), String> {
+fn start_supervisor(dir: &PodDir, settings: &Settings, mode: Mode) -> Result<(), String> {
     let (read, write) = pipe().map_err(|e| format!("pipe: {e}"))?;
-    let log = File::create(dir.supervisor_log())
-        .map_err(|e| format!("create {}: {e}", dir.supervisor_log().display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.supervisor_log())
+        .map_err(|e| format!("open {}: {e}", dir.supervisor_log().display()))?;
     // SAFETY: the process is single-threaded (the CLI), so the child may run Rust code.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
@@ -122,7 +125,7 @@ fn start_supervisor(dir: &PodDir, settings: &Settings) -> Result<(), String> {
             let _ = std::env::set_current_dir("/");
             // A fresh image: the supervisor then maps only the pages it uses,
             // not everything the CLI had touched (RSS per pod matters).
-            let err = exec_supervisor(dir, settings, write);
+            let err = exec_supervisor(dir, settings, mode, write);
             eprintln!("peapod supervisor: exec: {err}");
             std::process::exit(1);
         }
@@ -148,7 +151,12 @@ fn start_supervisor(dir: &PodDir, settings: &Settings) -> Result<(), String> {
 }
 
 /// Replaces this (forked) process with `peapod pod supervise`; returns only on error.
-fn exec_supervisor(dir: &PodDir, settings: &Settings, ready: std::os::fd::OwnedFd) -> String {
+fn exec_supervisor(
+    dir: &PodDir,
+    settings: &Settings,
+    mode: Mode,
+    ready: std::os::fd::OwnedFd,
+) -> String {
     use std::ffi::CString;
     use std::os::fd::IntoRawFd;
     // The ready pipe must survive exec.
@@ -157,7 +165,7 @@ fn exec_supervisor(dir: &PodDir, settings: &Settings, ready: std::os::fd::OwnedF
         ready,
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
     );
-    let args = [
+    let mut args = vec![
         "peapod".to_string(),
         "pod".into(),
         "supervise".into(),
@@ -171,6 +179,9 @@ fn exec_supervisor(dir: &PodDir, settings: &Settings, ready: std::os::fd::OwnedF
         settings.backoff.base.as_millis().to_string(),
         dir.dir().display().to_string(),
     ];
+    if mode == Mode::Adopt {
+        args.insert(3, "--adopt".into());
+    }
     let args: Vec<CString> = args
         .into_iter()
         .filter_map(|a| CString::new(a).ok())
@@ -183,13 +194,30 @@ fn exec_supervisor(dir: &PodDir, settings: &Settings, ready: std::os::fd::OwnedF
 }
 
 /// `pod supervise`: the supervisor's own entry point (started by `pod run`).
-pub fn supervise(dir: &Path, ready_fd: Option<i32>, settings: Settings) -> Result<(), String> {
+pub fn supervise(
+    dir: &Path,
+    ready_fd: Option<i32>,
+    settings: Settings,
+    mode: Mode,
+) -> Result<(), String> {
     let dir = PodDir {
         paths: super::spec::PodPaths::new(dir.to_path_buf()),
     };
     // SAFETY: the fd was left open across exec for us by `pod run`.
     let ready = ready_fd.map(|fd| unsafe { File::from_raw_fd(fd) });
-    Supervisor::new(dir, settings, ready)?.run()
+    // One supervisor per pod, for as long as it lives: the lock goes with it.
+    let lock = match super::store::lock_supervisor(&dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            if let Some(mut ready) = ready {
+                let _ = std::io::Write::write_all(&mut ready, format!("error {e}\n").as_bytes());
+            }
+            return Err(e);
+        }
+    };
+    let result = Supervisor::new(dir, settings, ready, mode)?.run();
+    drop(lock);
+    result
 }
 
 /// Settings for tests and the CLI: the kubelet's back-off unless told otherwise.
@@ -206,4 +234,24 @@ pub fn default_settings(
         cgroup_prefix: super::store::DEFAULT_CGROUP_PREFIX.into(),
         backoff,
     }
+}
+
+/// `pod adopt`: starts a new supervisor for a pod whose supervisor died. The
+/// pod's containers that still run are kept (their exit statuses will be
+/// unknown: they are not the new supervisor's children); the rest carries on
+/// from the pod's status.json. Returns once the new supervisor has taken over.
+pub fn adopt(dir: &PodDir, opts: &RunOptions) -> Result<(), String> {
+    let status = dir
+        .status()
+        .ok_or_else(|| format!("{}: the pod has no status", dir.dir().display()))?;
+    if status.finished {
+        return Err("the pod has finished: there is nothing to adopt".into());
+    }
+    if super::store::supervisor_running(dir) {
+        return Err(format!(
+            "the pod's supervisor (pid {}) is running",
+            status.supervisor_pid
+        ));
+    }
+    start_supervisor(dir, &opts.settings, Mode::Adopt)
 }

@@ -3,6 +3,7 @@
 //! writes (status.json), logs, volumes and the pod's OCI state.
 
 use std::fs;
+use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -83,6 +84,13 @@ pub struct StatusFile {
     pub pids: std::collections::BTreeMap<String, i32>,
     pub finished: bool,
     pub status: PodStatusView,
+    /// What a replacement supervisor carries on from (see `pod adopt`).
+    #[serde(default)]
+    pub lifecycle: Option<super::lifecycle::Snapshot>,
+    /// Start times (clock ticks since boot) of the processes in `pids` and of
+    /// the sandbox, so that a recycled PID is never taken for one of ours.
+    #[serde(default)]
+    pub starts: std::collections::BTreeMap<i32, u64>,
 }
 
 /// One pod's folder.
@@ -248,5 +256,37 @@ impl PodStore {
         fs::set_permissions(dir.dir(), fs::Permissions::from_mode(0o700))
             .map_err(io("chmod", dir.dir()))?;
         Ok(dir)
+    }
+}
+
+/// The lock a pod's supervisor holds for its whole life (`supervisor.lock` in
+/// the pod's folder). Fails if another supervisor holds it.
+pub fn lock_supervisor(dir: &PodDir) -> Result<File, String> {
+    let path = dir.dir().join("supervisor.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("open {}: {e}", path.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        return Err(format!("another supervisor holds {}", path.display()));
+    }
+    Ok(file)
+}
+
+/// Whether a supervisor holds the pod's lock (it is alive, answering or not).
+pub fn supervisor_running(dir: &PodDir) -> bool {
+    match lock_supervisor(dir) {
+        // We got it, so nobody else had it; dropping the file releases it.
+        Ok(_) => false,
+        Err(_) => dir.dir().join("supervisor.lock").exists(),
     }
 }

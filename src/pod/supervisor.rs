@@ -21,7 +21,7 @@ use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::stat::Mode;
+use nix::sys::stat::Mode as FileMode;
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -146,6 +146,21 @@ pub struct Supervisor {
     done: bool,
     /// Work ran since the last poll: give its code pages back before sleeping.
     idle_trim_due: bool,
+    /// Start a new pod, or take over one whose supervisor died.
+    mode: Mode,
+    /// Processes of the pod that are not our children (they were started by a
+    /// supervisor that died): a pidfd each, readable once the process is gone.
+    watched: Vec<(i32, OwnedFd)>,
+}
+
+/// What a supervisor starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A new pod: make its sandbox and start its containers.
+    Start,
+    /// A pod whose supervisor died: carry on from its status.json, keeping the
+    /// containers that still run.
+    Adopt,
 }
 
 fn now() -> Now {
@@ -156,7 +171,7 @@ fn now() -> Now {
 }
 
 impl Supervisor {
-    pub fn new(dir: PodDir, settings: Settings, ready: Option<File>) -> Fallible<Self> {
+    pub fn new(dir: PodDir, settings: Settings, ready: Option<File>, mode: Mode) -> Fallible<Self> {
         let pod = dir.pod().map_err(|e| e.to_string())?;
         let images = dir.images().map_err(|e| e.to_string())?;
         let store = ImageStore::open(&settings.image_store).map_err(|e| e.to_string())?;
@@ -177,6 +192,8 @@ impl Supervisor {
             ready,
             done: false,
             idle_trim_due: true,
+            mode,
+            watched: Vec::new(),
         })
     }
 
@@ -212,8 +229,16 @@ impl Supervisor {
         api.set_nonblocking(true)
             .map_err(|e| format!("api socket: {e}"))?;
 
-        if let Err(e) = self.start_pod() {
-            self.fail_setup(&e);
+        let begun = match self.mode {
+            Mode::Start => self.start_pod(),
+            Mode::Adopt => self.resume_pod(),
+        };
+        if let Err(e) = begun {
+            if self.mode == Mode::Start {
+                self.fail_setup(&e);
+            } else if let Some(mut ready) = self.ready.take() {
+                let _ = ready.write_all(format!("error {e}\n").as_bytes());
+            }
             return Err(e);
         }
         while !self.done {
@@ -226,6 +251,9 @@ impl Supervisor {
                 PollFd::new(timer.as_fd(), PollFlags::POLLIN),
                 PollFd::new(api.as_fd(), PollFlags::POLLIN),
             ];
+            for (_, pidfd) in &self.watched {
+                fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
+            }
             for out in &self.outputs {
                 fds.push(PollFd::new(out.fifo.as_fd(), PollFlags::POLLIN));
             }
@@ -238,9 +266,20 @@ impl Supervisor {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
-            for (i, is_ready) in ready.iter().enumerate().skip(3) {
+            let first_output = 3 + self.watched.len();
+            for (i, is_ready) in ready.iter().enumerate().skip(first_output) {
                 if *is_ready {
-                    self.pump_output(i - 3);
+                    self.pump_output(i - first_output);
+                }
+            }
+            let gone: Vec<i32> = (0..self.watched.len())
+                .filter(|i| ready[3 + i])
+                .map(|i| self.watched[i].0)
+                .collect();
+            for pid in gone {
+                self.watched.retain(|(p, _)| *p != pid);
+                if self.process_ended(pid, None) {
+                    break;
                 }
             }
             if ready[2] {
@@ -284,19 +323,7 @@ impl Supervisor {
     /// Volumes, /etc files, /dev/shm, the sandbox; then the lifecycle begins.
     fn start_pod(&mut self) -> Fallible<()> {
         volumes::prepare(&self.pod, &self.dir.paths).map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(self.dir.io_dir()).map_err(|e| format!("create io dir: {e}"))?;
-        let names: Vec<String> = self.containers().map(|c| c.name.clone()).collect();
-        for name in names {
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                let fifo = self.open_fifo(&name, stream)?;
-                self.outputs.push(Output {
-                    container: name.clone(),
-                    stream,
-                    fifo,
-                    splitter: LineSplitter::default(),
-                });
-            }
-        }
+        self.open_outputs()?;
         let pause = self.store.resolve(PAUSE_IMAGE).map_err(|e| e.to_string())?;
         let bundle = self.dir.paths.bundle(SANDBOX_ID);
         let rootfs = Rootfs::mount(&self.store, &pause, &bundle).map_err(|e| e.to_string())?;
@@ -311,6 +338,93 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Takes over a pod whose supervisor died: its lifecycle from status.json,
+    /// its output FIFOs, and a pidfd on each of its processes that still runs
+    /// (they are no longer our children, so their exit statuses are lost).
+    fn resume_pod(&mut self) -> Fallible<()> {
+        let status = self.dir.status().ok_or("the pod has no status.json")?;
+        if status.finished {
+            return Err("the pod has finished: there is nothing to adopt".into());
+        }
+        let snapshot = status
+            .lifecycle
+            .as_ref()
+            .ok_or("the pod's status.json has no lifecycle record to carry on from")?;
+        self.lifecycle = Lifecycle::restore(&self.pod, self.settings.backoff, snapshot, now())?;
+        self.open_outputs()?;
+        let same = |pid: &i32| {
+            let recorded = status.starts.get(pid).copied();
+            recorded.is_some() && crate::oci::process_start_time(*pid) == recorded
+        };
+        if let Some(pid) = status.sandbox_pid.filter(same) {
+            self.watch(pid)?;
+            self.sandbox_pid = Some(pid);
+        }
+        let mut lost = Vec::new();
+        for name in self.lifecycle.alive_containers() {
+            match status.pids.get(&name).filter(|pid| same(pid)) {
+                Some(&pid) => {
+                    self.watch(pid)?;
+                    self.running.insert(pid, name.clone());
+                    // Its output goes on into the run's log file.
+                    let run = super::logs::runs(&self.dir.logs_dir(), &name)
+                        .last()
+                        .copied()
+                        .unwrap_or(0);
+                    let path = log_path(&self.dir.logs_dir(), &name, run);
+                    let file =
+                        open_log(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+                    self.logs.insert(name, file);
+                }
+                None => lost.push(name),
+            }
+        }
+        if self.sandbox_pid.is_none() {
+            // Nothing can run without the sandbox: stop what is left.
+            self.feed(Input::Stop);
+        }
+        for name in lost {
+            self.delete_container(&name);
+            self.feed(Input::Lost { container: name });
+        }
+        self.feed(Input::Tick);
+        Ok(())
+    }
+
+    /// Watches a process that is not our child, through a pidfd.
+    fn watch(&mut self, pid: i32) -> Fallible<()> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(format!(
+                "pidfd_open {pid}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: the fd was just returned to us and is owned by nobody else.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        self.watched.push((pid, fd));
+        Ok(())
+    }
+
+    /// One FIFO per output stream of every container, kept open for the pod's life.
+    fn open_outputs(&mut self) -> Fallible<()> {
+        std::fs::create_dir_all(self.dir.io_dir()).map_err(|e| format!("create io dir: {e}"))?;
+        let names: Vec<String> = self.containers().map(|c| c.name.clone()).collect();
+        for name in names {
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                let fifo = self.open_fifo(&name, stream)?;
+                self.outputs.push(Output {
+                    container: name.clone(),
+                    stream,
+                    fifo,
+                    splitter: LineSplitter::default(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn fifo_path(&self, name: &str, stream: Stream) -> PathBuf {
         self.dir.io_dir().join(format!("{name}.{}", stream.name()))
     }
@@ -320,7 +434,7 @@ impl Supervisor {
     fn open_fifo(&self, name: &str, stream: Stream) -> Fallible<File> {
         let path = self.fifo_path(name, stream);
         if !path.exists() {
-            nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600))
+            nix::unistd::mkfifo(&path, FileMode::from_bits_truncate(0o600))
                 .map_err(|e| format!("mkfifo {}: {e}", path.display()))?;
         }
         OpenOptions::new()
@@ -527,35 +641,51 @@ impl Supervisor {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(s) => s,
             };
-            let (pid, code, signal) = match status {
+            let ended = match status {
                 WaitStatus::Exited(pid, code) => (pid.as_raw(), code, None),
                 WaitStatus::Signaled(pid, sig, _) => {
                     (pid.as_raw(), 128 + sig as i32, Some(sig as i32))
                 }
                 _ => continue,
             };
-            if Some(pid) == self.sandbox_pid {
-                self.sandbox_pid = None;
-                if !self.lifecycle.is_finished() {
-                    // The sandbox died under the pod: nothing can run without it.
-                    self.feed(Input::Stop);
-                }
-                self.finish();
+            let (pid, code, signal) = ended;
+            if self.process_ended(pid, Some((code, signal))) {
                 return;
             }
-            if let Some(name) = self.running.remove(&pid) {
-                self.drain_outputs(&name);
-                let oom_killed = false;
-                // The exited container's cgroup and state go now; its logs stay.
-                self.delete_container(&name);
-                self.feed(Input::Exited {
+        }
+    }
+
+    /// A process of the pod ended, with its exit code and signal if it was our
+    /// child. Returns true once the pod is done (the sandbox is gone).
+    fn process_ended(&mut self, pid: i32, exit: Option<(i32, Option<i32>)>) -> bool {
+        if Some(pid) == self.sandbox_pid {
+            self.sandbox_pid = None;
+            if !self.lifecycle.is_finished() {
+                // The sandbox died under the pod: nothing can run without it.
+                self.feed(Input::Stop);
+            }
+            self.finish();
+            return true;
+        }
+        if let Some(name) = self.running.remove(&pid) {
+            self.drain_outputs(&name);
+            // Each run has a fresh cgroup, so any OOM kill in it was in this run.
+            let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, &name);
+            let oom_killed = crate::oci::cgroup::oom_kills(Path::new(&cgroup)) > 0;
+            // The exited container's cgroup and state go now; its logs stay.
+            self.delete_container(&name);
+            let input = match exit {
+                Some((exit_code, signal)) => Input::Exited {
                     container: name,
-                    exit_code: code,
+                    exit_code,
                     signal,
                     oom_killed,
-                });
-            }
+                },
+                None => Input::Lost { container: name },
+            };
+            self.feed(input);
         }
+        false
     }
 
     fn serve_api(&mut self, api: &UnixListener) {
@@ -595,6 +725,13 @@ impl Supervisor {
                 .collect(),
             finished: self.done,
             status: self.lifecycle.status(),
+            lifecycle: Some(self.lifecycle.snapshot(now())),
+            starts: self
+                .running
+                .keys()
+                .chain(&self.sandbox_pid)
+                .filter_map(|&pid| Some((pid, crate::oci::process_start_time(pid)?)))
+                .collect(),
         };
         if let Err(e) = self.dir.write_status(&status) {
             tracing::error!("write status: {e}");
