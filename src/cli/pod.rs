@@ -26,15 +26,20 @@ pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
     }
 }
 
-fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
+/// How pods are run, from the flags `pod run` and `static` share.
+pub fn run_options(g: &GlobalOpts, a: &PodSettingsArgs) -> run::RunOptions {
     let mut settings = run::default_settings(a.store.image_store.clone(), a.backoff_base);
-    if let Some(prefix) = a.cgroup_prefix {
-        settings.cgroup_prefix = prefix;
+    if let Some(prefix) = &a.cgroup_prefix {
+        settings.cgroup_prefix = prefix.clone();
     }
-    let opts = run::RunOptions {
+    run::RunOptions {
         root: g.root.clone(),
         settings,
-    };
+    }
+}
+
+fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
+    let opts = run_options(g, &a.settings);
     let (dir, pod) = run::run(&a.file, &opts).map_err(|e| anyhow!(e))?;
     println!("pod/{} started ({})", pod.name, pod.uid);
     if a.detach {
@@ -102,8 +107,8 @@ fn ps(store: &PodStore) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<30} {:<12} {:<10} {:<7} {:<9} AGE",
-        "NAME", "NAMESPACE", "PHASE", "READY", "RESTARTS"
+        "{:<30} {:<12} {:<10} {:<7} {:<9} {:<5} SOURCE",
+        "NAME", "NAMESPACE", "PHASE", "READY", "RESTARTS", "AGE"
     )?;
     for (dir, pod) in store.list() {
         let status = dir.status();
@@ -134,13 +139,17 @@ fn ps(store: &PodStore) -> Result<i32> {
         };
         writeln!(
             out,
-            "{:<30} {:<12} {:<10} {:<7} {:<9} {}",
+            "{:<30} {:<12} {:<10} {:<7} {:<9} {:<5} {}",
             pod.name,
             pod.namespace,
             phase,
             ready,
             restarts,
-            age(started)
+            age(started),
+            // Static pods show their manifest.
+            pod.annotations
+                .get(crate::pod::static_pods::FILE_ANNOTATION)
+                .map_or("-", String::as_str)
         )?;
     }
     Ok(0)
