@@ -288,7 +288,8 @@ fn rm(store: &PodStore, a: PodRmArgs) -> Result<i32> {
         }
         stop_pod(&dir, &pod)?;
     }
-    teardown::release(&dir, &pod, &dir.cgroup_prefix()).map_err(|e| anyhow!(e))?;
+    let cgroup_prefix = dir.cgroup_prefix();
+    teardown::release(&dir, &pod, &cgroup_prefix).map_err(|e| anyhow!(e))?;
     // Never remove through a mount: that would reach into images or host paths.
     if let Some(mount) = crate::image::mount_points()?
         .into_iter()
@@ -297,6 +298,9 @@ fn rm(store: &PodStore, a: PodRmArgs) -> Result<i32> {
         bail!("pod {}: still mounted: {}", pod.name, mount.display());
     }
     std::fs::remove_dir_all(dir.dir())?;
+    if let Some(pods) = dir.dir().parent() {
+        teardown::remove_cgroup_parent_if_no_pods(pods, &cgroup_prefix);
+    }
     println!("pod/{} removed", pod.name);
     Ok(0)
 }
