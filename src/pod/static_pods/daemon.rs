@@ -7,8 +7,9 @@
 //!
 //! When a file counts as written: on IN_CLOSE_WRITE or IN_MOVED_TO (then after
 //! a short settle, so bursts are read once), never while it is open for
-//! writing (IN_MODIFY seen, no close yet). The periodic rescan catches what
-//! inotify cannot see (a symbolic link's target changing, a lost event).
+//! writing (IN_MODIFY seen, no close yet) nor within the settle time of its
+//! last modification. The periodic rescan catches what inotify cannot see (a
+//! symbolic link's target changing, a lost event).
 //!
 //! The daemon's pods outlive it: on SIGTERM or SIGINT it exits and leaves them
 //! running; started again, it finds them by their uid and adopts them.
@@ -327,7 +328,17 @@ impl Daemon {
                 .writing
                 .get(name)
                 .is_some_and(|since| now.duration_since(*since) < WRITING_LIMIT);
-            let declared = if being_written {
+            // Modified a moment ago (and no event said so, as when the daemon
+            // starts while a file is being written): read it once it is quiet.
+            let just_modified = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age < SETTLE);
+            if just_modified && !being_written {
+                self.soon(SETTLE);
+            }
+            let declared = if being_written || just_modified {
                 self.seen
                     .get(&path)
                     .map_or(Declared::Unread, |(_, declared)| declared.clone())
