@@ -440,28 +440,36 @@ fn static_twenty_manifests_at_once_all_come_up() {
     s.finish();
 }
 
-#[test]
-fn static_pod_whose_supervisor_died_is_brought_back() {
-    let mut s = StaticEnv::new();
+/// Runs web.yaml, kills its pod's supervisor, and waits until the pod (same
+/// uid) runs under a live supervisor again: the pod's status before and after.
+fn kill_supervisor_and_wait(s: &mut StaticEnv) -> (Value, Value) {
     s.write("web.yaml", &manifest("web", "web"));
     s.start();
     let uid = s.wait_pods(&["web"])["web-it-node"].clone();
     let before = s.running(&uid).unwrap();
-    let supervisor = before["supervisor_pid"].as_i64().unwrap() as i32;
+    let supervisor = before["supervisor_pid"].as_i64().unwrap();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(supervisor),
+        nix::unistd::Pid::from_raw(supervisor as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
+    let mut after = Value::Null;
+    wait_until("the pod supervised again", FOLLOW, || {
+        after = s.running(&uid).unwrap_or_default();
+        s.pods().get("web-it-node") == Some(&uid)
+            && after["supervisor_pid"]
+                .as_i64()
+                .is_some_and(|pid| pid != supervisor && is_alive(pid as i32))
+    });
+    (before, after)
+}
+
+#[test]
+fn static_pod_whose_supervisor_died_is_brought_back() {
+    let mut s = StaticEnv::new();
     // Adopted, or (without adoption) stopped and started anew from the same
     // file: the same uid, running under a live supervisor again.
-    wait_until("the pod supervised again", FOLLOW, || {
-        s.pods().get("web-it-node") == Some(&uid)
-            && s.running(&uid).is_some_and(|st| {
-                st["supervisor_pid"].as_i64() != Some(supervisor as i64)
-                    && is_alive(st["supervisor_pid"].as_i64().unwrap() as i32)
-            })
-    });
+    kill_supervisor_and_wait(&mut s);
     s.finish();
 }
 
@@ -469,23 +477,7 @@ fn static_pod_whose_supervisor_died_is_brought_back() {
 #[ignore = "needs pod adoption"]
 fn static_pod_whose_supervisor_died_is_adopted_without_restart() {
     let mut s = StaticEnv::new();
-    s.write("web.yaml", &manifest("web", "web"));
-    s.start();
-    let uid = s.wait_pods(&["web"])["web-it-node"].clone();
-    let before = s.running(&uid).unwrap();
-    let supervisor = before["supervisor_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(supervisor),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
-    wait_until("the pod adopted", FOLLOW, || {
-        s.running(&uid).is_some_and(|st| {
-            st["supervisor_pid"].as_i64() != Some(supervisor as i64)
-                && is_alive(st["supervisor_pid"].as_i64().unwrap() as i32)
-        })
-    });
-    let after = s.running(&uid).unwrap();
+    let (before, after) = kill_supervisor_and_wait(&mut s);
     assert_eq!(started_at(&after), started_at(&before));
     assert_eq!(after["pids"], before["pids"]);
     assert!(s.log().contains("adopted"), "{}", s.log());
