@@ -5,11 +5,12 @@
 //! pods start without waiting for them, and old pods are stopped and removed
 //! by `peapod pod rm --force` child processes it reaps.
 //!
-//! When a file counts as written: on IN_CLOSE_WRITE or IN_MOVED_TO (then after
-//! a short settle, so bursts are read once), never while it is open for
-//! writing (IN_MODIFY seen, no close yet) nor within the settle time of its
-//! last modification. The periodic rescan catches what inotify cannot see (a
-//! symbolic link's target changing, a lost event).
+//! When a file counts as written: 100 ms after IN_CLOSE_WRITE (a writer may
+//! reopen it to append) or 10 ms after IN_MOVED_TO (so that a burst is read
+//! once); never while it is open for writing (IN_MODIFY seen, no close yet);
+//! at start, not within 100 ms of its last modification. The periodic rescan
+//! catches what inotify cannot see (a symbolic link's target changing, a lost
+//! event).
 //!
 //! The daemon's pods outlive it: on SIGTERM or SIGINT it exits and leaves them
 //! running; started again, it finds them by their uid and adopts them.
@@ -40,8 +41,11 @@ use crate::pod::lifecycle::Phase;
 use crate::pod::run::{self, Launch, RunOptions};
 use crate::pod::store::{write_json_atomic, PodDir, PodStore};
 
-/// Quiet time after a file event before the folder is read: one read for a burst.
+/// Quiet time after a file is closed (a writer may reopen it to append)
+/// before the folder is read; one read for a burst.
 const SETTLE: Duration = Duration::from_millis(100);
+/// The same after a rename or removal, which are whole at once.
+const SETTLE_ATOMIC: Duration = Duration::from_millis(10);
 /// A file modified and not closed for this long is read anyway.
 const WRITING_LIMIT: Duration = Duration::from_secs(30);
 
@@ -260,14 +264,14 @@ impl Daemon {
                 }
             };
             let mut count = 0;
-            let mut changed = false;
+            let mut changed: Option<Duration> = None;
             let mut lost_watch = false;
             for event in events {
                 count += 1;
                 if event.mask.contains(EventMask::Q_OVERFLOW) {
                     // Events were lost: read everything again.
                     self.writing.clear();
-                    changed = true;
+                    changed = Some(Duration::ZERO);
                     continue;
                 }
                 if event
@@ -288,14 +292,20 @@ impl Daemon {
                 if !event.mask.contains(EventMask::CREATE) {
                     self.writing.remove(name);
                 }
-                changed = true;
+                let atomic = EventMask::MOVED_TO | EventMask::MOVED_FROM | EventMask::DELETE;
+                let settle = if event.mask.intersects(atomic) {
+                    SETTLE_ATOMIC
+                } else {
+                    SETTLE
+                };
+                changed = Some(changed.map_or(settle, |d| d.min(settle)));
             }
             if lost_watch {
                 self.watch = None;
                 self.soon(Duration::ZERO);
             }
-            if changed {
-                self.soon(SETTLE);
+            if let Some(settle) = changed {
+                self.soon(settle);
             }
             if count == 0 {
                 return;
@@ -328,13 +338,14 @@ impl Daemon {
                 .writing
                 .get(name)
                 .is_some_and(|since| now.duration_since(*since) < WRITING_LIMIT);
-            // Modified a moment ago (and no event said so, as when the daemon
-            // starts while a file is being written): read it once it is quiet.
-            let just_modified = std::fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-                .is_some_and(|age| age < SETTLE);
+            // At start, before any event: a file modified a moment ago may be
+            // being written; read it once it is quiet.
+            let just_modified = self.reconciles == 1
+                && std::fs::metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age < SETTLE);
             if just_modified && !being_written {
                 self.soon(SETTLE);
             }
