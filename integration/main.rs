@@ -6,3 +6,4 @@ mod pod;
 mod pod_features;
 mod podman;
 mod runtime;
+mod static_pods;

@@ -123,6 +123,16 @@ impl<S: Subscriber> Layer<S> for RuntimeLog {
 /// Installs the global logger. Returns whether log lines go to a file (then errors
 /// are also printed to stderr, as runc does).
 pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> anyhow::Result<bool> {
+    init_with(log, format, debug, false)
+}
+
+/// As `init`; with `info_on_stderr`, info lines go to stderr too (a daemon's log).
+pub fn init_with(
+    log: Option<&Path>,
+    format: LogFormat,
+    debug: bool,
+    info_on_stderr: bool,
+) -> anyhow::Result<bool> {
     let sink = match log {
         Some(path) if path != Path::new("/dev/stderr") => {
             let file = OpenOptions::new()
@@ -139,7 +149,7 @@ pub fn init(log: Option<&Path>, format: LogFormat, debug: bool) -> anyhow::Resul
     // we print; in a log file they are useful detail.
     let default = if debug {
         "debug"
-    } else if to_file {
+    } else if to_file || info_on_stderr {
         "info,libcontainer=error,libcgroups=error"
     } else {
         "warn,libcontainer=off,libcgroups=off"

@@ -84,6 +84,39 @@ pub enum Command {
     /// Manage the local image store
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Run a pod for every manifest in a folder, as the kubelet runs static pods
+    Static(StaticArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StaticArgs {
+    /// Folder of pod manifests (default /etc/kubernetes/manifests)
+    #[arg(long)]
+    pub manifest_dir: Option<PathBuf>,
+    /// YAML file with manifestDir, nodeName, rescanSeconds (flags win)
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Node name, appended to pod names (default: the host name, lower-cased)
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Seconds between full reads of the folder (default 20)
+    #[arg(long)]
+    pub rescan_seconds: Option<u64>,
+    #[command(flatten)]
+    pub pods: PodSettingsArgs,
+}
+
+/// How pods are run: shared by `pod run` and `static`.
+#[derive(Args, Debug, Clone)]
+pub struct PodSettingsArgs {
+    /// First restart back-off (Kubernetes: 10s); doubles up to 5 min
+    #[arg(long, env = "PEAPOD_BACKOFF_BASE", value_parser = duration)]
+    pub backoff_base: Option<std::time::Duration>,
+    /// Cgroup parent of the pod's cgroups, in every hierarchy (default peapod)
+    #[arg(long, env = "PEAPOD_CGROUP_PREFIX", value_parser = cgroup_prefix)]
+    pub cgroup_prefix: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArg,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -151,14 +184,8 @@ pub struct PodRunArgs {
     /// Return once the pod has started
     #[arg(short, long)]
     pub detach: bool,
-    /// First restart back-off (Kubernetes: 10s); doubles up to 5 min
-    #[arg(long, env = "PEAPOD_BACKOFF_BASE", value_parser = duration)]
-    pub backoff_base: Option<std::time::Duration>,
-    /// Cgroup parent of the pod's cgroups, in every hierarchy (default peapod)
-    #[arg(long, env = "PEAPOD_CGROUP_PREFIX", value_parser = cgroup_prefix)]
-    pub cgroup_prefix: Option<String>,
     #[command(flatten)]
-    pub store: StoreArg,
+    pub settings: PodSettingsArgs,
 }
 
 fn cgroup_prefix(text: &str) -> Result<String, String> {

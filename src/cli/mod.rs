@@ -4,6 +4,7 @@ mod args;
 mod image;
 mod pod;
 mod runtime;
+mod static_pods;
 
 use clap::Parser;
 
@@ -27,10 +28,13 @@ pub fn main() -> i32 {
             return 1;
         }
     };
-    let to_file = match crate::logging::init(
+    // A daemon's stderr is its log: it says what it decides.
+    let daemon = matches!(cli.command, Command::Static(_));
+    let to_file = match crate::logging::init_with(
         cli.global.log.as_deref(),
         cli.global.log_format,
         cli.global.debug,
+        daemon,
     ) {
         Ok(to_file) => to_file,
         Err(e) => {
@@ -72,6 +76,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Update(a) => runtime::update(g, a),
         Command::Pod(c) => pod::dispatch(g, c),
         Command::Image(c) => image::dispatch(c),
+        Command::Static(a) => static_pods::run(g, a),
     }
 }
 

@@ -28,15 +28,20 @@ pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
     }
 }
 
-fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
+/// How pods are run, from the flags `pod run` and `static` share.
+pub fn run_options(g: &GlobalOpts, a: &PodSettingsArgs) -> run::RunOptions {
     let mut settings = run::default_settings(a.store.image_store.clone(), a.backoff_base);
-    if let Some(prefix) = a.cgroup_prefix {
-        settings.cgroup_prefix = prefix;
+    if let Some(prefix) = &a.cgroup_prefix {
+        settings.cgroup_prefix = prefix.clone();
     }
-    let opts = run::RunOptions {
+    run::RunOptions {
         root: g.root.clone(),
         settings,
-    };
+    }
+}
+
+fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
+    let opts = run_options(g, &a.settings);
     let (dir, pod) = run::run(&a.file, &opts).map_err(|e| anyhow!(e))?;
     println!("pod/{} started ({})", pod.name, pod.uid);
     if a.detach {
@@ -104,8 +109,8 @@ fn ps(store: &PodStore) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<30} {:<12} {:<10} {:<7} {:<9} AGE",
-        "NAME", "NAMESPACE", "PHASE", "READY", "RESTARTS"
+        "{:<30} {:<12} {:<10} {:<7} {:<9} {:<5} SOURCE",
+        "NAME", "NAMESPACE", "PHASE", "READY", "RESTARTS", "AGE"
     )?;
     for (dir, pod) in store.list() {
         let status = dir.status();
@@ -136,13 +141,17 @@ fn ps(store: &PodStore) -> Result<i32> {
         };
         writeln!(
             out,
-            "{:<30} {:<12} {:<10} {:<7} {:<9} {}",
+            "{:<30} {:<12} {:<10} {:<7} {:<9} {:<5} {}",
             pod.name,
             pod.namespace,
             phase,
             ready,
             restarts,
-            age(started)
+            age(started),
+            // Static pods show their manifest.
+            pod.annotations
+                .get(crate::pod::static_pods::FILE_ANNOTATION)
+                .map_or("-", String::as_str)
         )?;
     }
     Ok(0)
@@ -281,7 +290,8 @@ fn rm(store: &PodStore, a: PodRmArgs) -> Result<i32> {
         }
         stop_pod(&dir, &pod)?;
     }
-    teardown::release(&dir, &pod, &dir.cgroup_prefix()).map_err(|e| anyhow!(e))?;
+    let cgroup_prefix = dir.cgroup_prefix();
+    teardown::release(&dir, &pod, &cgroup_prefix).map_err(|e| anyhow!(e))?;
     // Never remove through a mount: that would reach into images or host paths.
     if let Some(mount) = crate::image::mount_points()?
         .into_iter()
@@ -290,6 +300,9 @@ fn rm(store: &PodStore, a: PodRmArgs) -> Result<i32> {
         bail!("pod {}: still mounted: {}", pod.name, mount.display());
     }
     std::fs::remove_dir_all(dir.dir())?;
+    if let Some(pods) = dir.dir().parent() {
+        teardown::remove_cgroup_parent_if_no_pods(pods, &cgroup_prefix);
+    }
     println!("pod/{} removed", pod.name);
     Ok(0)
 }

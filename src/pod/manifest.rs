@@ -101,8 +101,28 @@ pub fn parse(text: &str, source: &str) -> Result<Admitted, ManifestError> {
     admit(text, source, &Node::this())
 }
 
+/// Admits a manifest after `adjust` has changed the decoded pod (the static-pod
+/// daemon names it and gives it a uid before admission, so that `$(VAR)` and
+/// fieldRef values see the final name); `adjust` may add warnings.
+pub fn parse_adjusted(
+    text: &str,
+    source: &str,
+    adjust: impl FnOnce(&mut k8s::Pod, &mut Vec<String>),
+) -> Result<Admitted, ManifestError> {
+    let mut pod = decode(text, source)?;
+    let mut warnings = Vec::new();
+    adjust(&mut pod, &mut warnings);
+    let mut admitted = admit_decoded(pod, source, &Node::this())?;
+    warnings.append(&mut admitted.warnings);
+    admitted.warnings = warnings;
+    Ok(admitted)
+}
+
 fn admit(text: &str, file: &str, node: &Node) -> Result<Admitted, ManifestError> {
-    let pod = decode(text, file)?;
+    admit_decoded(decode(text, file)?, file, node)
+}
+
+fn admit_decoded(pod: k8s::Pod, file: &str, node: &Node) -> Result<Admitted, ManifestError> {
     let mut admission = Admission {
         file,
         node,

@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod model;
 pub mod run;
 pub mod spec;
+pub mod static_pods;
 pub mod store;
 pub mod supervisor;
 pub mod teardown;

@@ -7,7 +7,9 @@ use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 
-use nix::unistd::{fork, pipe, setsid, ForkResult};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use nix::unistd::{fork, pipe2, setsid, ForkResult};
 
 use super::lifecycle::Backoff;
 use super::manifest;
@@ -28,7 +30,54 @@ pub fn run(manifest_path: &Path, opts: &RunOptions) -> Result<(PodDir, Pod), Str
     for warning in &admitted.warnings {
         eprintln!("peapod: warning: {warning}");
     }
-    let pod = admitted.pod;
+    launch(admitted.pod, opts)?.wait()
+}
+
+/// A pod whose supervisor has been started and has not yet said whether the
+/// pod started. The static-pod daemon polls `ready` instead of blocking.
+pub struct Launch {
+    pub dir: PodDir,
+    pub pod: Pod,
+    /// Readable once the supervisor has answered (or died).
+    pub ready: File,
+    pub supervisor: nix::unistd::Pid,
+    cgroup_prefix: String,
+}
+
+impl Launch {
+    /// Reads the supervisor's answer; on failure the pod's folder and whatever
+    /// it held on the host are removed again.
+    pub fn wait(self) -> Result<(PodDir, Pod), String> {
+        match supervisor_answer(&self.ready, &self.dir) {
+            Ok(()) => Ok((self.dir, self.pod)),
+            Err(e) => {
+                let _ = super::teardown::release(&self.dir, &self.pod, &self.cgroup_prefix);
+                let _ = std::fs::remove_dir_all(self.dir.dir());
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The supervisor's first word on its ready pipe: "ok", or "error MESSAGE".
+fn supervisor_answer(ready: &File, dir: &PodDir) -> Result<(), String> {
+    let mut line = String::new();
+    BufReader::new(ready)
+        .read_line(&mut line)
+        .map_err(|e| format!("read from supervisor: {e}"))?;
+    match line.trim_end().split_once(' ') {
+        _ if line.trim_end() == "ok" => Ok(()),
+        Some(("error", message)) => Err(message.to_string()),
+        _ => Err(format!(
+            "the pod supervisor ended before it was ready; see {}",
+            dir.supervisor_log().display()
+        )),
+    }
+}
+
+/// Resolves the admitted pod's images, makes its folder and starts its
+/// supervisor, without waiting for the pod to start.
+pub fn launch(pod: Pod, opts: &RunOptions) -> Result<Launch, String> {
     let images = resolve_images(&pod, &opts.settings.image_store)?;
     let store = PodStore::new(&opts.root);
     let dir = store.create(&pod).map_err(|e| e.to_string())?;
@@ -48,7 +97,13 @@ pub fn run(manifest_path: &Path, opts: &RunOptions) -> Result<(PodDir, Pod), Str
         return Err(e.to_string());
     }
     match start_supervisor(&dir, &opts.settings, Mode::Start) {
-        Ok(()) => Ok((dir, pod)),
+        Ok((ready, supervisor)) => Ok(Launch {
+            dir,
+            pod,
+            ready,
+            supervisor,
+            cgroup_prefix: opts.settings.cgroup_prefix.clone(),
+        }),
         Err(e) => {
             let _ = super::teardown::release(&dir, &pod, &opts.settings.cgroup_prefix);
             let _ = std::fs::remove_dir_all(dir.dir());
@@ -100,19 +155,29 @@ pub fn resolve_images(
 }
 
 /// Forks the supervisor (we are single-threaded, so fork is safe) into its own
-/// session, with its output in the pod folder, and waits for its first word.
-fn start_supervisor(dir: &PodDir, settings: &Settings, mode: Mode) -> Result<(), String> {
-    let (read, write) = pipe().map_err(|e| format!("pipe: {e}"))?;
+/// session, with its output in the pod folder; returns the pipe on which it
+/// will say whether the pod started (or was taken over), and its pid.
+fn start_supervisor(
+    dir: &PodDir,
+    settings: &Settings,
+    mode: Mode,
+) -> Result<(File, nix::unistd::Pid), String> {
+    // Close-on-exec: other supervisors forked meanwhile must not inherit it.
+    let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    // Appended to: an adopting supervisor writes after the one before it.
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.supervisor_log())
         .map_err(|e| format!("open {}: {e}", dir.supervisor_log().display()))?;
-    // SAFETY: the process is single-threaded (the CLI), so the child may run Rust code.
+    // SAFETY: the process is single-threaded (the CLI or the static-pod daemon),
+    // so the child may run Rust code.
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(read);
             let _ = setsid();
+            // The static-pod daemon blocks the signals it reads from a signalfd.
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             let null = File::open("/dev/null").ok();
             // SAFETY: dup2 onto the standard descriptors of this fresh process.
             unsafe {
@@ -129,24 +194,7 @@ fn start_supervisor(dir: &PodDir, settings: &Settings, mode: Mode) -> Result<(),
             eprintln!("peapod supervisor: exec: {err}");
             std::process::exit(1);
         }
-        ForkResult::Parent { .. } => {
-            drop(write);
-            drop(log);
-            // SAFETY: we own the read end of the pipe.
-            let file = unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(read)) };
-            let mut line = String::new();
-            BufReader::new(file)
-                .read_line(&mut line)
-                .map_err(|e| format!("read from supervisor: {e}"))?;
-            match line.trim_end().split_once(' ') {
-                _ if line.trim_end() == "ok" => Ok(()),
-                Some(("error", message)) => Err(message.to_string()),
-                _ => Err(format!(
-                    "the pod supervisor ended before the pod started; see {}",
-                    dir.supervisor_log().display()
-                )),
-            }
-        }
+        ForkResult::Parent { child } => Ok((File::from(read), child)),
     }
 }
 
@@ -253,5 +301,6 @@ pub fn adopt(dir: &PodDir, opts: &RunOptions) -> Result<(), String> {
             status.supervisor_pid
         ));
     }
-    start_supervisor(dir, &opts.settings, Mode::Adopt)
+    let (ready, _) = start_supervisor(dir, &opts.settings, Mode::Adopt)?;
+    supervisor_answer(&ready, dir)
 }

@@ -388,6 +388,10 @@ impl Supervisor {
             self.feed(Input::Lost { container: name });
         }
         self.feed(Input::Tick);
+        // Taken over, whatever the phase: `pod adopt` may return.
+        if let Some(mut ready) = self.ready.take() {
+            let _ = ready.write_all(b"ok\n");
+        }
         Ok(())
     }
 

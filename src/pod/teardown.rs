@@ -59,16 +59,29 @@ pub fn release(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> Result<(), Strin
         }
     }
     if errors.is_empty() && is_last_pod(dir) {
-        // The shared parent goes with the last pod (rmdir fails harmlessly if a
-        // pod being created right now already has its folder in it).
-        for mount in cgroup_mounts() {
-            let _ = std::fs::remove_dir(mount.join(cgroup_prefix.trim_matches('/')));
-        }
+        remove_cgroup_parent(cgroup_prefix);
     }
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors.join("; "))
+    }
+}
+
+/// The shared parent goes with the last pod (rmdir fails harmlessly if a pod
+/// being created right now already has its folder in it).
+fn remove_cgroup_parent(cgroup_prefix: &str) {
+    for mount in cgroup_mounts() {
+        let _ = std::fs::remove_dir(mount.join(cgroup_prefix.trim_matches('/')));
+    }
+}
+
+/// After a pod's folder is removed: removals running side by side each saw
+/// the others' folders in `release`, so whoever removes the last folder takes
+/// the cgroup parent.
+pub fn remove_cgroup_parent_if_no_pods(pods_dir: &std::path::Path, cgroup_prefix: &str) {
+    if std::fs::read_dir(pods_dir).is_ok_and(|mut entries| entries.next().is_none()) {
+        remove_cgroup_parent(cgroup_prefix);
     }
 }
 

@@ -1,0 +1,156 @@
+//! The daemon's settings: flags over an optional YAML file over defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The kubelet's usual `staticPodPath`.
+pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
+/// The kubelet's `fileCheckFrequency`.
+pub const DEFAULT_RESCAN_SECONDS: u64 = 20;
+
+/// `--config FILE`: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    pub manifest_dir: Option<PathBuf>,
+    pub node_name: Option<String>,
+    pub rescan_seconds: Option<u64>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub manifest_dir: PathBuf,
+    pub node_name: String,
+    pub rescan: Duration,
+}
+
+/// What the command line says; each value set here wins over the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub manifest_dir: Option<PathBuf>,
+    pub node_name: Option<String>,
+    pub rescan_seconds: Option<u64>,
+}
+
+impl Config {
+    pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Self, String> {
+        let node_name = match flags.node_name.or(file.node_name) {
+            Some(name) => {
+                super::source::check_node_name(&name).map_err(|e| format!("nodeName: {e}"))?
+            }
+            None => super::source::host_node_name()?,
+        };
+        let rescan = flags
+            .rescan_seconds
+            .or(file.rescan_seconds)
+            .unwrap_or(DEFAULT_RESCAN_SECONDS);
+        if rescan == 0 {
+            return Err("rescanSeconds: must be at least 1".into());
+        }
+        let manifest_dir = flags
+            .manifest_dir
+            .or(file.manifest_dir)
+            .unwrap_or_else(|| DEFAULT_MANIFEST_DIR.into());
+        if !manifest_dir.is_absolute() {
+            return Err(format!(
+                "manifestDir: {}: must be an absolute path",
+                manifest_dir.display()
+            ));
+        }
+        Ok(Self {
+            manifest_dir,
+            node_name,
+            rescan: Duration::from_secs(rescan),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<ConfigFile, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("static.yaml");
+        std::fs::write(&path, text).unwrap();
+        ConfigFile::load(&path)
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let f = file("manifestDir: /srv/m\nnodeName: n1\nrescanSeconds: 5\n").unwrap();
+        let c = Config::resolve(
+            f,
+            Overrides {
+                node_name: Some("n2".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.manifest_dir, Path::new("/srv/m"));
+        assert_eq!(c.node_name, "n2");
+        assert_eq!(c.rescan, Duration::from_secs(5));
+        let c = Config::resolve(
+            file("").unwrap(),
+            Overrides {
+                node_name: Some("n".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.manifest_dir, Path::new(DEFAULT_MANIFEST_DIR));
+        assert_eq!(c.rescan, Duration::from_secs(DEFAULT_RESCAN_SECONDS));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = file("manifestDirs: /x\n").unwrap_err();
+        assert!(
+            err.contains("static.yaml") && err.contains("manifestDirs"),
+            "{err}"
+        );
+        let err = file("rescanSeconds: soon\n").unwrap_err();
+        assert!(err.contains("rescanSeconds"), "{err}");
+        for (flags, field) in [
+            (
+                Overrides {
+                    node_name: Some("Bad_Node".into()),
+                    ..Default::default()
+                },
+                "nodeName",
+            ),
+            (
+                Overrides {
+                    node_name: Some("n".into()),
+                    rescan_seconds: Some(0),
+                    ..Default::default()
+                },
+                "rescanSeconds",
+            ),
+            (
+                Overrides {
+                    node_name: Some("n".into()),
+                    manifest_dir: Some("relative".into()),
+                    ..Default::default()
+                },
+                "manifestDir",
+            ),
+        ] {
+            let err = Config::resolve(ConfigFile::default(), flags).unwrap_err();
+            assert!(err.starts_with(field), "{err}");
+        }
+    }
+}
