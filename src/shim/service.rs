@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use containerd_shim::asynchronous::{spawn, ExitSignal, Shim};
+use containerd_shim::asynchronous::{ExitSignal, Shim};
 use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, Flags, StartOpts};
 use containerd_shim_protos::api::DeleteResponse;
@@ -87,6 +87,31 @@ fn shim_listening(address: &str) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
+/// Starts the shim server for `address` and returns once it listens (it
+/// closes its stdout then). Unlike runc's shim, it keeps containerd's
+/// oom_score_adj rather than one more: the runtime CLI inherits the shim's
+/// score, and where the bounding set lacks CAP_SYS_RESOURCE a container
+/// could then not be given the score containerd asked for.
+fn spawn_server(opts: &StartOpts, address: &str) -> std::io::Result<()> {
+    use std::io::Read;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["-namespace", &opts.namespace, "-id", &opts.id])
+        .args(["-address", &opts.address, "-socket", address])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    if opts.debug {
+        cmd.arg("-debug");
+    }
+    let mut child = cmd.spawn()?;
+    let mut sink = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_end(&mut sink)?;
+    }
+    Ok(())
+}
+
 struct PeapodShim {
     exit: Arc<ExitSignal>,
     id: String,
@@ -117,7 +142,11 @@ impl Shim for PeapodShim {
         let address = if shim_listening(&existing) {
             existing
         } else {
-            spawn(opts, &group, Vec::new()).await?
+            spawn_server(&opts, &existing).map_err(|e| containerd_shim::Error::IoError {
+                context: "start the shim server".into(),
+                err: e,
+            })?;
+            existing
         };
         std::fs::write("address", &address).map_err(|e| containerd_shim::Error::IoError {
             context: "write the bundle's address file".into(),
