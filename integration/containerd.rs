@@ -222,7 +222,7 @@ pub(crate) fn serial(lock: &'static Mutex<()>) -> MutexGuard<'static, ()> {
     lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-static SERIAL: Mutex<()> = Mutex::new(());
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A private containerd, torn down by `finish` or, on panic, by Drop.
