@@ -5,6 +5,7 @@
 //! shim built by cargo, and checks at the end that nothing is left: shims,
 //! peapod state, cgroups, mounts.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -386,4 +387,329 @@ fn containerd_shim_ctr() {
     assert!(!c.states(&c.ns).contains(&id), "state of {id} left");
     eprintln!("containerd_shim_ctr: {:?}", started.elapsed());
     c.finish();
+}
+
+mod cri {
+    //! A small CRI client over containerd's socket, the way a kubelet drives it.
+
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use hyper_util::rt::TokioIo;
+    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+    pub use k8s_cri::v1::*;
+    use tokio::net::UnixStream;
+    use tonic::transport::{Channel, Endpoint, Uri};
+
+    pub type Client = RuntimeServiceClient<Channel>;
+
+    pub async fn connect(socket: &Path) -> Client {
+        let path = socket.to_path_buf();
+        let channel =
+            Endpoint::try_from("http://[::1]:50051")
+                .unwrap()
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .expect("connect to containerd's CRI socket");
+        RuntimeServiceClient::new(channel)
+    }
+
+    pub fn namespaces() -> NamespaceOption {
+        NamespaceOption {
+            network: NamespaceMode::Pod as i32,
+            pid: NamespaceMode::Container as i32,
+            ipc: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }
+    }
+
+    /// The `pid` of the verbose `info` JSON of a status response.
+    pub fn pid_of(info: &HashMap<String, String>) -> i32 {
+        let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+        v["pid"].as_i64().unwrap_or_else(|| panic!("no pid in {v}")) as i32
+    }
+}
+
+/// What ContainerStatus says of `id`: state, exit code, reason, pid.
+async fn container_status(
+    client: &mut cri::Client,
+    id: &str,
+) -> (cri::ContainerState, i32, String, i32) {
+    let resp = client
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+        .into_inner();
+    let s = resp.status.unwrap();
+    let state = cri::ContainerState::try_from(s.state).unwrap();
+    let pid = if state == cri::ContainerState::ContainerRunning {
+        cri::pid_of(&resp.info)
+    } else {
+        0
+    };
+    (state, s.exit_code, s.reason, pid)
+}
+
+/// Waits (with a deadline) until container `id` has exited; returns its
+/// exit code and reason.
+async fn exited(client: &mut cri::Client, id: &str) -> (i32, String) {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (state, code, reason, _) = container_status(client, id).await;
+        if state == cri::ContainerState::ContainerExited {
+            return (code, reason);
+        }
+        assert!(Instant::now() < end, "{id} still {state:?} after 30s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ns_link(pid: i32, ns: &str) -> String {
+    crate::common::ns_inode(pid, ns)
+}
+
+/// A pod through containerd's CRI with `runtime_handler: peapod`: a sandbox
+/// and containers on one shim; namespaces as CRI asks; logs; ExecSync; exit
+/// codes, reasons and an OOM kill reaching CRI; containerd restarted while
+/// the pod runs; stop and removal leaving nothing.
+#[test]
+fn containerd_shim_cri_pod() {
+    let c = Ctrd::up("cri");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cg_parent = format!("peapod-shim-it-{}", std::process::id());
+    rt.block_on(cri_pod(&c, &cg_parent));
+    // The pod's cgroups went with it; the parent folders are the caller's.
+    for m in cgroup_mounts() {
+        let parent = m.join(&cg_parent);
+        for pod in subdirs(&parent) {
+            let left = subdirs(&pod);
+            assert!(left.is_empty(), "cgroups left: {left:?}");
+            std::fs::remove_dir(&pod).unwrap();
+        }
+        let _ = std::fs::remove_dir(&parent);
+    }
+    c.finish();
+}
+
+async fn cri_pod(c: &Ctrd, cg_parent: &str) {
+    let mut client = cri::connect(&c.sock).await;
+    let uid = format!("pod-{}", c.ns);
+    let logs = c.base.path().join("logs").join(&uid);
+    std::fs::create_dir_all(&logs).unwrap();
+    let sandbox = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "shim-pod".into(),
+            uid: uid.clone(),
+            namespace: "peapod-it".into(),
+            attempt: 0,
+        }),
+        hostname: "shim-pod".into(),
+        log_directory: logs.to_string_lossy().into_owned(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: format!("/{cg_parent}/{uid}"),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = client
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox.clone()),
+            runtime_handler: "peapod".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"))
+        .into_inner()
+        .pod_sandbox_id;
+    let status = client
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pause = cri::pid_of(&status.info);
+
+    let container = |name: &str, command: &[&str], memory: i64| cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: IMAGE.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: (memory > 0).then(|| cri::LinuxContainerResources {
+                memory_limit_in_bytes: memory,
+                ..Default::default()
+            }),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut ids = HashMap::new();
+    for (name, command, memory) in [
+        ("one", &["sh", "-c", "echo one; exec sleep 1000"][..], 0),
+        ("two", &["sh", "-c", "echo two >&2; exec sleep 1000"][..], 0),
+        ("fail", &["sh", "-c", "echo bye; exit 2"][..], 0),
+        (
+            "oom",
+            &["sh", "-c", "a=xxxxxxxx; while true; do a=$a$a; done"][..],
+            16 << 20,
+        ),
+    ] {
+        let id = client
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(container(name, command, memory)),
+                sandbox_config: Some(sandbox.clone()),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
+            .into_inner()
+            .container_id;
+        client
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        ids.insert(name, id);
+    }
+
+    // One shim for the whole pod.
+    let shims = c.shims();
+    assert_eq!(shims.len(), 1, "shims: {shims:?}");
+    assert_eq!(c.shims_of(&pod).len(), 1, "shims: {shims:?}");
+
+    // Namespaces: the sandbox's net, ipc and uts; a pid namespace each.
+    let mut pids = Vec::new();
+    for name in ["one", "two"] {
+        let (state, _, _, pid) = container_status(&mut client, &ids[name]).await;
+        assert_eq!(state, cri::ContainerState::ContainerRunning, "{name}");
+        for ns in ["net", "ipc", "uts"] {
+            assert_eq!(
+                ns_link(pid, ns),
+                ns_link(pause, ns),
+                "{name}: {ns} namespace"
+            );
+        }
+        assert_ne!(
+            ns_link(pid, "pid"),
+            ns_link(pause, "pid"),
+            "{name}: pid namespace"
+        );
+        pids.push(pid);
+    }
+    assert_ne!(ns_link(pids[0], "pid"), ns_link(pids[1], "pid"));
+
+    // Exit codes and reasons.
+    assert_eq!(exited(&mut client, &ids["fail"]).await, (2, "Error".into()));
+    let (code, reason) = exited(&mut client, &ids["oom"]).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (137, "OOMKilled"),
+        "the oom container"
+    );
+
+    // ExecSync: output and exit code.
+    let exec = client
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: ids["one"].clone(),
+            cmd: ["sh", "-c", "echo exec-out; echo exec-err >&2; exit 3"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exec.exit_code, 3);
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "exec-out\n");
+    assert_eq!(String::from_utf8_lossy(&exec.stderr), "exec-err\n");
+
+    // The CRI log files.
+    for (name, line) in [
+        ("one", " stdout F one"),
+        ("two", " stderr F two"),
+        ("fail", " stdout F bye"),
+    ] {
+        let file = logs.join(name).join("0.log");
+        wait_until(
+            &format!("{} to hold {line:?}", file.display()),
+            Duration::from_secs(10),
+            || std::fs::read_to_string(&file).is_ok_and(|t| t.lines().any(|l| l.ends_with(line))),
+        );
+    }
+
+    // containerd restarts; the pod keeps running and is still managed.
+    let shim = c.shims()[0].0;
+    c.restart();
+    let mut client = cri::connect(&c.sock).await;
+    for (name, pid) in [("one", pids[0]), ("two", pids[1])] {
+        let (state, _, _, now) = container_status(&mut client, &ids[name]).await;
+        assert_eq!(
+            (state, now),
+            (cri::ContainerState::ContainerRunning, pid),
+            "{name} after restart"
+        );
+    }
+    assert_eq!(
+        c.shims().iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![shim]
+    );
+
+    client
+        .stop_container(cri::StopContainerRequest {
+            container_id: ids["one"].clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    let (code, _) = exited(&mut client, &ids["one"]).await;
+    assert_eq!(
+        code, 137,
+        "sleep as pid 1 ignores SIGTERM: killed at the deadline"
+    );
+
+    client
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}"));
+    client
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}"));
+    wait_until("the pod's shim to exit", Duration::from_secs(10), || {
+        c.shims().is_empty()
+    });
+    let left = c.states("k8s.io");
+    assert!(left.is_empty(), "peapod state left: {left:?}");
 }
