@@ -599,6 +599,24 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
         ids.insert(name, id);
     }
 
+    // An image that does not exist: a clear error, and no container.
+    let missing = cri::ContainerConfig {
+        image: Some(cri::ImageSpec {
+            image: "localhost/no-such-image:latest".into(),
+            ..Default::default()
+        }),
+        ..container("missing", &["true"], 0)
+    };
+    let err = client
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(missing),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await
+        .expect_err("CreateContainer of a missing image succeeded");
+    assert!(err.message().contains("no-such-image"), "{err}");
+
     // One shim for the whole pod.
     let shims = c.shims();
     assert_eq!(shims.len(), 1, "shims: {shims:?}");
@@ -712,4 +730,148 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
     });
     let left = c.states("k8s.io");
     assert!(left.is_empty(), "peapod state left: {left:?}");
+}
+
+/// Runs the shim binary as containerd does (`… start` / `… delete`, working
+/// directory = bundle); returns its output.
+fn shim_action(c: &Ctrd, bundle: &Path, id: &str, action: &str) -> Output {
+    let sock = c.sock.to_str().unwrap();
+    run_timeout(
+        Command::new(shim_bin())
+            .args(["-namespace", &c.ns, "-id", id, "-address", sock])
+            .args(["-publish-binary", "containerd", action])
+            .current_dir(bundle)
+            .env("TTRPC_ADDRESS", format!("{sock}.ttrpc"))
+            .env("PEAPOD_SHIM_ROOT", &c.shim_root),
+        CTR_TIMEOUT,
+    )
+}
+
+/// The shim protocol itself, and bad input: `start` prints the pod's one
+/// address (for a second container of the pod too) and writes the bundle's
+/// `address` file; Create of a bundle with a broken config.json fails with an
+/// error naming the file and leaves nothing; unknown ids are NotFound;
+/// Shutdown ends the shim; `delete` is idempotent.
+#[test]
+fn containerd_shim_protocol_and_bad_input() {
+    use containerd_shim_protos::api::{
+        CreateTaskRequest, KillRequest, ShutdownRequest, StateRequest,
+    };
+    use containerd_shim_protos::shim_async::TaskClient;
+    use containerd_shim_protos::ttrpc;
+
+    let c = Ctrd::up("bad");
+    let id = c.id("broken");
+    let bundle = c.base.path().join("bundle-broken");
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    std::fs::write(bundle.join("config.json"), "{ \"ociVersion\": ").unwrap();
+    // containerd makes `log` a FIFO; the shim only opens it for writing.
+    std::fs::write(bundle.join("log"), "").unwrap();
+    let out = shim_action(&c, &bundle, &id, "start");
+    assert!(out.status.success(), "start: {}", show(&out));
+    let address = stdout(&out);
+    assert!(
+        address.starts_with("unix:///run/containerd/s/"),
+        "start printed {address:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("address")).unwrap(),
+        address
+    );
+    assert_eq!(c.shims_of(&id).len(), 1, "shims: {:?}", c.shims());
+
+    // A member of the same pod gets the same shim.
+    let member = c.id("member");
+    let member_bundle = c.base.path().join("bundle-member");
+    std::fs::create_dir_all(&member_bundle).unwrap();
+    let config = serde_json::json!({
+        "annotations": { "io.kubernetes.cri.sandbox-id": id, "io.kubernetes.cri.container-type": "container" }
+    });
+    std::fs::write(member_bundle.join("config.json"), config.to_string()).unwrap();
+    let out = shim_action(&c, &member_bundle, &member, "start");
+    assert!(out.status.success(), "start: {}", show(&out));
+    assert_eq!(stdout(&out), address, "a second shim for the pod");
+    assert_eq!(c.shims().len(), 1, "shims: {:?}", c.shims());
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = ttrpc::asynchronous::Client::connect(&address)
+            .await
+            .unwrap();
+        let task = TaskClient::new(client);
+        let ctx = || ttrpc::context::with_timeout(30_000_000_000);
+        let err = task
+            .create(
+                ctx(),
+                &CreateTaskRequest {
+                    id: id.clone(),
+                    bundle: bundle.to_string_lossy().into_owned(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("create of a broken config.json succeeded");
+        let text = err.to_string();
+        eprintln!("Create of a broken config.json: {text}");
+        assert!(
+            text.contains(&format!("{}/config.json", bundle.display())),
+            "the error should name the file: {text}"
+        );
+        let err = task
+            .state(
+                ctx(),
+                &StateRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("state of a container that was never created");
+        assert!(err.to_string().contains("not found"), "{err}");
+        let err = task
+            .kill(
+                ctx(),
+                &KillRequest {
+                    id: id.clone(),
+                    exec_id: "nope".into(),
+                    signal: 9,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("kill of an unknown container");
+        assert!(err.to_string().contains("not found"), "{err}");
+        task.shutdown(
+            ctx(),
+            &ShutdownRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    });
+    wait_until(
+        "the shim to exit after Shutdown",
+        Duration::from_secs(10),
+        || c.shims().is_empty(),
+    );
+    let socket = address.trim_start_matches("unix://");
+    assert!(!Path::new(socket).exists(), "socket {socket} left");
+    assert!(
+        c.states(&c.ns).is_empty(),
+        "state left: {:?}",
+        c.states(&c.ns)
+    );
+
+    // delete cleans up after a dead container, twice without complaint.
+    for _ in 0..2 {
+        let out = shim_action(&c, &bundle, &id, "delete");
+        assert!(out.status.success(), "delete: {}", show(&out));
+    }
+    assert!(c.shims().is_empty());
+    c.finish();
 }
