@@ -565,7 +565,6 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
                 namespace_options: Some(cri::namespaces()),
                 ..Default::default()
             }),
-            ..Default::default()
         }),
         ..Default::default()
     };
