@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::{assert_dev_null_untouched, cgroup_mounts, repo, require_root, wait_until};
 use crate::containerd::{
-    mounts_under, processes_mentioning, run_timeout, serial, show, stdout, subdirs, under_pty,
-    SERIAL,
+    assert_execs, ctr_argv_in, ctr_in, ctr_ok_in, mounts_under, processes_mentioning, run_timeout,
+    serial, show, stdout, subdirs, task_status_in, under_pty, SERIAL,
 };
 
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
@@ -88,21 +88,11 @@ impl Ctrd {
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        run_timeout(
-            Command::new("ctr")
-                .arg("--address")
-                .arg(&self.sock)
-                .arg("--namespace")
-                .arg(&self.ns)
-                .args(args),
-            CTR_TIMEOUT,
-        )
+        ctr_in(&self.sock, &self.ns, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctr(args);
-        assert!(out.status.success(), "ctr {args:?} failed: {}", show(&out));
-        stdout(&out)
+        ctr_ok_in(&self.sock, &self.ns, args)
     }
 
     /// `ctr args…` that must fail with `expected` in its error.
@@ -118,15 +108,7 @@ impl Ctrd {
     }
 
     fn ctr_argv<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
-        let mut argv = vec![
-            "ctr",
-            "--address",
-            self.sock.to_str().unwrap(),
-            "--namespace",
-            &self.ns,
-        ];
-        argv.extend_from_slice(args);
-        argv
+        ctr_argv_in(&self.sock, &self.ns, args)
     }
 
     fn id(&self, short: &str) -> String {
@@ -219,10 +201,7 @@ impl Drop for Ctrd {
 
 /// The status and pid of task `id` in `ctr task ls`.
 fn task_status(c: &Ctrd, id: &str) -> Option<(i32, String)> {
-    c.ok(&["tasks", "ls"]).lines().skip(1).find_map(|l| {
-        let f: Vec<_> = l.split_whitespace().collect();
-        (f.len() == 3 && f[0] == id).then(|| (f[1].parse().unwrap(), f[2].to_string()))
-    })
+    task_status_in(&c.ok(&["tasks", "ls"]), id)
 }
 
 /// `ctr run` with our runtime: plain, with a terminal, detached with execs
@@ -316,44 +295,7 @@ fn containerd_shim_ctr() {
     assert_eq!(c.shims_of(&id).len(), 1, "shims: {:?}", c.shims());
     assert!(c.states(&c.ns).contains(&id), "no peapod state for {id}");
 
-    let out = c.ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        "e1",
-        &id,
-        "sh",
-        "-c",
-        "echo exec-ok; exit 4",
-    ]);
-    assert_eq!(out.status.code(), Some(4), "exec: {}", show(&out));
-    assert!(
-        stdout(&out).lines().any(|l| l == "exec-ok"),
-        "exec: {}",
-        show(&out)
-    );
-    let exec_tty = [
-        "tasks",
-        "exec",
-        "-t",
-        "--exec-id",
-        "e2",
-        &id,
-        "sh",
-        "-c",
-        "tty; echo exec-tty-ok; exit 6",
-    ];
-    let out = under_pty(&c.ctr_argv(&exec_tty), CTR_TIMEOUT);
-    assert_eq!(out.status.code(), Some(6), "exec -t: {}", show(&out));
-    assert!(
-        stdout(&out).contains("exec-tty-ok"),
-        "exec -t: {}",
-        show(&out)
-    );
-    c.fails(
-        &["tasks", "exec", "--exec-id", "e0", &id, "no-such-command"],
-        "no-such-command",
-    );
+    assert_execs(&c.sock, &c.ns, &id);
 
     let ps = c.ok(&["tasks", "ps", &id]);
     assert!(
