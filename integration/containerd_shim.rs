@@ -317,16 +317,113 @@ fn containerd_shim_ctr() {
     // A kill of an exec id the task does not have: a clear error.
     c.fails(&["tasks", "kill", "--exec-id", "nope", &id], "nope");
 
+    // The init dies with an exec running: the exec's exit is reported first.
+    let events_file = c.base.path().join("events");
+    let mut events = Command::new("ctr")
+        .arg("--address")
+        .arg(&c.sock)
+        .arg("events")
+        .stdout(std::fs::File::create(&events_file).unwrap())
+        .spawn()
+        .unwrap();
+    c.ok(&[
+        "tasks",
+        "exec",
+        "--detach",
+        "--exec-id",
+        "e3",
+        &id,
+        "sleep",
+        "1000",
+    ]);
     c.ok(&["tasks", "kill", "-s", "SIGKILL", &id]);
     wait_until("the task to stop", Duration::from_secs(10), || {
         task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
     });
+    let exit_of = |who: &str| {
+        let text = std::fs::read_to_string(&events_file).unwrap_or_default();
+        text.lines()
+            .position(|l| l.contains("/tasks/exit") && l.contains(&format!("\"id\":\"{who}\"")))
+    };
+    wait_until("both exits in ctr events", Duration::from_secs(10), || {
+        exit_of("e3").is_some() && exit_of(&id).is_some()
+    });
+    assert!(
+        exit_of("e3") < exit_of(&id),
+        "the exec's exit must come first"
+    );
+    let _ = events.kill();
+    let _ = events.wait();
     c.ok(&["tasks", "delete", &id]);
     c.ok(&["containers", "delete", &id]);
     wait_until("the shim of det to exit", Duration::from_secs(10), || {
         c.shims_of(&id).is_empty()
     });
     assert!(!c.states(&c.ns).contains(&id), "state of {id} left");
+
+    // Log URIs: file:// and binary:// (a logging program gets the output).
+    let log_file = c.base.path().join("file.log");
+    let id = c.id("file");
+    let uri = format!("file://{}", log_file.display());
+    let script = "echo to-file; echo err-to-file >&2";
+    c.ok(&[
+        "run",
+        "-d",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    wait_until("file:// output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log_file)
+            .is_ok_and(|t| t.contains("to-file\n") && t.contains("err-to-file\n"))
+    });
+    wait_until("the task to stop", Duration::from_secs(10), || {
+        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
+    });
+    c.ok(&["tasks", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
+
+    let logger = c.base.path().join("logger.sh");
+    let out_dir = c.base.path().join("binary-logs");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\n# fd 3: stdout, fd 4: stderr; closing fd 5 says ready\nexec 5>&-\n\
+         cat <&3 >\"$2/out\" &\ncat <&4 >\"$2/err\" &\nwait\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = c.id("binary");
+    let uri = format!("binary://{}?dir={}", logger.display(), out_dir.display());
+    c.ok(&[
+        "run",
+        "-d",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    wait_until("binary:// output", Duration::from_secs(10), || {
+        let read = |f: &str| std::fs::read_to_string(out_dir.join(f)).unwrap_or_default();
+        read("out") == "to-file\n" && read("err") == "err-to-file\n"
+    });
+    wait_until("the task to stop", Duration::from_secs(10), || {
+        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
+    });
+    c.ok(&["tasks", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
     eprintln!("containerd_shim_ctr: {:?}", started.elapsed());
     c.finish();
 }
