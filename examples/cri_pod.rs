@@ -229,8 +229,9 @@ async fn container_state(client: &mut Client, id: &str) -> Result<(ContainerStat
     Ok((state, status.exit_code))
 }
 
-/// Rss, Pss and Anonymous (KiB) of one process, from /proc/PID/smaps_rollup.
-fn memory_kib(pid: u32) -> Option<[u64; 3]> {
+/// Rss, Pss, Anonymous and private (Private_Clean + Private_Dirty) memory
+/// (KiB) of one process, from /proc/PID/smaps_rollup.
+fn memory_kib(pid: u32) -> Option<[u64; 4]> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
     let field = |key: &str| -> Option<u64> {
         text.lines()
@@ -238,7 +239,12 @@ fn memory_kib(pid: u32) -> Option<[u64; 3]> {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
     };
-    Some([field("Rss:")?, field("Pss:")?, field("Anonymous:")?])
+    Some([
+        field("Rss:")?,
+        field("Pss:")?,
+        field("Anonymous:")?,
+        field("Private_Clean:")? + field("Private_Dirty:")?,
+    ])
 }
 
 /// PIDs of the processes named `shim_name` whose command line has `-id ID`
@@ -276,8 +282,8 @@ fn shim_pids(shim_name: &str, address: &str, id: &str) -> Vec<u32> {
     pids
 }
 
-/// PIDs and summed Rss, Pss, Anonymous (KiB) of the shim(s) of one sandbox.
-fn shim_memory(opts: &Options, sandbox_id: &str) -> Result<(Vec<u32>, [u64; 3]), Error> {
+/// PIDs and summed Rss, Pss, Anonymous, private (KiB) of the shim(s) of one sandbox.
+fn shim_memory(opts: &Options, sandbox_id: &str) -> Result<(Vec<u32>, [u64; 4]), Error> {
     let address = opts.socket.to_string_lossy();
     let pids = shim_pids(&opts.shim_name, &address, sandbox_id);
     if pids.is_empty() {
@@ -287,7 +293,7 @@ fn shim_memory(opts: &Options, sandbox_id: &str) -> Result<(Vec<u32>, [u64; 3]),
         )
         .into());
     }
-    let mut memory = [0u64; 3];
+    let mut memory = [0u64; 4];
     for pid in &pids {
         let m = memory_kib(*pid).ok_or_else(|| format!("cannot read /proc/{pid}/smaps_rollup"))?;
         for (sum, v) in memory.iter_mut().zip(m) {
@@ -389,7 +395,7 @@ async fn one_pod(client: &mut Client, opts: &Options, index: u32) -> Result<(), 
     // The shim(s) serving this pod, measured while the pod runs.
     let measured = match &result {
         Ok(()) => shim_memory(opts, &sandbox_id),
-        Err(_) => Ok((Vec::new(), [0; 3])),
+        Err(_) => Ok((Vec::new(), [0; 4])),
     };
     let t = Instant::now();
     let removed = remove_sandbox(client, &sandbox_id).await;
@@ -404,11 +410,12 @@ async fn one_pod(client: &mut Client, opts: &Options, index: u32) -> Result<(), 
     }
     let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
     line.push_str(&format!(
-        ",\"teardown_ms\":{teardown},\"shim_pids\":[{}],\"shim_rss_kib\":{},\"shim_pss_kib\":{},\"shim_anon_kib\":{}}}",
+        ",\"teardown_ms\":{teardown},\"shim_pids\":[{}],\"shim_rss_kib\":{},\"shim_pss_kib\":{},\"shim_anon_kib\":{},\"shim_private_kib\":{}}}",
         pids.join(","),
         memory[0],
         memory[1],
-        memory[2]
+        memory[2],
+        memory[3]
     ));
     println!("{line}");
     Ok(())

@@ -216,13 +216,104 @@ pub(crate) fn frozen(rel: &str) -> Option<bool> {
     })
 }
 
+/// `ctr --address SOCK --namespace NS args…`, within the tests' deadline.
+pub(crate) fn ctr_in(sock: &Path, ns: &str, args: &[&str]) -> Output {
+    run_timeout(
+        Command::new("ctr")
+            .arg("--address")
+            .arg(sock)
+            .arg("--namespace")
+            .arg(ns)
+            .args(args),
+        CTR_TIMEOUT,
+    )
+}
+
+/// `ctr_in` that must succeed; its stdout.
+pub(crate) fn ctr_ok_in(sock: &Path, ns: &str, args: &[&str]) -> String {
+    let out = ctr_in(sock, ns, args);
+    assert!(out.status.success(), "ctr {args:?} failed: {}", show(&out));
+    stdout(&out)
+}
+
+/// The argv of `ctr ...` in namespace `ns`, for `under_pty`.
+pub(crate) fn ctr_argv_in<'a>(sock: &'a Path, ns: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec![
+        "ctr",
+        "--address",
+        sock.to_str().unwrap(),
+        "--namespace",
+        ns,
+    ];
+    argv.extend_from_slice(args);
+    argv
+}
+
+/// The pid and status of task `id` in a `ctr task ls` listing.
+pub(crate) fn task_status_in(listing: &str, id: &str) -> Option<(i32, String)> {
+    listing.lines().skip(1).find_map(|l| {
+        let f: Vec<_> = l.split_whitespace().collect();
+        (f.len() == 3 && f[0] == id).then(|| (f[1].parse().unwrap(), f[2].to_string()))
+    })
+}
+
+/// Execs in running task `id` through ctr: output and exit status, a
+/// command that does not exist (an error naming it), and a terminal.
+pub(crate) fn assert_execs(sock: &Path, ns: &str, id: &str) {
+    let ctr = |args: &[&str]| ctr_in(sock, ns, args);
+    // exec, its output and exit status.
+    let out = ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "e1",
+        id,
+        "sh",
+        "-c",
+        "echo exec-ok; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "exec: {}", show(&out));
+    assert!(
+        stdout(&out).lines().any(|l| l == "exec-ok"),
+        "exec: {}",
+        show(&out)
+    );
+
+    // exec of a command that does not exist: an error naming it.
+    let out = ctr(&["tasks", "exec", "--exec-id", "e0", id, "no-such-command"]);
+    assert!(!out.status.success(), "exec of no-such-command succeeded");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no-such-command"),
+        "the error should name the command: {}",
+        show(&out)
+    );
+
+    // exec with a terminal.
+    let exec_tty = [
+        "tasks",
+        "exec",
+        "-t",
+        "--exec-id",
+        "e2",
+        id,
+        "sh",
+        "-c",
+        "tty; echo exec-tty-ok; exit 6",
+    ];
+    let out = under_pty(&ctr_argv_in(sock, ns, &exec_tty), CTR_TIMEOUT);
+    assert_eq!(out.status.code(), Some(6), "exec -t: {}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("/dev/pts/"), "exec -t: {}", show(&out));
+    assert!(text.contains("exec-tty-ok"), "exec -t: {}", show(&out));
+}
+
 /// Serializes tests that share host-wide things (containerd's /run/containerd,
 /// podman's /var/lib/containers); a failed test must not block the others.
 pub(crate) fn serial(lock: &'static Mutex<()>) -> MutexGuard<'static, ()> {
     lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-static SERIAL: Mutex<()> = Mutex::new(());
+pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// A private containerd, torn down by `finish` or, on panic, by Drop.
@@ -303,34 +394,16 @@ impl Containerd {
     }
 
     fn ctr(&self, args: &[&str]) -> Output {
-        run_timeout(
-            Command::new("ctr")
-                .arg("--address")
-                .arg(&self.sock)
-                .arg("--namespace")
-                .arg(&self.ns)
-                .args(args),
-            CTR_TIMEOUT,
-        )
+        ctr_in(&self.sock, &self.ns, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctr(args);
-        assert!(out.status.success(), "ctr {args:?} failed: {}", show(&out));
-        stdout(&out)
+        ctr_ok_in(&self.sock, &self.ns, args)
     }
 
     /// The argv of `ctr ...` in this namespace, for `under_pty`.
     fn ctr_argv<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
-        let mut argv = vec![
-            "ctr",
-            "--address",
-            self.sock.to_str().unwrap(),
-            "--namespace",
-            &self.ns,
-        ];
-        argv.extend_from_slice(args);
-        argv
+        ctr_argv_in(&self.sock, &self.ns, args)
     }
 
     /// `ctr run` options that make the runc shim run peapod.
@@ -570,11 +643,7 @@ fn containerd_runc_shim_tty() {
 
 /// The status and pid of task `id` in `ctr task ls`.
 fn task_status(c: &Containerd, id: &str) -> Option<(i32, String)> {
-    let listed = c.ok(&["tasks", "ls"]);
-    listed.lines().skip(1).find_map(|l| {
-        let f: Vec<_> = l.split_whitespace().collect();
-        (f.len() == 3 && f[0] == id).then(|| (f[1].parse().unwrap(), f[2].to_string()))
-    })
+    task_status_in(&c.ok(&["tasks", "ls"]), id)
 }
 
 /// A detached task: exec (plain and tty), ps, pause/resume, kill, delete.
@@ -632,50 +701,7 @@ fn containerd_runc_shim_detached_lifecycle() {
     }
     assert!(checked > 0, "no cgroup hierarchy checked");
 
-    // exec, its output and exit status.
-    let out = c.ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        "e1",
-        &id,
-        "sh",
-        "-c",
-        "echo exec-ok; exit 4",
-    ]);
-    assert_eq!(out.status.code(), Some(4), "exec: {}", show(&out));
-    assert!(
-        stdout(&out).lines().any(|l| l == "exec-ok"),
-        "exec: {}",
-        show(&out)
-    );
-
-    // exec of a command that does not exist: an error naming it.
-    let out = c.ctr(&["tasks", "exec", "--exec-id", "e0", &id, "no-such-command"]);
-    assert!(!out.status.success(), "exec of no-such-command succeeded");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no-such-command"),
-        "the error should name the command: {}",
-        show(&out)
-    );
-
-    // exec with a terminal.
-    let exec_tty = [
-        "tasks",
-        "exec",
-        "-t",
-        "--exec-id",
-        "e2",
-        &id,
-        "sh",
-        "-c",
-        "tty; echo exec-tty-ok; exit 6",
-    ];
-    let out = under_pty(&c.ctr_argv(&exec_tty), CTR_TIMEOUT);
-    assert_eq!(out.status.code(), Some(6), "exec -t: {}", show(&out));
-    let text = stdout(&out);
-    assert!(text.contains("/dev/pts/"), "exec -t: {}", show(&out));
-    assert!(text.contains("exec-tty-ok"), "exec -t: {}", show(&out));
+    assert_execs(&c.sock, &c.ns, &id);
 
     // ps (the shim runs `peapod ps --format json`).
     let ps = c.ok(&["tasks", "ps", &id]);

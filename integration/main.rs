@@ -2,6 +2,7 @@
 
 mod common;
 mod containerd;
+mod containerd_shim;
 mod pod;
 mod pod_features;
 mod podman;

@@ -5,3 +5,4 @@ pub mod image;
 pub mod logging;
 pub mod oci;
 pub mod pod;
+pub mod shim;

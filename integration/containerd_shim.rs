@@ -1,0 +1,915 @@
+//! containerd runs peapod through peapod's own shim, `containerd-shim-peapod-v1`
+//! (`runtime_type = "io.containerd.peapod.v1"`): `ctr` for the task API, a
+//! Rust CRI client for pods, a restart of containerd, and bad input. Each test
+//! starts a private containerd (scripts/containerd-up) whose PATH holds the
+//! shim built by cargo, and checks at the end that nothing is left: shims,
+//! peapod state, cgroups, mounts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::MutexGuard;
+use std::time::{Duration, Instant};
+
+use crate::common::{assert_dev_null_untouched, cgroup_mounts, repo, require_root, wait_until};
+use crate::containerd::{
+    assert_execs, ctr_argv_in, ctr_in, ctr_ok_in, mounts_under, processes_mentioning, run_timeout,
+    serial, show, stdout, subdirs, task_status_in, under_pty, SERIAL,
+};
+
+const CTR_TIMEOUT: Duration = Duration::from_secs(60);
+const IMAGE: &str = "localhost/busybox:latest";
+const RUNTIME: &str = "io.containerd.peapod.v1";
+const SHIM: &str = "containerd-shim-peapod-v1";
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn shim_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_containerd-shim-peapod-v1")
+}
+
+/// A private containerd whose `peapod` handler runs our shim.
+struct Ctrd {
+    base: tempfile::TempDir,
+    dir: PathBuf,
+    sock: PathBuf,
+    /// containerd namespace for `ctr` (CRI uses k8s.io).
+    ns: String,
+    shim_root: PathBuf,
+    down: bool,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Ctrd {
+    fn up(name: &str) -> Self {
+        require_root();
+        let serial = serial(&SERIAL);
+        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id() as usize;
+        let base = tempfile::Builder::new()
+            .prefix("ppshim-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let dir = base.path().join("c");
+        let shim_root = base.path().join("shim-root");
+        let me = Ctrd {
+            sock: dir.join("containerd.sock"),
+            dir,
+            ns: format!("peapod-shim-{name}-{pid}-{seq}"),
+            shim_root,
+            base,
+            down: false,
+            _serial: serial,
+        };
+        let shim_dir = Path::new(shim_bin()).parent().unwrap();
+        let out = run_timeout(
+            Command::new(repo().join("scripts/containerd-up"))
+                .arg(&me.dir)
+                .env("PEAPOD_SHIM_DIR", shim_dir)
+                .env("PEAPOD_SHIM_ROOT", &me.shim_root)
+                .env("PEAPOD_CNI_BRIDGE", format!("ppsh{}x{seq}", pid % 100_000))
+                .env(
+                    "PEAPOD_CNI_NET",
+                    format!("10.232.{}", (pid * 7 + seq) % 250),
+                )
+                .env_remove("PEAPOD_BIN"),
+            Duration::from_secs(180),
+        );
+        assert!(out.status.success(), "containerd-up failed: {}", show(&out));
+        let busybox = repo().join("bundles/images/busybox.tar");
+        me.ok(&[
+            "images",
+            "import",
+            "--all-platforms",
+            busybox.to_str().unwrap(),
+        ]);
+        me
+    }
+
+    fn ctr(&self, args: &[&str]) -> Output {
+        ctr_in(&self.sock, &self.ns, args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        ctr_ok_in(&self.sock, &self.ns, args)
+    }
+
+    /// `ctr args…` that must fail with `expected` in its error.
+    fn fails(&self, args: &[&str], expected: &str) {
+        let out = self.ctr(args);
+        assert!(!out.status.success(), "ctr {args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(expected),
+            "ctr {args:?}: no {expected:?} in: {}",
+            show(&out)
+        );
+    }
+
+    fn ctr_argv<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        ctr_argv_in(&self.sock, &self.ns, args)
+    }
+
+    fn id(&self, short: &str) -> String {
+        format!("{short}-{}", self.ns)
+    }
+
+    /// Our shims serving this containerd: (pid, argv).
+    fn shims(&self) -> Vec<(i32, Vec<String>)> {
+        let sock = self.sock.to_str().unwrap();
+        processes_mentioning(sock)
+            .into_iter()
+            .filter(|(_, argv)| argv[0].ends_with(SHIM) && argv.iter().any(|a| a == sock))
+            .collect()
+    }
+
+    /// The shims whose command line names container or sandbox `id`.
+    fn shims_of(&self, id: &str) -> Vec<i32> {
+        self.shims()
+            .into_iter()
+            .filter(|(_, argv)| argv.windows(2).any(|w| w[0] == "-id" && w[1] == id))
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// peapod state folders the shims left for namespace `ns`.
+    fn states(&self, ns: &str) -> Vec<String> {
+        std::fs::read_dir(self.shim_root.join(ns))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn restart(&self) {
+        let out = run_timeout(
+            Command::new(repo().join("scripts/containerd-restart")).arg(&self.dir),
+            Duration::from_secs(60),
+        );
+        assert!(out.status.success(), "containerd-restart: {}", show(&out));
+    }
+
+    /// Nothing of ours left, then containerd-down, then nothing anywhere.
+    fn finish(mut self) {
+        wait_until("the shims to exit", Duration::from_secs(10), || {
+            self.shims().is_empty()
+        });
+        for ns in [self.ns.as_str(), "k8s.io"] {
+            let left = self.states(ns);
+            assert!(left.is_empty(), "peapod state left in {ns}: {left:?}");
+        }
+        for m in cgroup_mounts() {
+            let left = subdirs(&m.join(&self.ns));
+            assert!(left.is_empty(), "cgroups left: {left:?}");
+        }
+        self.down = true;
+        let out = run_timeout(
+            Command::new(repo().join("scripts/containerd-down")).arg(&self.dir),
+            Duration::from_secs(120),
+        );
+        assert!(
+            out.status.success(),
+            "containerd-down failed: {}",
+            show(&out)
+        );
+        for m in cgroup_mounts() {
+            let _ = std::fs::remove_dir(m.join(&self.ns));
+        }
+        let procs = processes_mentioning(self.base.path().to_str().unwrap());
+        assert!(procs.is_empty(), "processes left: {procs:?}");
+        let mounts = mounts_under(self.base.path());
+        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+        assert_dev_null_untouched();
+    }
+}
+
+impl Drop for Ctrd {
+    fn drop(&mut self) {
+        if !self.down {
+            let _ = Command::new(repo().join("scripts/containerd-down"))
+                .arg(&self.dir)
+                .output();
+            for m in cgroup_mounts() {
+                let _ = std::fs::remove_dir(m.join(&self.ns));
+            }
+        }
+    }
+}
+
+/// The status and pid of task `id` in `ctr task ls`.
+fn task_status(c: &Ctrd, id: &str) -> Option<(i32, String)> {
+    task_status_in(&c.ok(&["tasks", "ls"]), id)
+}
+
+/// `ctr run` with our runtime: plain, with a terminal, detached with execs
+/// (plain and tty), ps, metrics, pause/resume, kill and delete; and errors
+/// for a command missing from the image and a kill of an unknown exec.
+#[test]
+fn containerd_shim_ctr() {
+    let c = Ctrd::up("ctr");
+    let started = Instant::now();
+
+    // Plain: output and exit status reach ctr; the task and shim go away.
+    let id = c.id("plain");
+    let out = c.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "echo hello; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(stdout(&out).lines().any(|l| l == "hello"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("oops"),
+        "{}",
+        show(&out)
+    );
+    wait_until("the shim of plain to exit", Duration::from_secs(10), || {
+        c.shims_of(&id).is_empty()
+    });
+
+    // With a terminal.
+    let id = c.id("tty");
+    let args = [
+        "run",
+        "--rm",
+        "-t",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "tty; echo tty-ok; exit 7",
+    ];
+    let out = under_pty(&c.ctr_argv(&args), CTR_TIMEOUT);
+    assert_eq!(out.status.code(), Some(7), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("/dev/pts/") && text.contains("tty-ok"),
+        "{}",
+        show(&out)
+    );
+
+    // A command that is not in the image: the error names it, nothing is left.
+    let bad = c.id("bad");
+    c.fails(
+        &[
+            "run",
+            "--rm",
+            "--runtime",
+            RUNTIME,
+            IMAGE,
+            &bad,
+            "no-such-command",
+        ],
+        "no-such-command",
+    );
+    if c.ok(&["containers", "ls", "-q"]).lines().any(|l| l == bad) {
+        c.ok(&["containers", "delete", &bad]);
+    }
+    assert!(!c.states(&c.ns).contains(&bad), "state of {bad} left");
+
+    // Detached, with one shim for the container.
+    let id = c.id("det");
+    c.ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    let (pid, status) = task_status(&c, &id).expect("task listed");
+    assert_eq!(status, "RUNNING");
+    assert_eq!(c.shims_of(&id).len(), 1, "shims: {:?}", c.shims());
+    assert!(c.states(&c.ns).contains(&id), "no peapod state for {id}");
+
+    assert_execs(&c.sock, &c.ns, &id);
+
+    let ps = c.ok(&["tasks", "ps", &id]);
+    assert!(
+        ps.lines()
+            .any(|l| l.split_whitespace().next() == Some(&pid.to_string())),
+        "ps: {ps}"
+    );
+    let metrics = c.ok(&["tasks", "metrics", &id]);
+    assert!(
+        metrics.contains("pids.current") && metrics.contains("memory"),
+        "metrics: {metrics}"
+    );
+
+    c.ok(&["tasks", "pause", &id]);
+    assert_eq!(task_status(&c, &id).unwrap().1, "PAUSED");
+    c.ok(&["tasks", "resume", &id]);
+    assert_eq!(task_status(&c, &id).unwrap().1, "RUNNING");
+
+    // A kill of an exec id the task does not have: a clear error.
+    c.fails(&["tasks", "kill", "--exec-id", "nope", &id], "nope");
+
+    // The init dies with an exec running: the exec's exit is reported first.
+    let events_file = c.base.path().join("events");
+    let mut events = Command::new("ctr")
+        .arg("--address")
+        .arg(&c.sock)
+        .arg("events")
+        .stdout(std::fs::File::create(&events_file).unwrap())
+        .spawn()
+        .unwrap();
+    c.ok(&[
+        "tasks",
+        "exec",
+        "--detach",
+        "--exec-id",
+        "e3",
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    c.ok(&["tasks", "kill", "-s", "SIGKILL", &id]);
+    wait_until("the task to stop", Duration::from_secs(10), || {
+        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
+    });
+    let exit_of = |who: &str| {
+        let text = std::fs::read_to_string(&events_file).unwrap_or_default();
+        text.lines()
+            .position(|l| l.contains("/tasks/exit") && l.contains(&format!("\"id\":\"{who}\"")))
+    };
+    wait_until("both exits in ctr events", Duration::from_secs(10), || {
+        exit_of("e3").is_some() && exit_of(&id).is_some()
+    });
+    assert!(
+        exit_of("e3") < exit_of(&id),
+        "the exec's exit must come first"
+    );
+    let _ = events.kill();
+    let _ = events.wait();
+    c.ok(&["tasks", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
+    wait_until("the shim of det to exit", Duration::from_secs(10), || {
+        c.shims_of(&id).is_empty()
+    });
+    assert!(!c.states(&c.ns).contains(&id), "state of {id} left");
+
+    // Log URIs: file:// and binary:// (a logging program gets the output).
+    let log_file = c.base.path().join("file.log");
+    let id = c.id("file");
+    let uri = format!("file://{}", log_file.display());
+    let script = "echo to-file; echo err-to-file >&2";
+    c.ok(&[
+        "run",
+        "-d",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    wait_until("file:// output", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log_file)
+            .is_ok_and(|t| t.contains("to-file\n") && t.contains("err-to-file\n"))
+    });
+    wait_until("the task to stop", Duration::from_secs(10), || {
+        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
+    });
+    c.ok(&["tasks", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
+
+    let logger = c.base.path().join("logger.sh");
+    let out_dir = c.base.path().join("binary-logs");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\n# fd 3: stdout, fd 4: stderr; closing fd 5 says ready\nexec 5>&-\n\
+         cat <&3 >\"$2/out\" &\ncat <&4 >\"$2/err\" &\nwait\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let id = c.id("binary");
+    let uri = format!("binary://{}?dir={}", logger.display(), out_dir.display());
+    c.ok(&[
+        "run",
+        "-d",
+        "--log-uri",
+        &uri,
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    wait_until("binary:// output", Duration::from_secs(10), || {
+        let read = |f: &str| std::fs::read_to_string(out_dir.join(f)).unwrap_or_default();
+        read("out") == "to-file\n" && read("err") == "err-to-file\n"
+    });
+    wait_until("the task to stop", Duration::from_secs(10), || {
+        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
+    });
+    c.ok(&["tasks", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
+    eprintln!("containerd_shim_ctr: {:?}", started.elapsed());
+    c.finish();
+}
+
+mod cri {
+    //! A small CRI client over containerd's socket, the way a kubelet drives it.
+
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use hyper_util::rt::TokioIo;
+    use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+    pub use k8s_cri::v1::*;
+    use tokio::net::UnixStream;
+    use tonic::transport::{Channel, Endpoint, Uri};
+
+    pub type Client = RuntimeServiceClient<Channel>;
+
+    pub async fn connect(socket: &Path) -> Client {
+        let path = socket.to_path_buf();
+        let channel =
+            Endpoint::try_from("http://[::1]:50051")
+                .unwrap()
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                    }
+                }))
+                .await
+                .expect("connect to containerd's CRI socket");
+        RuntimeServiceClient::new(channel)
+    }
+
+    pub fn namespaces() -> NamespaceOption {
+        NamespaceOption {
+            network: NamespaceMode::Pod as i32,
+            pid: NamespaceMode::Container as i32,
+            ipc: NamespaceMode::Pod as i32,
+            ..Default::default()
+        }
+    }
+
+    /// The `pid` of the verbose `info` JSON of a status response.
+    pub fn pid_of(info: &HashMap<String, String>) -> i32 {
+        let v: serde_json::Value = serde_json::from_str(&info["info"]).unwrap();
+        v["pid"].as_i64().unwrap_or_else(|| panic!("no pid in {v}")) as i32
+    }
+}
+
+/// What ContainerStatus says of `id`: state, exit code, reason, pid.
+async fn container_status(
+    client: &mut cri::Client,
+    id: &str,
+) -> (cri::ContainerState, i32, String, i32) {
+    let resp = client
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: true,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ContainerStatus {id}: {e}"))
+        .into_inner();
+    let s = resp.status.unwrap();
+    let state = cri::ContainerState::try_from(s.state).unwrap();
+    let pid = if state == cri::ContainerState::ContainerRunning {
+        cri::pid_of(&resp.info)
+    } else {
+        0
+    };
+    (state, s.exit_code, s.reason, pid)
+}
+
+/// Waits (with a deadline) until container `id` has exited; returns its
+/// exit code and reason.
+async fn exited(client: &mut cri::Client, id: &str) -> (i32, String) {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (state, code, reason, _) = container_status(client, id).await;
+        if state == cri::ContainerState::ContainerExited {
+            return (code, reason);
+        }
+        assert!(Instant::now() < end, "{id} still {state:?} after 30s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn ns_link(pid: i32, ns: &str) -> String {
+    crate::common::ns_inode(pid, ns)
+}
+
+/// A pod through containerd's CRI with `runtime_handler: peapod`: a sandbox
+/// and containers on one shim; namespaces as CRI asks; logs; ExecSync; exit
+/// codes, reasons and an OOM kill reaching CRI; containerd restarted while
+/// the pod runs; stop and removal leaving nothing.
+#[test]
+fn containerd_shim_cri_pod() {
+    let c = Ctrd::up("cri");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cg_parent = format!("peapod-shim-it-{}", std::process::id());
+    rt.block_on(cri_pod(&c, &cg_parent));
+    // The pod's cgroups went with it; the parent folders are the caller's.
+    for m in cgroup_mounts() {
+        let parent = m.join(&cg_parent);
+        for pod in subdirs(&parent) {
+            let left = subdirs(&pod);
+            assert!(left.is_empty(), "cgroups left: {left:?}");
+            std::fs::remove_dir(&pod).unwrap();
+        }
+        let _ = std::fs::remove_dir(&parent);
+    }
+    c.finish();
+}
+
+async fn cri_pod(c: &Ctrd, cg_parent: &str) {
+    let mut client = cri::connect(&c.sock).await;
+    let uid = format!("pod-{}", c.ns);
+    let logs = c.base.path().join("logs").join(&uid);
+    std::fs::create_dir_all(&logs).unwrap();
+    let sandbox = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "shim-pod".into(),
+            uid: uid.clone(),
+            namespace: "peapod-it".into(),
+            attempt: 0,
+        }),
+        hostname: "shim-pod".into(),
+        log_directory: logs.to_string_lossy().into_owned(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            cgroup_parent: format!("/{cg_parent}/{uid}"),
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(cri::namespaces()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = client
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox.clone()),
+            runtime_handler: "peapod".into(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}"))
+        .into_inner()
+        .pod_sandbox_id;
+    let status = client
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let pause = cri::pid_of(&status.info);
+
+    let container = |name: &str, command: &[&str], memory: i64| cri::ContainerConfig {
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
+        image: Some(cri::ImageSpec {
+            image: IMAGE.into(),
+            ..Default::default()
+        }),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        log_path: format!("{name}/0.log"),
+        linux: Some(cri::LinuxContainerConfig {
+            resources: (memory > 0).then(|| cri::LinuxContainerResources {
+                memory_limit_in_bytes: memory,
+                ..Default::default()
+            }),
+            security_context: Some(cri::LinuxContainerSecurityContext {
+                namespace_options: Some(cri::namespaces()),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    let mut ids = HashMap::new();
+    for (name, command, memory) in [
+        ("one", &["sh", "-c", "echo one; exec sleep 1000"][..], 0),
+        ("two", &["sh", "-c", "echo two >&2; exec sleep 1000"][..], 0),
+        ("fail", &["sh", "-c", "echo bye; exit 2"][..], 0),
+        (
+            "oom",
+            &["sh", "-c", "a=xxxxxxxx; while true; do a=$a$a; done"][..],
+            16 << 20,
+        ),
+    ] {
+        let id = client
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(container(name, command, memory)),
+                sandbox_config: Some(sandbox.clone()),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
+            .into_inner()
+            .container_id;
+        client
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        ids.insert(name, id);
+    }
+
+    // An image that does not exist: a clear error, and no container.
+    let missing = cri::ContainerConfig {
+        image: Some(cri::ImageSpec {
+            image: "localhost/no-such-image:latest".into(),
+            ..Default::default()
+        }),
+        ..container("missing", &["true"], 0)
+    };
+    let err = client
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(missing),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await
+        .expect_err("CreateContainer of a missing image succeeded");
+    assert!(err.message().contains("no-such-image"), "{err}");
+
+    // One shim for the whole pod.
+    let shims = c.shims();
+    assert_eq!(shims.len(), 1, "shims: {shims:?}");
+    assert_eq!(c.shims_of(&pod).len(), 1, "shims: {shims:?}");
+
+    // Namespaces: the sandbox's net, ipc and uts; a pid namespace each.
+    let mut pids = Vec::new();
+    for name in ["one", "two"] {
+        let (state, _, _, pid) = container_status(&mut client, &ids[name]).await;
+        assert_eq!(state, cri::ContainerState::ContainerRunning, "{name}");
+        for ns in ["net", "ipc", "uts"] {
+            assert_eq!(
+                ns_link(pid, ns),
+                ns_link(pause, ns),
+                "{name}: {ns} namespace"
+            );
+        }
+        assert_ne!(
+            ns_link(pid, "pid"),
+            ns_link(pause, "pid"),
+            "{name}: pid namespace"
+        );
+        pids.push(pid);
+    }
+    assert_ne!(ns_link(pids[0], "pid"), ns_link(pids[1], "pid"));
+
+    // Exit codes and reasons.
+    assert_eq!(exited(&mut client, &ids["fail"]).await, (2, "Error".into()));
+    let (code, reason) = exited(&mut client, &ids["oom"]).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (137, "OOMKilled"),
+        "the oom container"
+    );
+
+    // ExecSync: output and exit code.
+    let exec = client
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: ids["one"].clone(),
+            cmd: ["sh", "-c", "echo exec-out; echo exec-err >&2; exit 3"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exec.exit_code, 3);
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "exec-out\n");
+    assert_eq!(String::from_utf8_lossy(&exec.stderr), "exec-err\n");
+
+    // The CRI log files.
+    for (name, line) in [
+        ("one", " stdout F one"),
+        ("two", " stderr F two"),
+        ("fail", " stdout F bye"),
+    ] {
+        let file = logs.join(name).join("0.log");
+        wait_until(
+            &format!("{} to hold {line:?}", file.display()),
+            Duration::from_secs(10),
+            || std::fs::read_to_string(&file).is_ok_and(|t| t.lines().any(|l| l.ends_with(line))),
+        );
+    }
+
+    // containerd restarts; the pod keeps running and is still managed.
+    let shim = c.shims()[0].0;
+    c.restart();
+    let mut client = cri::connect(&c.sock).await;
+    for (name, pid) in [("one", pids[0]), ("two", pids[1])] {
+        let (state, _, _, now) = container_status(&mut client, &ids[name]).await;
+        assert_eq!(
+            (state, now),
+            (cri::ContainerState::ContainerRunning, pid),
+            "{name} after restart"
+        );
+    }
+    assert_eq!(
+        c.shims().iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![shim]
+    );
+
+    client
+        .stop_container(cri::StopContainerRequest {
+            container_id: ids["one"].clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    let (code, _) = exited(&mut client, &ids["one"]).await;
+    assert_eq!(
+        code, 137,
+        "sleep as pid 1 ignores SIGTERM: killed at the deadline"
+    );
+
+    client
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StopPodSandbox: {e}"));
+    client
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}"));
+    wait_until("the pod's shim to exit", Duration::from_secs(10), || {
+        c.shims().is_empty()
+    });
+    let left = c.states("k8s.io");
+    assert!(left.is_empty(), "peapod state left: {left:?}");
+}
+
+/// Runs the shim binary as containerd does (`… start` / `… delete`, working
+/// directory = bundle); returns its output.
+fn shim_action(c: &Ctrd, bundle: &Path, id: &str, action: &str) -> Output {
+    let sock = c.sock.to_str().unwrap();
+    run_timeout(
+        Command::new(shim_bin())
+            .args(["-namespace", &c.ns, "-id", id, "-address", sock])
+            .args(["-publish-binary", "containerd", action])
+            .current_dir(bundle)
+            .env("TTRPC_ADDRESS", format!("{sock}.ttrpc"))
+            .env("PEAPOD_SHIM_ROOT", &c.shim_root),
+        CTR_TIMEOUT,
+    )
+}
+
+/// The shim protocol itself, and bad input: `start` prints the pod's one
+/// address (for a second container of the pod too) and writes the bundle's
+/// `address` file; Create of a bundle with a broken config.json fails with an
+/// error naming the file and leaves nothing; unknown ids are NotFound;
+/// Shutdown ends the shim; `delete` is idempotent.
+#[test]
+fn containerd_shim_protocol_and_bad_input() {
+    use containerd_shim_protos::api::{
+        CreateTaskRequest, KillRequest, ShutdownRequest, StateRequest,
+    };
+    use containerd_shim_protos::shim_async::TaskClient;
+    use containerd_shim_protos::ttrpc;
+
+    let c = Ctrd::up("bad");
+    let id = c.id("broken");
+    let bundle = c.base.path().join("bundle-broken");
+    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    std::fs::write(bundle.join("config.json"), "{ \"ociVersion\": ").unwrap();
+    // containerd makes `log` a FIFO; the shim only opens it for writing.
+    std::fs::write(bundle.join("log"), "").unwrap();
+    let out = shim_action(&c, &bundle, &id, "start");
+    assert!(out.status.success(), "start: {}", show(&out));
+    let address = stdout(&out);
+    assert!(
+        address.starts_with("unix:///run/containerd/s/"),
+        "start printed {address:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("address")).unwrap(),
+        address
+    );
+    assert_eq!(c.shims_of(&id).len(), 1, "shims: {:?}", c.shims());
+
+    // A member of the same pod gets the same shim.
+    let member = c.id("member");
+    let member_bundle = c.base.path().join("bundle-member");
+    std::fs::create_dir_all(&member_bundle).unwrap();
+    let config = serde_json::json!({
+        "annotations": { "io.kubernetes.cri.sandbox-id": id, "io.kubernetes.cri.container-type": "container" }
+    });
+    std::fs::write(member_bundle.join("config.json"), config.to_string()).unwrap();
+    let out = shim_action(&c, &member_bundle, &member, "start");
+    assert!(out.status.success(), "start: {}", show(&out));
+    assert_eq!(stdout(&out), address, "a second shim for the pod");
+    assert_eq!(c.shims().len(), 1, "shims: {:?}", c.shims());
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = ttrpc::asynchronous::Client::connect(&address)
+            .await
+            .unwrap();
+        let task = TaskClient::new(client);
+        let ctx = || ttrpc::context::with_timeout(30_000_000_000);
+        let err = task
+            .create(
+                ctx(),
+                &CreateTaskRequest {
+                    id: id.clone(),
+                    bundle: bundle.to_string_lossy().into_owned(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("create of a broken config.json succeeded");
+        let text = err.to_string();
+        eprintln!("Create of a broken config.json: {text}");
+        assert!(
+            text.contains(&format!("{}/config.json", bundle.display())),
+            "the error should name the file: {text}"
+        );
+        let err = task
+            .state(
+                ctx(),
+                &StateRequest {
+                    id: id.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("state of a container that was never created");
+        assert!(err.to_string().contains("not found"), "{err}");
+        let err = task
+            .kill(
+                ctx(),
+                &KillRequest {
+                    id: id.clone(),
+                    exec_id: "nope".into(),
+                    signal: 9,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect_err("kill of an unknown container");
+        assert!(err.to_string().contains("not found"), "{err}");
+        task.shutdown(
+            ctx(),
+            &ShutdownRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    });
+    wait_until(
+        "the shim to exit after Shutdown",
+        Duration::from_secs(10),
+        || c.shims().is_empty(),
+    );
+    let socket = address.trim_start_matches("unix://");
+    assert!(!Path::new(socket).exists(), "socket {socket} left");
+    assert!(
+        c.states(&c.ns).is_empty(),
+        "state left: {:?}",
+        c.states(&c.ns)
+    );
+
+    // delete cleans up after a dead container, twice without complaint.
+    for _ in 0..2 {
+        let out = shim_action(&c, &bundle, &id, "delete");
+        assert!(out.status.success(), "delete: {}", show(&out));
+    }
+    assert!(c.shims().is_empty());
+    c.finish();
+}

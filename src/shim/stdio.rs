@@ -1,0 +1,351 @@
+//! A process's standard streams as containerd hands them over: FIFO paths,
+//! `file://` and `binary://` log URIs, or a terminal whose master the runtime
+//! sends back over a console socket.
+
+use std::fs::OpenOptions;
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::reaper::Reaper;
+use super::runtime::ChildStdio;
+use super::Error;
+
+/// What containerd asked for, as given in Create/Exec.
+#[derive(Clone, Default, Debug)]
+pub struct IoPaths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// What the shim keeps of a process's streams while it runs.
+#[derive(Default)]
+pub struct Streams {
+    /// Closing stdin (CloseIO) drops the sender.
+    stdin_close: Option<watch::Sender<bool>>,
+    /// The terminal's master side (ResizePty).
+    pub console: Option<Arc<OwnedFd>>,
+    /// Output copies to finish before the exit is reported.
+    copies: Vec<JoinHandle<()>>,
+}
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A listening console socket: the runtime sends the terminal master to it.
+pub struct ConsoleSocket {
+    pub path: PathBuf,
+    listener: UnixListener,
+}
+
+impl ConsoleSocket {
+    pub fn new(dir: &Path) -> Result<Self, Error> {
+        let path = dir.join(format!(
+            ".console-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path)
+            .map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+        Ok(ConsoleSocket { path, listener })
+    }
+
+    /// The master the runtime sent (it has exited by now, so the connection
+    /// is already queued).
+    pub fn receive(self) -> Result<OwnedFd, Error> {
+        let _ = std::fs::remove_file(&self.path);
+        self.listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("console socket", e))?;
+        let (stream, _) = self
+            .listener
+            .accept()
+            .map_err(|e| Error::io("the runtime sent no terminal on the console socket", e))?;
+        stream
+            .set_nonblocking(false)
+            .map_err(|e| Error::io("console socket", e))?;
+        let mut buf = [0u8; 4096];
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let msg = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|e| Error::io("receive terminal", e.into()))?;
+        for c in msg
+            .cmsgs()
+            .map_err(|e| Error::io("receive terminal", e.into()))?
+        {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                if let Some(fd) = fds.first() {
+                    // SAFETY: the kernel just gave us this descriptor.
+                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+                }
+            }
+        }
+        Err(Error::Other(
+            "the runtime sent no terminal on the console socket".into(),
+        ))
+    }
+}
+
+fn open(path: &str, write: bool, append_file: bool) -> Result<OwnedFd, Error> {
+    let mut o = OpenOptions::new();
+    if append_file {
+        o.append(true).create(true).mode(0o640);
+    } else {
+        // FIFOs open read-write never block, and writers never get SIGPIPE
+        // when containerd (the reader) restarts.
+        o.read(true).write(true);
+    }
+    let _ = write;
+    o.open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io(format!("open {path}"), e))
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
+    let flags =
+        fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| Error::io("fcntl", e.into()))?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(|e| Error::io("fcntl", e.into()))?;
+    Ok(())
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe", e.into()))
+}
+
+/// Registers `fd` with tokio's reactor.
+pub fn async_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open for
+    // as long as it is registered.
+    unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}
+
+/// Copies `from` to `to` until `from` ends (EOF, or EIO from a terminal
+/// master whose last slave closed) or `stop` turns true.
+async fn pump(from: OwnedFd, to: OwnedFd, mut stop: Option<watch::Receiver<bool>>) {
+    if set_nonblocking(&from).is_err() || set_nonblocking(&to).is_err() {
+        return;
+    }
+    let (Ok(from), Ok(to)) = (async_fd(from), async_fd(to)) else {
+        return;
+    };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let readable = async {
+            match stop.as_mut() {
+                Some(s) => tokio::select! {
+                    r = from.readable() => r.ok(),
+                    _ = s.changed() => None,
+                },
+                None => from.readable().await.ok(),
+            }
+        };
+        let Some(mut guard) = readable.await else {
+            return;
+        };
+        let n = match guard
+            .try_io(|fd| nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(std::io::Error::from))
+        {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => n,
+            Err(_would_block) => continue,
+        };
+        let mut done = 0;
+        while done < n {
+            let Ok(mut w) = to.writable().await else {
+                return;
+            };
+            match w.try_io(|fd| {
+                nix::unistd::write(fd.get_ref().as_fd(), &buf[done..n])
+                    .map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(k)) => done += k,
+                Ok(Err(_)) => return,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+/// Starts the logging binary of a `binary://` URI with the read ends of the
+/// container's stdout and stderr as its fds 3 and 4, and waits until it
+/// closes fd 5 (ready), as containerd's shims do.
+fn start_logger(
+    uri: &str,
+    id: &str,
+    namespace: &str,
+    reaper: &Reaper,
+) -> Result<(OwnedFd, OwnedFd), Error> {
+    let rest = uri.trim_start_matches("binary://");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut cmd = Command::new(path);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        cmd.arg(k);
+        if !v.is_empty() {
+            cmd.arg(v);
+        }
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (ready_r, ready_w) = pipe()?;
+    let fds = [out_r.as_raw_fd(), err_r.as_raw_fd(), ready_w.as_raw_fd()];
+    cmd.env("CONTAINER_ID", id)
+        .env("CONTAINER_NAMESPACE", namespace)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only dup2 (async-signal-safe) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, fd) in fds.iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let (_pid, _exit) = reaper
+        .spawn(&mut cmd)
+        .map_err(|e| Error::io(format!("cannot start logging binary {path}"), e))?;
+    drop(cmd);
+    drop((out_r, err_r, ready_w));
+    let mut b = [0u8; 1];
+    // Blocks until the logger closes fd 5 (or exits).
+    let _ = nix::unistd::read(ready_r.as_raw_fd(), &mut b);
+    Ok((out_w, err_w))
+}
+
+/// Opens what `paths` names; returns the child's stdio and what to keep.
+/// For a terminal, the child gets no stdio: the console socket brings the
+/// master, and `attach_console` starts the copies.
+pub fn open_streams(
+    paths: &IoPaths,
+    id: &str,
+    namespace: &str,
+    reaper: &Reaper,
+) -> Result<(ChildStdio, Streams), Error> {
+    let mut child = ChildStdio::default();
+    let mut kept = Streams::default();
+    if paths.terminal {
+        return Ok((child, kept));
+    }
+    if !paths.stdin.is_empty() {
+        let fifo = open(&paths.stdin, false, false)?;
+        let (r, w) = pipe()?;
+        let (tx, rx) = watch::channel(false);
+        kept.stdin_close = Some(tx);
+        tokio::spawn(pump(fifo, w, Some(rx)));
+        child.stdin = Some(r);
+    }
+    if paths.stdout.starts_with("binary://") {
+        let (out, err) = start_logger(&paths.stdout, id, namespace, reaper)?;
+        child.stdout = Some(out);
+        child.stderr = Some(err);
+        return Ok((child, kept));
+    }
+    let target = |p: &str| -> Result<Option<OwnedFd>, Error> {
+        if p.is_empty() {
+            Ok(None)
+        } else if let Some(file) = p.strip_prefix("file://") {
+            open(file, true, true).map(Some)
+        } else {
+            open(p, true, false).map(Some)
+        }
+    };
+    child.stdout = target(&paths.stdout)?;
+    child.stderr = if paths.stderr == paths.stdout {
+        match &child.stdout {
+            Some(fd) => Some(fd.try_clone().map_err(|e| Error::io("dup", e))?),
+            None => None,
+        }
+    } else {
+        target(&paths.stderr)?
+    };
+    Ok((child, kept))
+}
+
+/// Copies between the terminal master and the FIFOs.
+pub fn attach_console(paths: &IoPaths, master: OwnedFd, kept: &mut Streams) -> Result<(), Error> {
+    let master = Arc::new(master);
+    if !paths.stdin.is_empty() {
+        let fifo = open(&paths.stdin, false, false)?;
+        let to = master.try_clone().map_err(|e| Error::io("dup", e))?;
+        let (tx, rx) = watch::channel(false);
+        kept.stdin_close = Some(tx);
+        tokio::spawn(pump(fifo, to, Some(rx)));
+    }
+    if !paths.stdout.is_empty() {
+        let out = if let Some(file) = paths.stdout.strip_prefix("file://") {
+            open(file, true, true)?
+        } else {
+            open(&paths.stdout, true, false)?
+        };
+        let from = master.try_clone().map_err(|e| Error::io("dup", e))?;
+        kept.copies.push(tokio::spawn(pump(from, out, None)));
+    }
+    kept.console = Some(master);
+    Ok(())
+}
+
+impl Streams {
+    /// CloseIO: the process sees EOF on stdin.
+    pub fn close_stdin(&mut self) {
+        if let Some(tx) = self.stdin_close.take() {
+            let _ = tx.send(true);
+        }
+    }
+
+    /// Waits (a bounded time) for the output copies, so that everything the
+    /// process wrote is in the FIFO before its exit is reported.
+    pub async fn drain(&mut self) {
+        for copy in self.copies.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), copy).await;
+        }
+        self.close_stdin();
+    }
+
+    /// ResizePty.
+    pub fn resize(&self, width: u32, height: u32) -> Result<(), Error> {
+        let Some(master) = &self.console else {
+            return Err(Error::Precondition("the process has no terminal".into()));
+        };
+        let ws = libc::winsize {
+            ws_row: height as u16,
+            ws_col: width as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from the pointer.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
+            return Err(Error::io(
+                "resize terminal",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+}
