@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -63,7 +64,11 @@ pub fn status_path(root: &Path) -> PathBuf {
 /// Runs until SIGTERM or SIGINT.
 pub fn run(config: Config, opts: RunOptions) -> Result<(), String> {
     let dir = state_dir(&opts.root);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("create {}: {e}", dir.display()))?;
     let lock_path = dir.join("daemon.lock");
     let lock =
         File::create(&lock_path).map_err(|e| format!("create {}: {e}", lock_path.display()))?;
