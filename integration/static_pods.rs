@@ -310,8 +310,16 @@ fn static_pods_follow_added_changed_renamed_and_removed_files() {
     s.write("db.json", &manifest("db", "db"));
     s.wait_pods(&["db", "web"]);
     std::fs::remove_file(s.path("site.yaml")).unwrap();
-    s.wait_pods(&["db"]);
+    let db = s.wait_pods(&["db"])["db-it-node"].clone();
     assert!(s.log().contains("site.yaml is gone"), "{}", s.log());
+
+    // `pod rm` on a static pod: its file still declares it, so it comes back.
+    let supervisor = s.running(&db).unwrap()["supervisor_pid"].clone();
+    s.env().ok(&["pod", "rm", "--force", "db-it-node"]);
+    wait_until("db started again", FOLLOW, || {
+        s.running(&db)
+            .is_some_and(|st| st["supervisor_pid"] != supervisor)
+    });
     s.finish();
 }
 
