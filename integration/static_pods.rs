@@ -477,6 +477,37 @@ fn static_twenty_manifests_at_once_all_come_up() {
     s.finish();
 }
 
+#[test]
+fn static_slow_stop_holds_up_no_other_file() {
+    let mut s = StaticEnv::new();
+    // Ignores SIGTERM: it goes only at the end of its grace period.
+    let slow = manifest("slow", "slow")
+        .replace(
+            "terminationGracePeriodSeconds: 2",
+            "terminationGracePeriodSeconds: 6",
+        )
+        .replace("trap 'exit 0' TERM", "trap '' TERM");
+    s.write("slow.yaml", &slow);
+    s.start();
+    let uid = s.wait_pods(&["slow"])["slow-it-node"].clone();
+    std::fs::remove_file(s.path("slow.yaml")).unwrap();
+    wait_until("slow being removed", FOLLOW, || {
+        s.status()["removing"][0] == uid.as_str()
+    });
+    s.write("fast.yaml", &manifest("fast", "fast"));
+    let mut fast = None;
+    wait_until("fast running", FOLLOW, || {
+        fast = s.pods().get("fast-it-node").cloned();
+        fast.as_ref().is_some_and(|f| s.running(f).is_some())
+    });
+    assert!(
+        s.env().pod_dir(&uid).exists(),
+        "the slow pod went before the fast one ran"
+    );
+    s.wait_pods(&["fast"]);
+    s.finish();
+}
+
 /// Runs web.yaml, kills its pod's supervisor, and waits until the pod (same
 /// uid) runs under a live supervisor again: the pod's status before and after.
 fn kill_supervisor_and_wait(s: &mut StaticEnv) -> (Value, Value) {
