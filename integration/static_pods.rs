@@ -310,8 +310,16 @@ fn static_pods_follow_added_changed_renamed_and_removed_files() {
     s.write("db.json", &manifest("db", "db"));
     s.wait_pods(&["db", "web"]);
     std::fs::remove_file(s.path("site.yaml")).unwrap();
-    s.wait_pods(&["db"]);
+    let db = s.wait_pods(&["db"])["db-it-node"].clone();
     assert!(s.log().contains("site.yaml is gone"), "{}", s.log());
+
+    // `pod rm` on a static pod: its file still declares it, so it comes back.
+    let supervisor = s.running(&db).unwrap()["supervisor_pid"].clone();
+    s.env().ok(&["pod", "rm", "--force", "db-it-node"]);
+    wait_until("db started again", FOLLOW, || {
+        s.running(&db)
+            .is_some_and(|st| st["supervisor_pid"] != supervisor)
+    });
     s.finish();
 }
 
@@ -366,6 +374,35 @@ fn static_invalid_and_half_written_manifests_break_no_pod() {
         "{bad}"
     );
     assert!(s.log().contains("spec.containers[0].colour"), "{}", s.log());
+
+    // Valid, but its image is not in the store: reported, retried at rescans.
+    s.write(
+        "noimage.yaml",
+        &manifest("noimage", "x").replace("image: busybox", "image: nosuch/image"),
+    );
+    // The same pod name as good.yaml's, from a later file: a conflict.
+    s.write("zz-dup.yaml", &manifest("good", "dup"));
+    wait_until("noimage.yaml and zz-dup.yaml reported", FOLLOW, || {
+        s.file_status("noimage.yaml")["state"] == "failed"
+            && s.file_status("zz-dup.yaml")["state"] == "conflict"
+    });
+    let noimage = s.file_status("noimage.yaml");
+    assert!(
+        noimage["error"]
+            .as_str()
+            .unwrap()
+            .contains("spec.containers[0].image"),
+        "{noimage}"
+    );
+    let dup = s.file_status("zz-dup.yaml");
+    assert!(
+        dup["error"].as_str().unwrap().contains("good.yaml"),
+        "{dup}"
+    );
+    assert_eq!(s.pods().len(), 1, "{:?}", s.pods());
+    assert_eq!(s.uid("good"), good);
+    std::fs::remove_file(s.path("noimage.yaml")).unwrap();
+    std::fs::remove_file(s.path("zz-dup.yaml")).unwrap();
 
     // A good manifest turned invalid keeps the pod of its last good content;
     // turned back, it is the same pod (same uid), never restarted.
@@ -437,6 +474,37 @@ fn static_twenty_manifests_at_once_all_come_up() {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let pods = s.wait_pods(&refs);
     assert_eq!(pods.len(), 20);
+    s.finish();
+}
+
+#[test]
+fn static_slow_stop_holds_up_no_other_file() {
+    let mut s = StaticEnv::new();
+    // Ignores SIGTERM: it goes only at the end of its grace period.
+    let slow = manifest("slow", "slow")
+        .replace(
+            "terminationGracePeriodSeconds: 2",
+            "terminationGracePeriodSeconds: 6",
+        )
+        .replace("trap 'exit 0' TERM", "trap '' TERM");
+    s.write("slow.yaml", &slow);
+    s.start();
+    let uid = s.wait_pods(&["slow"])["slow-it-node"].clone();
+    std::fs::remove_file(s.path("slow.yaml")).unwrap();
+    wait_until("slow being removed", FOLLOW, || {
+        s.status()["removing"][0] == uid.as_str()
+    });
+    s.write("fast.yaml", &manifest("fast", "fast"));
+    let mut fast = None;
+    wait_until("fast running", FOLLOW, || {
+        fast = s.pods().get("fast-it-node").cloned();
+        fast.as_ref().is_some_and(|f| s.running(f).is_some())
+    });
+    assert!(
+        s.env().pod_dir(&uid).exists(),
+        "the slow pod went before the fast one ran"
+    );
+    s.wait_pods(&["fast"]);
     s.finish();
 }
 

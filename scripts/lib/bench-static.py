@@ -2,7 +2,9 @@
 appearance in the folder until their containers run.
 
 One round: N manifests are written beside the folder, the clock starts, they
-are renamed into the folder (one rename each, as a config tool would), and
+are renamed into the folder (one rename each, as a config tool would; with
+--in-place they are instead written straight into the folder, the clock
+starting before the first is opened), and
 status.json of every pod in the state root is polled every 2 ms until N pods
 are Running with every container running and its pid recorded. Per pod, the
 time is when it was first seen so; for the round, when the last one was. Then
@@ -56,17 +58,23 @@ def running_pods(pods_dir):
 
 def one_round(args, n, tag):
     names = [f"{tag}-{i:02d}" for i in range(n)]
-    for name in names:
-        with open(os.path.join(args.staging, f"{name}.yaml"), "w") as f:
-            f.write(MANIFEST.format(name=name))
+    first = args.manifests if args.in_place else args.staging
+    if not args.in_place:
+        for name in names:
+            with open(os.path.join(args.staging, f"{name}.yaml"), "w") as f:
+                f.write(MANIFEST.format(name=name))
     wanted = {f"{name}-{args.node}" for name in names}
     seen = {}
     start = time.monotonic()
     for name in names:
-        os.rename(
-            os.path.join(args.staging, f"{name}.yaml"),
-            os.path.join(args.manifests, f"{name}.yaml"),
-        )
+        if args.in_place:
+            with open(os.path.join(first, f"{name}.yaml"), "w") as f:
+                f.write(MANIFEST.format(name=name))
+        else:
+            os.rename(
+                os.path.join(args.staging, f"{name}.yaml"),
+                os.path.join(args.manifests, f"{name}.yaml"),
+            )
     deadline = start + 120
     while len(seen) < n:
         now = time.monotonic()
@@ -94,6 +102,7 @@ def main():
     p.add_argument("--node", required=True)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--sizes", default="1,20")
+    p.add_argument("--in-place", action="store_true")
     args = p.parse_args()
     os.makedirs(args.pods, exist_ok=True)
     for n in [int(s) for s in args.sizes.split(",")]:
@@ -104,7 +113,8 @@ def main():
             all_pods.extend(per_pod)
             print(f"  {n} manifest(s), round {r + 1}: last pod running after {last:.0f} ms",
                   file=sys.stderr)
-        label = "1 manifest " if n == 1 else f"{n} manifests"
+        how = "written in place" if args.in_place else "renamed in"
+        label = f"1 manifest {how}" if n == 1 else f"{n} manifests {how}"
         print(
             f"{label}: all containers running {statistics.median(lasts):.0f} ms after the "
             f"file(s) appeared (median of {args.rounds}; min {min(lasts):.0f}, max {max(lasts):.0f}); "

@@ -40,7 +40,6 @@ pub struct Launch {
     pub pod: Pod,
     /// Readable once the supervisor has answered (or died).
     pub ready: File,
-    pub supervisor: nix::unistd::Pid,
     cgroup_prefix: String,
 }
 
@@ -51,8 +50,7 @@ impl Launch {
         match supervisor_answer(&self.ready, &self.dir) {
             Ok(()) => Ok((self.dir, self.pod)),
             Err(e) => {
-                let _ = super::teardown::release(&self.dir, &self.pod, &self.cgroup_prefix);
-                let _ = std::fs::remove_dir_all(self.dir.dir());
+                abandon(&self.dir, &self.pod, &self.cgroup_prefix);
                 Err(e)
             }
         }
@@ -97,19 +95,23 @@ pub fn launch(pod: Pod, opts: &RunOptions) -> Result<Launch, String> {
         return Err(e.to_string());
     }
     match start_supervisor(&dir, &opts.settings, Mode::Start) {
-        Ok((ready, supervisor)) => Ok(Launch {
+        Ok(ready) => Ok(Launch {
             dir,
             pod,
             ready,
-            supervisor,
             cgroup_prefix: opts.settings.cgroup_prefix.clone(),
         }),
         Err(e) => {
-            let _ = super::teardown::release(&dir, &pod, &opts.settings.cgroup_prefix);
-            let _ = std::fs::remove_dir_all(dir.dir());
+            abandon(&dir, &pod, &opts.settings.cgroup_prefix);
             Err(e)
         }
     }
+}
+
+/// Undoes a pod that never started: what it held on the host, and its folder.
+fn abandon(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) {
+    let _ = super::teardown::release(dir, pod, cgroup_prefix);
+    let _ = std::fs::remove_dir_all(dir.dir());
 }
 
 /// Every container's image must be in the store; the error names the field.
@@ -156,12 +158,8 @@ pub fn resolve_images(
 
 /// Forks the supervisor (we are single-threaded, so fork is safe) into its own
 /// session, with its output in the pod folder; returns the pipe on which it
-/// will say whether the pod started (or was taken over), and its pid.
-fn start_supervisor(
-    dir: &PodDir,
-    settings: &Settings,
-    mode: Mode,
-) -> Result<(File, nix::unistd::Pid), String> {
+/// will say whether the pod started (or was taken over).
+fn start_supervisor(dir: &PodDir, settings: &Settings, mode: Mode) -> Result<File, String> {
     // Close-on-exec: other supervisors forked meanwhile must not inherit it.
     let (read, write) = pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     // Appended to: an adopting supervisor writes after the one before it.
@@ -194,7 +192,7 @@ fn start_supervisor(
             eprintln!("peapod supervisor: exec: {err}");
             std::process::exit(1);
         }
-        ForkResult::Parent { child } => Ok((File::from(read), child)),
+        ForkResult::Parent { .. } => Ok(File::from(read)),
     }
 }
 
@@ -301,6 +299,6 @@ pub fn adopt(dir: &PodDir, opts: &RunOptions) -> Result<(), String> {
             status.supervisor_pid
         ));
     }
-    let (ready, _) = start_supervisor(dir, &opts.settings, Mode::Adopt)?;
+    let ready = start_supervisor(dir, &opts.settings, Mode::Adopt)?;
     supervisor_answer(&ready, dir)
 }

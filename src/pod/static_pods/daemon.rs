@@ -8,17 +8,19 @@
 //! When a file counts as written: 100 ms after IN_CLOSE_WRITE (a writer may
 //! reopen it to append) or 10 ms after IN_MOVED_TO (so that a burst is read
 //! once); never while it is open for writing (IN_MODIFY seen, no close yet);
-//! at start, not within 100 ms of its last modification. The periodic rescan
-//! catches what inotify cannot see (a symbolic link's target changing, a lost
-//! event).
+//! and, with no such event since it was last modified (at start, or between a
+//! writer's open and first write), not within 100 ms of its modification time.
+//! The periodic rescan catches what inotify cannot see (a symbolic link's
+//! target changing, a lost event).
 //!
 //! The daemon's pods outlive it: on SIGTERM or SIGINT it exits and leaves them
 //! running; started again, it finds them by their uid and adopts them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,7 +64,11 @@ pub fn status_path(root: &Path) -> PathBuf {
 /// Runs until SIGTERM or SIGINT.
 pub fn run(config: Config, opts: RunOptions) -> Result<(), String> {
     let dir = state_dir(&opts.root);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| format!("create {}: {e}", dir.display()))?;
     let lock_path = dir.join("daemon.lock");
     let lock =
         File::create(&lock_path).map_err(|e| format!("create {}: {e}", lock_path.display()))?;
@@ -175,6 +181,9 @@ struct Daemon {
     watch: Option<WatchDescriptor>,
     /// Manifest names modified and not closed yet, with the last modification.
     writing: HashMap<OsString, Instant>,
+    /// Manifest names closed after writing, or renamed in, since their last
+    /// modification: complete, whatever their modification time.
+    closed: HashSet<OsString>,
     /// The last text read from each file, and what it declared.
     seen: HashMap<PathBuf, (String, Declared)>,
     launches: Vec<Launch>,
@@ -200,6 +209,7 @@ impl Daemon {
             inotify,
             watch: None,
             writing: HashMap::new(),
+            closed: HashSet::new(),
             seen: HashMap::new(),
             launches: Vec::new(),
             removers: HashMap::new(),
@@ -271,6 +281,7 @@ impl Daemon {
                 if event.mask.contains(EventMask::Q_OVERFLOW) {
                     // Events were lost: read everything again.
                     self.writing.clear();
+                    self.closed.clear();
                     changed = Some(Duration::ZERO);
                     continue;
                 }
@@ -287,10 +298,21 @@ impl Daemon {
                 }
                 if event.mask.contains(EventMask::MODIFY) {
                     self.writing.insert(name.to_os_string(), Instant::now());
+                    self.closed.remove(name);
                     continue;
                 }
-                if !event.mask.contains(EventMask::CREATE) {
+                if event.mask.contains(EventMask::CREATE) {
+                    self.closed.remove(name);
+                } else {
                     self.writing.remove(name);
+                    if event
+                        .mask
+                        .intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO)
+                    {
+                        self.closed.insert(name.to_os_string());
+                    } else {
+                        self.closed.remove(name);
+                    }
                 }
                 let atomic = EventMask::MOVED_TO | EventMask::MOVED_FROM | EventMask::DELETE;
                 let settle = if event.mask.intersects(atomic) {
@@ -338,9 +360,10 @@ impl Daemon {
                 .writing
                 .get(name)
                 .is_some_and(|since| now.duration_since(*since) < WRITING_LIMIT);
-            // At start, before any event: a file modified a moment ago may be
-            // being written; read it once it is quiet.
-            let just_modified = self.reconciles == 1
+            // Modified a moment ago and not closed since (as at start, before
+            // any event, or between a writer's open and its first write): it
+            // may be being written; read it once it is quiet.
+            let just_modified = !self.closed.contains(name)
                 && std::fs::metadata(&path)
                     .and_then(|m| m.modified())
                     .ok()
