@@ -30,7 +30,7 @@ use super::error::Error;
 use super::reaper::Reaper;
 use super::runtime::Runtime;
 use super::service::timestamp_now;
-use super::stdio::{attach_console, open_streams, ConsoleSocket, IoPaths, Streams};
+use super::stdio::{open_streams, ConsoleSocket, IoPaths, Streams};
 
 type Exit = Option<(u32, Timestamp)>;
 
@@ -332,7 +332,7 @@ impl TaskService {
     ) -> Result<(i32, Streams), Error> {
         let pid_file = bundle.join("init.pid");
         let log = bundle.join("log.json");
-        let (child, mut streams) = open_streams(io, id, &self.namespace, &self.reaper)?;
+        let (child, mut streams) = open_streams(io, id, &self.namespace, &self.reaper).await?;
         let console = if io.terminal {
             Some(ConsoleSocket::new(&self.runtime.root)?)
         } else {
@@ -350,12 +350,12 @@ impl TaskService {
             args.push(c.path.clone().into());
         }
         args.push(id.into());
+        let attaching = console.map(|c| c.attach(io.clone())).transpose()?;
         self.runtime.run(Some(&log), &args, child, None).await?;
         let pid = Self::read_pid(&pid_file)?;
-        if let Some(c) = console {
-            let master = c.receive();
-            match master.and_then(|m| attach_console(io, m, &mut streams)) {
-                Ok(()) => {}
+        if let Some(attaching) = attaching {
+            match attaching.streams().await {
+                Ok(s) => streams = s,
                 Err(e) => {
                     let _ = self.runtime.call(None, &["delete", "--force", id]).await;
                     return Err(e);
@@ -378,7 +378,7 @@ impl TaskService {
         let pid_file = c.bundle.join(format!(".exec-{exec_id}.pid"));
         std::fs::write(&process_file, &spec)
             .map_err(|e| Error::io(format!("write {}", process_file.display()), e))?;
-        let (child, mut streams) = open_streams(&io, id, &self.namespace, &self.reaper)?;
+        let (child, mut streams) = open_streams(&io, id, &self.namespace, &self.reaper).await?;
         let console = if io.terminal {
             Some(ConsoleSocket::new(&self.runtime.root)?)
         } else {
@@ -398,14 +398,14 @@ impl TaskService {
         }
         args.push(id.into());
         let log = c.log();
+        let attaching = console.map(|s| s.attach(io.clone())).transpose()?;
         let ran = self.runtime.run(Some(&log), &args, child, None).await;
         let _ = std::fs::remove_file(&process_file);
         let pid = ran.and_then(|_| Self::read_pid(&pid_file));
         let _ = std::fs::remove_file(&pid_file);
         let pid = pid?;
-        if let Some(s) = console {
-            s.receive()
-                .and_then(|m| attach_console(&io, m, &mut streams))?;
+        if let Some(attaching) = attaching {
+            streams = attaching.streams().await?;
         }
         let p = c.process(exec_id)?;
         p.pid = pid;
