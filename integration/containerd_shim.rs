@@ -681,6 +681,29 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
     }
     assert_ne!(ns_link(pids[0], "pid"), ns_link(pids[1], "pid"));
 
+    // UpdateContainerResources reaches the container's cgroup (Update).
+    client
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: ids["one"].clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}"));
+    let memory_cgroup = |file: &str| {
+        cgroup_mounts().into_iter().find_map(|m| {
+            let f = m.join(cg_parent).join(&uid).join(&ids["one"]).join(file);
+            std::fs::read_to_string(f).ok()
+        })
+    };
+    let limit = memory_cgroup("memory.limit_in_bytes")
+        .or_else(|| memory_cgroup("memory.max"))
+        .expect("the memory cgroup of container one");
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+
     // Exit codes and reasons.
     assert_eq!(exited(&mut client, &ids["fail"]).await, (2, "Error".into()));
     let (code, reason) = exited(&mut client, &ids["oom"]).await;
