@@ -704,6 +704,24 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
         .expect("the memory cgroup of container one");
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
 
+    // ContainerStats: containerd decodes the shim's cgroup metrics.
+    let stats = client
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: ids["one"].clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ContainerStats: {e}"))
+        .into_inner()
+        .stats
+        .expect("stats of container one");
+    let usage = stats.memory.and_then(|m| m.usage_bytes).map(|v| v.value);
+    assert!(usage.is_some_and(|u| u > 0), "memory usage: {usage:?}");
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value);
+    assert!(cpu.is_some_and(|n| n > 0), "cpu usage: {cpu:?}");
+
     // Exit codes and reasons.
     assert_eq!(exited(&mut client, &ids["fail"]).await, (2, "Error".into()));
     let (code, reason) = exited(&mut client, &ids["oom"]).await;
