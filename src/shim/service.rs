@@ -195,3 +195,29 @@ impl Shim for PeapodShim {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::grouping;
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_member_is_grouped_with_its_sandbox() {
+        let member = json!({ "annotations": {
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-id": "pod1" } });
+        assert_eq!(grouping("c1", &member), "pod1");
+        let sandbox = json!({ "annotations": {
+            "io.kubernetes.cri.container-type": "sandbox",
+            "io.kubernetes.cri.sandbox-id": "pod1" } });
+        assert_eq!(grouping("pod1", &sandbox), "pod1");
+    }
+
+    #[test]
+    fn other_containers_get_their_own_shim() {
+        assert_eq!(grouping("c1", &json!({})), "c1");
+        assert_eq!(grouping("c1", &serde_json::Value::Null), "c1");
+        let empty = json!({ "annotations": { "io.kubernetes.cri.sandbox-id": "" } });
+        assert_eq!(grouping("c1", &empty), "c1");
+    }
+}

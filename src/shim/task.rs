@@ -885,3 +885,25 @@ impl TaskService {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::accept_options;
+
+    #[test]
+    fn runtime_options_from_cri_and_ctr_are_accepted() {
+        for url in [
+            "",
+            "runtimeoptions.v1.Options",
+            "type.googleapis.com/runtimeoptions.v1.Options",
+            "containerd.runc.v1.Options",
+        ] {
+            assert!(accept_options(url).is_ok(), "{url}");
+        }
+        let err = accept_options("example.v1.Other").unwrap_err().to_string();
+        assert!(
+            err.starts_with("options:") && err.contains("example.v1.Other"),
+            "{err}"
+        );
+    }
+}
