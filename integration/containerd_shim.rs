@@ -336,7 +336,11 @@ fn containerd_shim_ctr() {
         "sleep",
         "1000",
     ]);
-    c.ok(&["tasks", "kill", "-s", "SIGKILL", &id]);
+    // SIGTERM to the init alone: sleep as pid 1 ignores it.
+    c.ok(&["tasks", "kill", &id]);
+    assert_eq!(task_status(&c, &id).unwrap().1, "RUNNING");
+    // --all: every process of the container.
+    c.ok(&["tasks", "kill", "-a", "-s", "SIGKILL", &id]);
     wait_until("the task to stop", Duration::from_secs(10), || {
         task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
     });

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +38,9 @@ type Exit = Option<(u32, Timestamp)>;
 /// An init or exec process.
 struct Process {
     pid: i32,
+    /// Opened while the process was an unreaped child of ours: signals sent
+    /// through it can never reach a recycled PID.
+    pidfd: Option<OwnedFd>,
     io: IoPaths,
     streams: Streams,
     status: Status,
@@ -49,12 +53,49 @@ impl Process {
     fn new(io: IoPaths) -> Self {
         Process {
             pid: 0,
+            pidfd: None,
             io,
             streams: Streams::default(),
             status: Status::CREATED,
             exit: watch::channel(None).0,
             spec: Vec::new(),
         }
+    }
+
+    fn set_pid(&mut self, pid: i32) {
+        self.pid = pid;
+        // SAFETY: plain syscall; the descriptor is owned from here on.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a fresh descriptor (when not negative).
+        self.pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    }
+
+    /// Sends `signal` to the process itself (not its children).
+    fn signal(&self, signal: i32) -> Result<(), Error> {
+        let Some(fd) = &self.pidfd else {
+            return Err(Error::NotFound("the process has no pid".into()));
+        };
+        // SAFETY: pidfd_send_signal with a pidfd we own and no siginfo.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ESRCH) => Error::NotFound("process already finished".into()),
+                Some(libc::EINVAL) => {
+                    Error::InvalidArgument(format!("signal: invalid signal {signal}"))
+                }
+                _ => Error::io("kill", e),
+            });
+        }
+        Ok(())
     }
 
     fn exit_status(&self) -> (u32, Option<Timestamp>) {
@@ -178,19 +219,15 @@ impl TaskService {
         let mut map = self.containers.lock().await;
         let Some(c) = map.get_mut(id) else { return };
         if exec_id.is_empty() {
-            let running: Vec<i32> = c
+            let running: Vec<&Process> = c
                 .execs
                 .values()
                 .filter(|p| matches!(p.status, Status::RUNNING | Status::PAUSED))
-                .map(|p| p.pid)
                 .collect();
             if !running.is_empty() {
                 // Execs go with the init; their exits are reported first.
-                for pid in running {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                for p in running {
+                    let _ = p.signal(libc::SIGKILL);
                 }
                 c.pending_init_exit = Some(code);
                 return;
@@ -284,7 +321,7 @@ impl TaskService {
             }
         };
         let mut init = Process::new(io.clone());
-        init.pid = pid;
+        init.set_pid(pid);
         init.streams = streams;
         let oom_watch = super::oom::watch(pid, id.clone(), self.events.clone());
         map.insert(
@@ -408,7 +445,7 @@ impl TaskService {
             streams = attaching.streams().await?;
         }
         let p = c.process(exec_id)?;
-        p.pid = pid;
+        p.set_pid(pid);
         p.streams = streams;
         p.status = Status::RUNNING;
         Ok(pid)
@@ -444,8 +481,11 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        log::info!("create {}", req.id);
-        self.do_create(req).await.map_err(ttrpc_err)
+        let started = std::time::Instant::now();
+        let id = req.id.clone();
+        let created = self.do_create(req).await.map_err(ttrpc_err);
+        log::debug!("create {id}: {:?}", started.elapsed());
+        created
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
@@ -682,29 +722,21 @@ impl Task for TaskService {
                 }
             ))));
         }
-        if !req.exec_id.is_empty() {
-            if p.status == Status::CREATED {
-                return Err(ttrpc_err(Error::Precondition(format!(
-                    "exec {} was never started",
-                    req.exec_id
-                ))));
-            }
-            let sig = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|_| {
-                ttrpc_err(Error::InvalidArgument(format!(
-                    "signal: invalid signal {}",
-                    req.signal
-                )))
-            })?;
-            // Not reaped yet, so the PID is still this process.
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), sig)
-                .map_err(|e| ttrpc_err(Error::io("kill", e.into())))?;
-            return Ok(Empty::new());
+        if !req.exec_id.is_empty() && p.status == Status::CREATED {
+            return Err(ttrpc_err(Error::Precondition(format!(
+                "exec {} was never started",
+                req.exec_id
+            ))));
+        }
+        if !req.all || !req.exec_id.is_empty() {
+            // The process itself: no runtime invocation needed.
+            return p
+                .signal(req.signal as i32)
+                .map(|()| Empty::new())
+                .map_err(ttrpc_err);
         }
         let sig = req.signal.to_string();
-        let mut args = vec!["kill"];
-        if req.all {
-            args.push("--all");
-        }
+        let mut args = vec!["kill", "--all"];
         args.push(&req.id);
         args.push(&sig);
         self.runtime
