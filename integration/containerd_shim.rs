@@ -133,6 +133,17 @@ impl Ctrd {
             .collect()
     }
 
+    /// The socket of the shim serving group `id` in namespace `ns` (as
+    /// containerd computes it).
+    fn shim_socket(&self, ns: &str, id: &str) -> PathBuf {
+        use sha2::Digest;
+        let key = format!("{}/{ns}/{id}", self.sock.display());
+        PathBuf::from(format!(
+            "/run/containerd/s/{}",
+            hex::encode(sha2::Sha256::digest(key))
+        ))
+    }
+
     /// peapod state folders the shims left for namespace `ns`.
     fn states(&self, ns: &str) -> Vec<String> {
         std::fs::read_dir(self.shim_root.join(ns))
@@ -364,6 +375,8 @@ fn containerd_shim_ctr() {
         c.shims_of(&id).is_empty()
     });
     assert!(!c.states(&c.ns).contains(&id), "state of {id} left");
+    let socket = c.shim_socket(&c.ns, &id);
+    assert!(!socket.exists(), "the shim left {}", socket.display());
 
     // Log URIs: file:// and binary:// (a logging program gets the output).
     let log_file = c.base.path().join("file.log");
@@ -811,6 +824,8 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
     wait_until("the pod's shim to exit", Duration::from_secs(10), || {
         c.shims().is_empty()
     });
+    let socket = c.shim_socket("k8s.io", &pod);
+    assert!(!socket.exists(), "the pod's shim left {}", socket.display());
     let left = c.states("k8s.io");
     assert!(left.is_empty(), "peapod state left: {left:?}");
 }

@@ -116,6 +116,8 @@ struct PeapodShim {
     exit: Arc<ExitSignal>,
     id: String,
     namespace: String,
+    /// The socket this shim serves (`-socket`).
+    socket: String,
 }
 
 #[async_trait]
@@ -127,6 +129,7 @@ impl Shim for PeapodShim {
             exit: Arc::new(ExitSignal::default()),
             id: args.id.clone(),
             namespace: args.namespace.clone(),
+            socket: args.socket.clone(),
         }
     }
 
@@ -177,6 +180,13 @@ impl Shim for PeapodShim {
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        // Our own socket goes with us: the crate would look for it through
+        // the `address` file of the bundle we started in, which containerd
+        // may have removed by now (the pod's sandbox is deleted last).
+        let path = self.socket.trim_start_matches("unix://");
+        if !path.is_empty() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
