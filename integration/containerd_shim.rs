@@ -133,6 +133,17 @@ impl Ctrd {
             .collect()
     }
 
+    /// The socket of the shim serving group `id` in namespace `ns` (as
+    /// containerd computes it).
+    fn shim_socket(&self, ns: &str, id: &str) -> PathBuf {
+        use sha2::Digest;
+        let key = format!("{}/{ns}/{id}", self.sock.display());
+        PathBuf::from(format!(
+            "/run/containerd/s/{}",
+            hex::encode(sha2::Sha256::digest(key))
+        ))
+    }
+
     /// peapod state folders the shims left for namespace `ns`.
     fn states(&self, ns: &str) -> Vec<String> {
         std::fs::read_dir(self.shim_root.join(ns))
@@ -336,7 +347,11 @@ fn containerd_shim_ctr() {
         "sleep",
         "1000",
     ]);
-    c.ok(&["tasks", "kill", "-s", "SIGKILL", &id]);
+    // SIGTERM to the init alone: sleep as pid 1 ignores it.
+    c.ok(&["tasks", "kill", &id]);
+    assert_eq!(task_status(&c, &id).unwrap().1, "RUNNING");
+    // --all: every process of the container.
+    c.ok(&["tasks", "kill", "-a", "-s", "SIGKILL", &id]);
     wait_until("the task to stop", Duration::from_secs(10), || {
         task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
     });
@@ -360,6 +375,8 @@ fn containerd_shim_ctr() {
         c.shims_of(&id).is_empty()
     });
     assert!(!c.states(&c.ns).contains(&id), "state of {id} left");
+    let socket = c.shim_socket(&c.ns, &id);
+    assert!(!socket.exists(), "the shim left {}", socket.display());
 
     // Log URIs: file:// and binary:// (a logging program gets the output).
     let log_file = c.base.path().join("file.log");
@@ -681,6 +698,47 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
     }
     assert_ne!(ns_link(pids[0], "pid"), ns_link(pids[1], "pid"));
 
+    // UpdateContainerResources reaches the container's cgroup (Update).
+    client
+        .update_container_resources(cri::UpdateContainerResourcesRequest {
+            container_id: ids["one"].clone(),
+            linux: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: 64 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("UpdateContainerResources: {e}"));
+    let memory_cgroup = |file: &str| {
+        cgroup_mounts().into_iter().find_map(|m| {
+            let f = m.join(cg_parent).join(&uid).join(&ids["one"]).join(file);
+            std::fs::read_to_string(f).ok()
+        })
+    };
+    let limit = memory_cgroup("memory.limit_in_bytes")
+        .or_else(|| memory_cgroup("memory.max"))
+        .expect("the memory cgroup of container one");
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+
+    // ContainerStats: containerd decodes the shim's cgroup metrics.
+    let stats = client
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: ids["one"].clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ContainerStats: {e}"))
+        .into_inner()
+        .stats
+        .expect("stats of container one");
+    let usage = stats.memory.and_then(|m| m.usage_bytes).map(|v| v.value);
+    assert!(usage.is_some_and(|u| u > 0), "memory usage: {usage:?}");
+    let cpu = stats
+        .cpu
+        .and_then(|c| c.usage_core_nano_seconds)
+        .map(|v| v.value);
+    assert!(cpu.is_some_and(|n| n > 0), "cpu usage: {cpu:?}");
+
     // Exit codes and reasons.
     assert_eq!(exited(&mut client, &ids["fail"]).await, (2, "Error".into()));
     let (code, reason) = exited(&mut client, &ids["oom"]).await;
@@ -766,6 +824,8 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
     wait_until("the pod's shim to exit", Duration::from_secs(10), || {
         c.shims().is_empty()
     });
+    let socket = c.shim_socket("k8s.io", &pod);
+    assert!(!socket.exists(), "the pod's shim left {}", socket.display());
     let left = c.states("k8s.io");
     assert!(left.is_empty(), "peapod state left: {left:?}");
 }

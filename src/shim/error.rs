@@ -49,3 +49,31 @@ impl From<Error> for ttrpc::Error {
         ttrpc::Error::RpcStatus(ttrpc::get_status(code, e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(e: Error) -> ttrpc::Code {
+        match ttrpc::Error::from(e) {
+            ttrpc::Error::RpcStatus(s) => s.code(),
+            other => panic!("not a status: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_reach_containerd_with_their_kind() {
+        assert_eq!(code(Error::NotFound("x".into())), ttrpc::Code::NOT_FOUND);
+        let missing = Error::Runtime {
+            verb: "kill".into(),
+            msg: "container does not exist: x".into(),
+            not_found: true,
+        };
+        assert_eq!(code(missing), ttrpc::Code::NOT_FOUND);
+        assert_eq!(
+            code(Error::Precondition("x".into())),
+            ttrpc::Code::FAILED_PRECONDITION
+        );
+        assert_eq!(code(Error::Other("x".into())), ttrpc::Code::UNKNOWN);
+    }
+}

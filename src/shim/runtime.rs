@@ -129,7 +129,9 @@ impl Runtime {
         // The Command holds our copies of the stdio fds: close them now, so
         // the container's streams have only the container as writer.
         drop(cmd);
+        let started = std::time::Instant::now();
         let code = exit.await.unwrap_or(-1);
+        log::debug!("peapod {verb}: exit {code} after {:?}", started.elapsed());
         let stdout = if capture {
             read_all(out)
         } else {

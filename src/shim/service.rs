@@ -116,6 +116,8 @@ struct PeapodShim {
     exit: Arc<ExitSignal>,
     id: String,
     namespace: String,
+    /// The socket this shim serves (`-socket`).
+    socket: String,
 }
 
 #[async_trait]
@@ -127,6 +129,7 @@ impl Shim for PeapodShim {
             exit: Arc::new(ExitSignal::default()),
             id: args.id.clone(),
             namespace: args.namespace.clone(),
+            socket: args.socket.clone(),
         }
     }
 
@@ -177,6 +180,13 @@ impl Shim for PeapodShim {
 
     async fn wait(&mut self) {
         self.exit.wait().await;
+        // Our own socket goes with us: the crate would look for it through
+        // the `address` file of the bundle we started in, which containerd
+        // may have removed by now (the pod's sandbox is deleted last).
+        let path = self.socket.trim_start_matches("unix://");
+        if !path.is_empty() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
@@ -193,5 +203,31 @@ impl Shim for PeapodShim {
             self.namespace.clone(),
             self.exit.clone(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grouping;
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_member_is_grouped_with_its_sandbox() {
+        let member = json!({ "annotations": {
+            "io.kubernetes.cri.container-type": "container",
+            "io.kubernetes.cri.sandbox-id": "pod1" } });
+        assert_eq!(grouping("c1", &member), "pod1");
+        let sandbox = json!({ "annotations": {
+            "io.kubernetes.cri.container-type": "sandbox",
+            "io.kubernetes.cri.sandbox-id": "pod1" } });
+        assert_eq!(grouping("pod1", &sandbox), "pod1");
+    }
+
+    #[test]
+    fn other_containers_get_their_own_shim() {
+        assert_eq!(grouping("c1", &json!({})), "c1");
+        assert_eq!(grouping("c1", &serde_json::Value::Null), "c1");
+        let empty = json!({ "annotations": { "io.kubernetes.cri.sandbox-id": "" } });
+        assert_eq!(grouping("c1", &empty), "c1");
     }
 }

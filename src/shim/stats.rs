@@ -71,7 +71,7 @@ fn read_kv(dir: &Path, file: &str) -> HashMap<String, u64> {
         .collect()
 }
 
-/// "max" or a number.
+/// A limit: "max" is u64::MAX (memory, as containerd reports it).
 fn read_limit(dir: &Path, file: &str) -> u64 {
     match std::fs::read_to_string(dir.join(file)) {
         Ok(s) if s.trim() == "max" => u64::MAX,
@@ -92,12 +92,20 @@ pub fn collect(pid: i32) -> Result<Any, Error> {
     Ok(any("io.containerd.cgroups.v1.Metrics", &metrics_v1(pid)))
 }
 
+/// pids.max: "max" is 0, as containerd reports no limit.
+fn read_pids_limit(dir: &Path) -> u64 {
+    match read_limit(dir, "pids.max") {
+        u64::MAX => 0,
+        n => n,
+    }
+}
+
 fn metrics_v1(pid: i32) -> v1::Metrics {
     let mut m = v1::Metrics::new();
     if let Some(dir) = cgroup_dir(pid, Some("pids")) {
         m.pids = Some(v1::PidsStat {
             current: read_u64(&dir, "pids.current"),
-            limit: read_limit(&dir, "pids.max"),
+            limit: read_pids_limit(&dir),
             ..Default::default()
         })
         .into();
@@ -192,7 +200,7 @@ fn metrics_v2(dir: &Path) -> v2::Metrics {
     let mut m = v2::Metrics::new();
     m.pids = Some(v2::PidsStat {
         current: read_u64(dir, "pids.current"),
-        limit: read_limit(dir, "pids.max"),
+        limit: read_pids_limit(dir),
         ..Default::default()
     })
     .into();

@@ -45,6 +45,9 @@ pub struct Streams {
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// How long an output FIFO may wait for containerd to open its reading end.
+const READER_WAIT: Duration = Duration::from_secs(5);
+
 /// A listening console socket: the runtime sends the terminal master to it.
 pub struct ConsoleSocket {
     pub path: PathBuf,
@@ -66,60 +69,149 @@ impl ConsoleSocket {
         Ok(ConsoleSocket { path, listener })
     }
 
-    /// The master the runtime sent (it has exited by now, so the connection
-    /// is already queued).
-    pub fn receive(self) -> Result<OwnedFd, Error> {
-        let _ = std::fs::remove_file(&self.path);
+    /// Receives the terminal master as soon as the runtime sends it (while
+    /// the runtime still runs) and starts copying at once: when the
+    /// process, a session leader, exits, the kernel flushes what the master
+    /// has not read yet.
+    pub fn attach(self, io: IoPaths) -> Result<Attaching, Error> {
         self.listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("console socket", e))?;
-        let (stream, _) = self
-            .listener
-            .accept()
-            .map_err(|e| Error::io("the runtime sent no terminal on the console socket", e))?;
-        stream
-            .set_nonblocking(false)
+        let listener = tokio::net::UnixListener::from_std(self.listener)
             .map_err(|e| Error::io("console socket", e))?;
-        let mut buf = [0u8; 4096];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-        let msg = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(|e| Error::io("receive terminal", e.into()))?;
-        for c in msg
-            .cmsgs()
-            .map_err(|e| Error::io("receive terminal", e.into()))?
-        {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(fd) = fds.first() {
-                    // SAFETY: the kernel just gave us this descriptor.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener
+                .accept()
+                .await
+                .map_err(|e| Error::io("console socket", e))?;
+            let master = loop {
+                stream
+                    .readable()
+                    .await
+                    .map_err(|e| Error::io("console socket", e))?;
+                match stream.try_io(tokio::io::Interest::READABLE, || {
+                    receive_fd(stream.as_raw_fd())
+                }) {
+                    Ok(fd) => break fd,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(Error::io("receive the terminal", e)),
                 }
-            }
-        }
-        Err(Error::Other(
-            "the runtime sent no terminal on the console socket".into(),
-        ))
+            };
+            attach_console(&io, master).await
+        });
+        Ok(Attaching {
+            path: self.path,
+            task,
+        })
     }
 }
 
-fn open(path: &str, write: bool, append_file: bool) -> Result<OwnedFd, Error> {
-    let mut o = OpenOptions::new();
-    if append_file {
-        o.append(true).create(true).mode(0o640);
-    } else {
-        // FIFOs open read-write never block, and writers never get SIGPIPE
-        // when containerd (the reader) restarts.
-        o.read(true).write(true);
+/// A console socket waiting for its terminal; dropping it gives up.
+pub struct Attaching {
+    path: PathBuf,
+    task: JoinHandle<Result<Streams, Error>>,
+}
+
+impl Attaching {
+    /// The process's streams, once the runtime (now exited) sent the master.
+    pub async fn streams(mut self) -> Result<Streams, Error> {
+        let task = &mut self.task;
+        match tokio::time::timeout(Duration::from_secs(10), task).await {
+            Ok(Ok(result)) => result,
+            _ => Err(Error::Other(
+                "the runtime sent no terminal on the console socket".into(),
+            )),
+        }
     }
-    let _ = write;
-    o.open(path)
+}
+
+impl Drop for Attaching {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// One descriptor sent with SCM_RIGHTS.
+fn receive_fd(socket: RawFd) -> std::io::Result<OwnedFd> {
+    let mut buf = [0u8; 4096];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just gave us this descriptor.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(std::io::Error::other("no descriptor in the message"))
+}
+
+fn open_file(path: &str) -> Result<OwnedFd, Error> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
         .map(OwnedFd::from)
         .map_err(|e| Error::io(format!("open {path}"), e))
+}
+
+/// Opens a FIFO read-write: such an open never blocks, and a writer holding
+/// it never gets SIGPIPE while containerd (the reader) restarts.
+fn open_fifo(path: &str) -> Result<OwnedFd, Error> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io(format!("open {path}"), e))
+}
+
+/// An output FIFO, once its reader is there. containerd opens its reading
+/// end in the background: what is written and closed before then would be
+/// lost with the pipe. Waits (a bounded time) until a write-only open
+/// succeeds, which means a reader holds the FIFO.
+async fn open_output_fifo(path: &str) -> Result<OwnedFd, Error> {
+    let deadline = tokio::time::Instant::now() + READER_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(probe) => {
+                let fd = open_fifo(path);
+                drop(probe);
+                return fd;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if tokio::time::Instant::now() >= deadline {
+                    log::warn!("no reader on {path} after {READER_WAIT:?}");
+                    return open_fifo(path);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(Error::io(format!("open {path}"), e)),
+        }
+    }
+}
+
+/// An output target: a `file://` URI or a FIFO.
+async fn open_output(path: &str) -> Result<OwnedFd, Error> {
+    match path.strip_prefix("file://") {
+        Some(file) => open_file(file),
+        None => open_output_fifo(path).await,
+    }
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
@@ -242,7 +334,7 @@ fn start_logger(
 /// Opens what `paths` names; returns the child's stdio and what to keep.
 /// For a terminal, the child gets no stdio: the console socket brings the
 /// master, and `attach_console` starts the copies.
-pub fn open_streams(
+pub async fn open_streams(
     paths: &IoPaths,
     id: &str,
     namespace: &str,
@@ -254,7 +346,7 @@ pub fn open_streams(
         return Ok((child, kept));
     }
     if !paths.stdin.is_empty() {
-        let fifo = open(&paths.stdin, false, false)?;
+        let fifo = open_fifo(&paths.stdin)?;
         let (r, w) = pipe()?;
         let (tx, rx) = watch::channel(false);
         kept.stdin_close = Some(tx);
@@ -267,48 +359,38 @@ pub fn open_streams(
         child.stderr = Some(err);
         return Ok((child, kept));
     }
-    let target = |p: &str| -> Result<Option<OwnedFd>, Error> {
-        if p.is_empty() {
-            Ok(None)
-        } else if let Some(file) = p.strip_prefix("file://") {
-            open(file, true, true).map(Some)
-        } else {
-            open(p, true, false).map(Some)
-        }
-    };
-    child.stdout = target(&paths.stdout)?;
-    child.stderr = if paths.stderr == paths.stdout {
-        match &child.stdout {
-            Some(fd) => Some(fd.try_clone().map_err(|e| Error::io("dup", e))?),
-            None => None,
-        }
+    if !paths.stdout.is_empty() {
+        child.stdout = Some(open_output(&paths.stdout).await?);
+    }
+    child.stderr = if paths.stderr.is_empty() {
+        None
+    } else if paths.stderr == paths.stdout {
+        let out = child.stdout.as_ref().expect("stdout was opened");
+        Some(out.try_clone().map_err(|e| Error::io("dup", e))?)
     } else {
-        target(&paths.stderr)?
+        Some(open_output(&paths.stderr).await?)
     };
     Ok((child, kept))
 }
 
-/// Copies between the terminal master and the FIFOs.
-pub fn attach_console(paths: &IoPaths, master: OwnedFd, kept: &mut Streams) -> Result<(), Error> {
+/// Copies between the terminal master and the FIFOs (output first).
+async fn attach_console(paths: &IoPaths, master: OwnedFd) -> Result<Streams, Error> {
     let master = Arc::new(master);
+    let mut kept = Streams::default();
+    if !paths.stdout.is_empty() {
+        let out = open_output(&paths.stdout).await?;
+        let from = master.try_clone().map_err(|e| Error::io("dup", e))?;
+        kept.copies.push(tokio::spawn(pump(from, out, None)));
+    }
     if !paths.stdin.is_empty() {
-        let fifo = open(&paths.stdin, false, false)?;
+        let fifo = open_fifo(&paths.stdin)?;
         let to = master.try_clone().map_err(|e| Error::io("dup", e))?;
         let (tx, rx) = watch::channel(false);
         kept.stdin_close = Some(tx);
         tokio::spawn(pump(fifo, to, Some(rx)));
     }
-    if !paths.stdout.is_empty() {
-        let out = if let Some(file) = paths.stdout.strip_prefix("file://") {
-            open(file, true, true)?
-        } else {
-            open(&paths.stdout, true, false)?
-        };
-        let from = master.try_clone().map_err(|e| Error::io("dup", e))?;
-        kept.copies.push(tokio::spawn(pump(from, out, None)));
-    }
     kept.console = Some(master);
-    Ok(())
+    Ok(kept)
 }
 
 impl Streams {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,13 +31,16 @@ use super::error::Error;
 use super::reaper::Reaper;
 use super::runtime::Runtime;
 use super::service::timestamp_now;
-use super::stdio::{attach_console, open_streams, ConsoleSocket, IoPaths, Streams};
+use super::stdio::{open_streams, ConsoleSocket, IoPaths, Streams};
 
 type Exit = Option<(u32, Timestamp)>;
 
 /// An init or exec process.
 struct Process {
     pid: i32,
+    /// Opened while the process was an unreaped child of ours: signals sent
+    /// through it can never reach a recycled PID.
+    pidfd: Option<OwnedFd>,
     io: IoPaths,
     streams: Streams,
     status: Status,
@@ -49,12 +53,49 @@ impl Process {
     fn new(io: IoPaths) -> Self {
         Process {
             pid: 0,
+            pidfd: None,
             io,
             streams: Streams::default(),
             status: Status::CREATED,
             exit: watch::channel(None).0,
             spec: Vec::new(),
         }
+    }
+
+    fn set_pid(&mut self, pid: i32) {
+        self.pid = pid;
+        // SAFETY: plain syscall; the descriptor is owned from here on.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a fresh descriptor (when not negative).
+        self.pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    }
+
+    /// Sends `signal` to the process itself (not its children).
+    fn signal(&self, signal: i32) -> Result<(), Error> {
+        let Some(fd) = &self.pidfd else {
+            return Err(Error::NotFound("the process has no pid".into()));
+        };
+        // SAFETY: pidfd_send_signal with a pidfd we own and no siginfo.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::ESRCH) => Error::NotFound("process already finished".into()),
+                Some(libc::EINVAL) => {
+                    Error::InvalidArgument(format!("signal: invalid signal {signal}"))
+                }
+                _ => Error::io("kill", e),
+            });
+        }
+        Ok(())
     }
 
     fn exit_status(&self) -> (u32, Option<Timestamp>) {
@@ -178,19 +219,15 @@ impl TaskService {
         let mut map = self.containers.lock().await;
         let Some(c) = map.get_mut(id) else { return };
         if exec_id.is_empty() {
-            let running: Vec<i32> = c
+            let running: Vec<&Process> = c
                 .execs
                 .values()
                 .filter(|p| matches!(p.status, Status::RUNNING | Status::PAUSED))
-                .map(|p| p.pid)
                 .collect();
             if !running.is_empty() {
                 // Execs go with the init; their exits are reported first.
-                for pid in running {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                for p in running {
+                    let _ = p.signal(libc::SIGKILL);
                 }
                 c.pending_init_exit = Some(code);
                 return;
@@ -284,7 +321,7 @@ impl TaskService {
             }
         };
         let mut init = Process::new(io.clone());
-        init.pid = pid;
+        init.set_pid(pid);
         init.streams = streams;
         let oom_watch = super::oom::watch(pid, id.clone(), self.events.clone());
         map.insert(
@@ -332,7 +369,7 @@ impl TaskService {
     ) -> Result<(i32, Streams), Error> {
         let pid_file = bundle.join("init.pid");
         let log = bundle.join("log.json");
-        let (child, mut streams) = open_streams(io, id, &self.namespace, &self.reaper)?;
+        let (child, mut streams) = open_streams(io, id, &self.namespace, &self.reaper).await?;
         let console = if io.terminal {
             Some(ConsoleSocket::new(&self.runtime.root)?)
         } else {
@@ -350,12 +387,12 @@ impl TaskService {
             args.push(c.path.clone().into());
         }
         args.push(id.into());
+        let attaching = console.map(|c| c.attach(io.clone())).transpose()?;
         self.runtime.run(Some(&log), &args, child, None).await?;
         let pid = Self::read_pid(&pid_file)?;
-        if let Some(c) = console {
-            let master = c.receive();
-            match master.and_then(|m| attach_console(io, m, &mut streams)) {
-                Ok(()) => {}
+        if let Some(attaching) = attaching {
+            match attaching.streams().await {
+                Ok(s) => streams = s,
                 Err(e) => {
                     let _ = self.runtime.call(None, &["delete", "--force", id]).await;
                     return Err(e);
@@ -378,7 +415,7 @@ impl TaskService {
         let pid_file = c.bundle.join(format!(".exec-{exec_id}.pid"));
         std::fs::write(&process_file, &spec)
             .map_err(|e| Error::io(format!("write {}", process_file.display()), e))?;
-        let (child, mut streams) = open_streams(&io, id, &self.namespace, &self.reaper)?;
+        let (child, mut streams) = open_streams(&io, id, &self.namespace, &self.reaper).await?;
         let console = if io.terminal {
             Some(ConsoleSocket::new(&self.runtime.root)?)
         } else {
@@ -398,17 +435,17 @@ impl TaskService {
         }
         args.push(id.into());
         let log = c.log();
+        let attaching = console.map(|s| s.attach(io.clone())).transpose()?;
         let ran = self.runtime.run(Some(&log), &args, child, None).await;
         let _ = std::fs::remove_file(&process_file);
         let pid = ran.and_then(|_| Self::read_pid(&pid_file));
         let _ = std::fs::remove_file(&pid_file);
         let pid = pid?;
-        if let Some(s) = console {
-            s.receive()
-                .and_then(|m| attach_console(&io, m, &mut streams))?;
+        if let Some(attaching) = attaching {
+            streams = attaching.streams().await?;
         }
         let p = c.process(exec_id)?;
-        p.pid = pid;
+        p.set_pid(pid);
         p.streams = streams;
         p.status = Status::RUNNING;
         Ok(pid)
@@ -444,8 +481,11 @@ impl Task for TaskService {
         _ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> ttrpc::Result<CreateTaskResponse> {
-        log::info!("create {}", req.id);
-        self.do_create(req).await.map_err(ttrpc_err)
+        let started = std::time::Instant::now();
+        let id = req.id.clone();
+        let created = self.do_create(req).await.map_err(ttrpc_err);
+        log::debug!("create {id}: {:?}", started.elapsed());
+        created
     }
 
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> ttrpc::Result<StartResponse> {
@@ -682,29 +722,21 @@ impl Task for TaskService {
                 }
             ))));
         }
-        if !req.exec_id.is_empty() {
-            if p.status == Status::CREATED {
-                return Err(ttrpc_err(Error::Precondition(format!(
-                    "exec {} was never started",
-                    req.exec_id
-                ))));
-            }
-            let sig = nix::sys::signal::Signal::try_from(req.signal as i32).map_err(|_| {
-                ttrpc_err(Error::InvalidArgument(format!(
-                    "signal: invalid signal {}",
-                    req.signal
-                )))
-            })?;
-            // Not reaped yet, so the PID is still this process.
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), sig)
-                .map_err(|e| ttrpc_err(Error::io("kill", e.into())))?;
-            return Ok(Empty::new());
+        if !req.exec_id.is_empty() && p.status == Status::CREATED {
+            return Err(ttrpc_err(Error::Precondition(format!(
+                "exec {} was never started",
+                req.exec_id
+            ))));
+        }
+        if !req.all || !req.exec_id.is_empty() {
+            // The process itself: no runtime invocation needed.
+            return p
+                .signal(req.signal as i32)
+                .map(|()| Empty::new())
+                .map_err(ttrpc_err);
         }
         let sig = req.signal.to_string();
-        let mut args = vec!["kill"];
-        if req.all {
-            args.push("--all");
-        }
+        let mut args = vec!["kill", "--all"];
         args.push(&req.id);
         args.push(&sig);
         self.runtime
@@ -883,5 +915,27 @@ impl TaskService {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accept_options;
+
+    #[test]
+    fn runtime_options_from_cri_and_ctr_are_accepted() {
+        for url in [
+            "",
+            "runtimeoptions.v1.Options",
+            "type.googleapis.com/runtimeoptions.v1.Options",
+            "containerd.runc.v1.Options",
+        ] {
+            assert!(accept_options(url).is_ok(), "{url}");
+        }
+        let err = accept_options("example.v1.Other").unwrap_err().to_string();
+        assert!(
+            err.starts_with("options:") && err.contains("example.v1.Other"),
+            "{err}"
+        );
     }
 }
