@@ -176,6 +176,9 @@ impl Ctrd {
             let left = subdirs(&m.join(&self.ns));
             assert!(left.is_empty(), "cgroups left: {left:?}");
         }
+        // Rootfs overlays, the pod's netns and shm: all gone while containerd runs.
+        let mounts = mounts_under(&self.dir);
+        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
         self.down = true;
         let out = run_timeout(
             Command::new(repo().join("scripts/containerd-down")).arg(&self.dir),
