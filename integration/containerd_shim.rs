@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::common::{assert_dev_null_untouched, cgroup_mounts, repo, require_root, wait_until};
 use crate::containerd::{
     assert_execs, ctr_argv_in, ctr_in, ctr_ok_in, mounts_under, processes_mentioning, run_timeout,
-    serial, show, stdout, subdirs, task_status_in, under_pty, SERIAL,
+    serial, shell_quote, show, stdout, subdirs, task_status_in, SERIAL,
 };
 
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
@@ -250,7 +250,8 @@ fn containerd_shim_ctr() {
         c.shims_of(&id).is_empty()
     });
 
-    // With a terminal.
+    // With a terminal, resized (ResizePty) to ctr's own terminal size: the
+    // container waits until it sees 40 rows and 120 columns.
     let id = c.id("tty");
     let args = [
         "run",
@@ -262,9 +263,16 @@ fn containerd_shim_ctr() {
         &id,
         "sh",
         "-c",
-        "tty; echo tty-ok; exit 7",
+        "tty; until stty size 2>/dev/null | grep -qx '40 120'; do :; done; echo tty-ok; exit 7",
     ];
-    let out = under_pty(&c.ctr_argv(&args), CTR_TIMEOUT);
+    let sized = format!("stty rows 40 cols 120; {}", shell_quote(&c.ctr_argv(&args)));
+    let out = run_timeout(
+        Command::new("script")
+            .arg("-qfec")
+            .arg(sized)
+            .arg("/dev/null"),
+        CTR_TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(7), "{}", show(&out));
     let text = stdout(&out);
     assert!(
