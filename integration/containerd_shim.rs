@@ -281,6 +281,28 @@ fn containerd_shim_ctr() {
         show(&out)
     );
 
+    // Stdin: what ctr reads reaches the container, and CloseIO ends it (EOF).
+    let id = c.id("stdin");
+    let ctr = shell_quote(&c.ctr_argv(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "cat; echo after-eof",
+    ]));
+    let out = run_timeout(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf 'piped-in\\n' | {ctr}")),
+        CTR_TIMEOUT,
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out), "piped-in\nafter-eof\n", "{}", show(&out));
+
     // A command that is not in the image: the error names it, nothing is left.
     let bad = c.id("bad");
     c.fails(
