@@ -218,6 +218,36 @@ fn task_status(c: &Ctrd, id: &str) -> Option<(i32, String)> {
     task_status_in(&c.ok(&["tasks", "ls"]), id)
 }
 
+/// `ctr run -d --log-uri URI` of a container writing a line to stdout and one
+/// to stderr; `seen` tells when the output has arrived; then it is removed.
+fn log_uri_run(c: &Ctrd, short: &str, uri: &str, seen: impl FnMut() -> bool) {
+    let id = c.id(short);
+    let script = "echo to-file; echo err-to-file >&2";
+    c.ok(&[
+        "run",
+        "-d",
+        "--log-uri",
+        uri,
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    wait_until(
+        &format!("the output through {uri}"),
+        Duration::from_secs(10),
+        seen,
+    );
+    wait_until("the task to stop", Duration::from_secs(10), || {
+        task_status(c, &id).map(|s| s.1) == Some("STOPPED".into())
+    });
+    c.ok(&["tasks", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
+}
+
 /// `ctr run` with our runtime: plain, with a terminal, detached with execs
 /// (plain and tty), ps, metrics, pause/resume, kill and delete; and errors
 /// for a command missing from the image and a kill of an unknown exec.
@@ -413,32 +443,15 @@ fn containerd_shim_ctr() {
 
     // Log URIs: file:// and binary:// (a logging program gets the output).
     let log_file = c.base.path().join("file.log");
-    let id = c.id("file");
-    let uri = format!("file://{}", log_file.display());
-    let script = "echo to-file; echo err-to-file >&2";
-    c.ok(&[
-        "run",
-        "-d",
-        "--log-uri",
-        &uri,
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        &id,
-        "sh",
-        "-c",
-        script,
-    ]);
-    wait_until("file:// output", Duration::from_secs(10), || {
-        std::fs::read_to_string(&log_file)
-            .is_ok_and(|t| t.contains("to-file\n") && t.contains("err-to-file\n"))
-    });
-    wait_until("the task to stop", Duration::from_secs(10), || {
-        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
-    });
-    c.ok(&["tasks", "delete", &id]);
-    c.ok(&["containers", "delete", &id]);
-
+    log_uri_run(
+        &c,
+        "file",
+        &format!("file://{}", log_file.display()),
+        || {
+            std::fs::read_to_string(&log_file)
+                .is_ok_and(|t| t.contains("to-file\n") && t.contains("err-to-file\n"))
+        },
+    );
     let logger = c.base.path().join("logger.sh");
     let out_dir = c.base.path().join("binary-logs");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -450,30 +463,11 @@ fn containerd_shim_ctr() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let id = c.id("binary");
     let uri = format!("binary://{}?dir={}", logger.display(), out_dir.display());
-    c.ok(&[
-        "run",
-        "-d",
-        "--log-uri",
-        &uri,
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        &id,
-        "sh",
-        "-c",
-        script,
-    ]);
-    wait_until("binary:// output", Duration::from_secs(10), || {
+    log_uri_run(&c, "binary", &uri, || {
         let read = |f: &str| std::fs::read_to_string(out_dir.join(f)).unwrap_or_default();
         read("out") == "to-file\n" && read("err") == "err-to-file\n"
     });
-    wait_until("the task to stop", Duration::from_secs(10), || {
-        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
-    });
-    c.ok(&["tasks", "delete", &id]);
-    c.ok(&["containers", "delete", &id]);
     eprintln!("containerd_shim_ctr: {:?}", started.elapsed());
     c.finish();
 }
