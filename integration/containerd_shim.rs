@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::common::{assert_dev_null_untouched, cgroup_mounts, repo, require_root, wait_until};
 use crate::containerd::{
     assert_execs, ctr_argv_in, ctr_in, ctr_ok_in, mounts_under, processes_mentioning, run_timeout,
-    serial, show, stdout, subdirs, task_status_in, under_pty, SERIAL,
+    serial, shell_quote, show, stdout, subdirs, task_status_in, SERIAL,
 };
 
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
@@ -176,6 +176,9 @@ impl Ctrd {
             let left = subdirs(&m.join(&self.ns));
             assert!(left.is_empty(), "cgroups left: {left:?}");
         }
+        // Rootfs overlays, the pod's netns and shm: all gone while containerd runs.
+        let mounts = mounts_under(&self.dir);
+        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
         self.down = true;
         let out = run_timeout(
             Command::new(repo().join("scripts/containerd-down")).arg(&self.dir),
@@ -215,6 +218,36 @@ fn task_status(c: &Ctrd, id: &str) -> Option<(i32, String)> {
     task_status_in(&c.ok(&["tasks", "ls"]), id)
 }
 
+/// `ctr run -d --log-uri URI` of a container writing a line to stdout and one
+/// to stderr; `seen` tells when the output has arrived; then it is removed.
+fn log_uri_run(c: &Ctrd, short: &str, uri: &str, seen: impl FnMut() -> bool) {
+    let id = c.id(short);
+    let script = "echo to-file; echo err-to-file >&2";
+    c.ok(&[
+        "run",
+        "-d",
+        "--log-uri",
+        uri,
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        script,
+    ]);
+    wait_until(
+        &format!("the output through {uri}"),
+        Duration::from_secs(10),
+        seen,
+    );
+    wait_until("the task to stop", Duration::from_secs(10), || {
+        task_status(c, &id).map(|s| s.1) == Some("STOPPED".into())
+    });
+    c.ok(&["tasks", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
+}
+
 /// `ctr run` with our runtime: plain, with a terminal, detached with execs
 /// (plain and tty), ps, metrics, pause/resume, kill and delete; and errors
 /// for a command missing from the image and a kill of an unknown exec.
@@ -247,7 +280,8 @@ fn containerd_shim_ctr() {
         c.shims_of(&id).is_empty()
     });
 
-    // With a terminal.
+    // With a terminal, resized (ResizePty) to ctr's own terminal size: the
+    // container waits until it sees 40 rows and 120 columns.
     let id = c.id("tty");
     let args = [
         "run",
@@ -259,9 +293,16 @@ fn containerd_shim_ctr() {
         &id,
         "sh",
         "-c",
-        "tty; echo tty-ok; exit 7",
+        "tty; until stty size 2>/dev/null | grep -qx '40 120'; do :; done; echo tty-ok; exit 7",
     ];
-    let out = under_pty(&c.ctr_argv(&args), CTR_TIMEOUT);
+    let sized = format!("stty rows 40 cols 120; {}", shell_quote(&c.ctr_argv(&args)));
+    let out = run_timeout(
+        Command::new("script")
+            .arg("-qfec")
+            .arg(sized)
+            .arg("/dev/null"),
+        CTR_TIMEOUT,
+    );
     assert_eq!(out.status.code(), Some(7), "{}", show(&out));
     let text = stdout(&out);
     assert!(
@@ -269,6 +310,28 @@ fn containerd_shim_ctr() {
         "{}",
         show(&out)
     );
+
+    // Stdin: what ctr reads reaches the container, and CloseIO ends it (EOF).
+    let id = c.id("stdin");
+    let ctr = shell_quote(&c.ctr_argv(&[
+        "run",
+        "--rm",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sh",
+        "-c",
+        "cat; echo after-eof",
+    ]));
+    let out = run_timeout(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf 'piped-in\\n' | {ctr}")),
+        CTR_TIMEOUT,
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out), "piped-in\nafter-eof\n", "{}", show(&out));
 
     // A command that is not in the image: the error names it, nothing is left.
     let bad = c.id("bad");
@@ -380,32 +443,15 @@ fn containerd_shim_ctr() {
 
     // Log URIs: file:// and binary:// (a logging program gets the output).
     let log_file = c.base.path().join("file.log");
-    let id = c.id("file");
-    let uri = format!("file://{}", log_file.display());
-    let script = "echo to-file; echo err-to-file >&2";
-    c.ok(&[
-        "run",
-        "-d",
-        "--log-uri",
-        &uri,
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        &id,
-        "sh",
-        "-c",
-        script,
-    ]);
-    wait_until("file:// output", Duration::from_secs(10), || {
-        std::fs::read_to_string(&log_file)
-            .is_ok_and(|t| t.contains("to-file\n") && t.contains("err-to-file\n"))
-    });
-    wait_until("the task to stop", Duration::from_secs(10), || {
-        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
-    });
-    c.ok(&["tasks", "delete", &id]);
-    c.ok(&["containers", "delete", &id]);
-
+    log_uri_run(
+        &c,
+        "file",
+        &format!("file://{}", log_file.display()),
+        || {
+            std::fs::read_to_string(&log_file)
+                .is_ok_and(|t| t.contains("to-file\n") && t.contains("err-to-file\n"))
+        },
+    );
     let logger = c.base.path().join("logger.sh");
     let out_dir = c.base.path().join("binary-logs");
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -417,30 +463,11 @@ fn containerd_shim_ctr() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&logger, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let id = c.id("binary");
     let uri = format!("binary://{}?dir={}", logger.display(), out_dir.display());
-    c.ok(&[
-        "run",
-        "-d",
-        "--log-uri",
-        &uri,
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        &id,
-        "sh",
-        "-c",
-        script,
-    ]);
-    wait_until("binary:// output", Duration::from_secs(10), || {
+    log_uri_run(&c, "binary", &uri, || {
         let read = |f: &str| std::fs::read_to_string(out_dir.join(f)).unwrap_or_default();
         read("out") == "to-file\n" && read("err") == "err-to-file\n"
     });
-    wait_until("the task to stop", Duration::from_secs(10), || {
-        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
-    });
-    c.ok(&["tasks", "delete", &id]);
-    c.ok(&["containers", "delete", &id]);
     eprintln!("containerd_shim_ctr: {:?}", started.elapsed());
     c.finish();
 }

@@ -175,6 +175,19 @@ fn open_fifo(path: &str) -> Result<OwnedFd, Error> {
         .map_err(|e| Error::io(format!("open {path}"), e))
 }
 
+/// The stdin FIFO, read-only and non-blocking: epoll reports nothing until a
+/// writer (containerd's client) has come, and a hang-up once it is gone
+/// again, so the copy ends, and the process sees EOF, when the client closes
+/// its end. (Read-write, it would never end.)
+fn open_stdin_fifo(path: &str) -> Result<OwnedFd, Error> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io(format!("open {path}"), e))
+}
+
 /// An output FIFO, once its reader is there. containerd opens its reading
 /// end in the background: what is written and closed before then would be
 /// lost with the pipe. Waits (a bounded time) until a write-only open
@@ -346,7 +359,7 @@ pub async fn open_streams(
         return Ok((child, kept));
     }
     if !paths.stdin.is_empty() {
-        let fifo = open_fifo(&paths.stdin)?;
+        let fifo = open_stdin_fifo(&paths.stdin)?;
         let (r, w) = pipe()?;
         let (tx, rx) = watch::channel(false);
         kept.stdin_close = Some(tx);
@@ -383,7 +396,7 @@ async fn attach_console(paths: &IoPaths, master: OwnedFd) -> Result<Streams, Err
         kept.copies.push(tokio::spawn(pump(from, out, None)));
     }
     if !paths.stdin.is_empty() {
-        let fifo = open_fifo(&paths.stdin)?;
+        let fifo = open_stdin_fifo(&paths.stdin)?;
         let to = master.try_clone().map_err(|e| Error::io("dup", e))?;
         let (tx, rx) = watch::channel(false);
         kept.stdin_close = Some(tx);
