@@ -146,6 +146,11 @@ impl Runtime {
             None => None,
         };
         drop(own_console);
+        if !detach {
+            // From here on a signal for us is the container's: keep it pending
+            // for `foreground::wait` (the init already exists, with its own mask).
+            foreground::block_signals()?;
+        }
         if let Err(e) = container
             .start()
             .context(|| format!("start container {}", opts.id))

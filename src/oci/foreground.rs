@@ -30,8 +30,9 @@ impl ExitStatus {
     }
 }
 
-/// Blocks every signal and returns a signalfd that receives them.
-fn block_signals() -> Result<SignalFd> {
+/// Blocks every signal and returns a signalfd that receives them. Signals
+/// that arrive while blocked stay pending for the next signalfd.
+pub(crate) fn block_signals() -> Result<SignalFd> {
     let all = SigSet::all();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
         .context(|| "block signals".into())?;
