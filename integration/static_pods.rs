@@ -345,7 +345,9 @@ fn static_daemon_restart_adopts_running_pods_and_cleans_up_gone_ones() {
     assert_eq!(started_at(&keep_now), started_at(&keep));
     assert_eq!(keep_now["pids"], keep["pids"]);
     assert_eq!(keep_now["supervisor_pid"], keep["supervisor_pid"]);
-    assert_ne!(after["edit-it-node"], before["edit-it-node"]);
+    // The changed file's pod is replaced; that may finish after `gone` went.
+    let edited = s.wait_replaced("edit", &before["edit-it-node"]);
+    assert_ne!(edited, before["edit-it-node"]);
     assert!(!s.env().pod_dir(&before["gone-it-node"]).exists());
     s.finish();
 }
