@@ -217,6 +217,44 @@ pub(crate) fn frozen(rel: &str) -> Option<bool> {
 }
 
 /// `ctr --address SOCK --namespace NS args…`, within the tests' deadline.
+/// `scripts/containerd-up DIR` with the variables of `env` added, a CNI bridge
+/// and /24 of this test's own (`net`: bridge name prefix, first two octets;
+/// other containerd-up instances may run now), then the busybox image imported
+/// into namespace `ns`. Panics if either fails; returns containerd-up's output.
+pub(crate) fn containerd_up(
+    dir: &Path,
+    ns: &str,
+    net: (&str, &str),
+    seq: usize,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Output {
+    let pid = std::process::id() as usize;
+    let mut up = Command::new(repo().join("scripts/containerd-up"));
+    up.arg(dir)
+        .envs(env.iter().copied())
+        .env(
+            "PEAPOD_CNI_BRIDGE",
+            format!("{}{}x{seq}", net.0, pid % 100_000),
+        )
+        .env(
+            "PEAPOD_CNI_NET",
+            format!("{}.{}", net.1, (pid * 7 + seq) % 250),
+        )
+        .env_remove("PEAPOD_BIN");
+    let out = run_timeout(&mut up, Duration::from_secs(180));
+    assert!(out.status.success(), "containerd-up failed: {}", show(&out));
+    let busybox = repo().join("bundles/images/busybox.tar");
+    let sock = dir.join("containerd.sock");
+    let import = [
+        "images",
+        "import",
+        "--all-platforms",
+        busybox.to_str().unwrap(),
+    ];
+    ctr_ok_in(&sock, ns, &import);
+    out
+}
+
 pub(crate) fn ctr_in(sock: &Path, ns: &str, args: &[&str]) -> Output {
     run_timeout(
         Command::new("ctr")
@@ -363,27 +401,8 @@ impl Containerd {
             started,
             _serial: serial,
         };
-        // A bridge and /24 of our own: other containerd-up instances may run now.
-        let bridge = format!("ppit{}x{seq}", pid % 100_000);
-        let net = format!("10.231.{}", (pid * 7 + seq) % 250);
-        let out = run_timeout(
-            Command::new(repo().join("scripts/containerd-up"))
-                .arg(&me.dir)
-                .env("PEAPOD_CNI_BRIDGE", &bridge)
-                .env("PEAPOD_CNI_NET", &net)
-                .env_remove("PEAPOD_BIN"),
-            Duration::from_secs(180),
-        );
-        assert!(out.status.success(), "containerd-up failed: {}", show(&out));
+        let out = containerd_up(&me.dir, &me.ns, ("ppit", "10.231"), seq, &[]);
         assert_eq!(stdout(&out).trim(), me.sock.to_str().unwrap());
-        // Our own namespace: the image goes there too.
-        let busybox = repo().join("bundles/images/busybox.tar");
-        me.ok(&[
-            "images",
-            "import",
-            "--all-platforms",
-            busybox.to_str().unwrap(),
-        ]);
         let images = me.ok(&["images", "ls", "-q"]);
         assert!(
             images.lines().any(|l| l == IMAGE),

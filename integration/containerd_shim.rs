@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::{assert_dev_null_untouched, cgroup_mounts, repo, require_root, wait_until};
 use crate::containerd::{
-    assert_execs, ctr_argv_in, ctr_in, ctr_ok_in, mounts_under, processes_mentioning, run_timeout,
-    serial, shell_quote, show, stdout, subdirs, task_status_in, SERIAL,
+    assert_execs, containerd_up, ctr_argv_in, ctr_in, ctr_ok_in, mounts_under,
+    processes_mentioning, run_timeout, serial, shell_quote, show, stdout, subdirs, task_status_in,
+    SERIAL,
 };
 
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
@@ -63,27 +64,11 @@ impl Ctrd {
             _serial: serial,
         };
         let shim_dir = Path::new(shim_bin()).parent().unwrap();
-        let out = run_timeout(
-            Command::new(repo().join("scripts/containerd-up"))
-                .arg(&me.dir)
-                .env("PEAPOD_SHIM_DIR", shim_dir)
-                .env("PEAPOD_SHIM_ROOT", &me.shim_root)
-                .env("PEAPOD_CNI_BRIDGE", format!("ppsh{}x{seq}", pid % 100_000))
-                .env(
-                    "PEAPOD_CNI_NET",
-                    format!("10.232.{}", (pid * 7 + seq) % 250),
-                )
-                .env_remove("PEAPOD_BIN"),
-            Duration::from_secs(180),
-        );
-        assert!(out.status.success(), "containerd-up failed: {}", show(&out));
-        let busybox = repo().join("bundles/images/busybox.tar");
-        me.ok(&[
-            "images",
-            "import",
-            "--all-platforms",
-            busybox.to_str().unwrap(),
-        ]);
+        let env = [
+            ("PEAPOD_SHIM_DIR", shim_dir.as_os_str()),
+            ("PEAPOD_SHIM_ROOT", me.shim_root.as_os_str()),
+        ];
+        containerd_up(&me.dir, &me.ns, ("ppsh", "10.232"), seq, &env);
         me
     }
 

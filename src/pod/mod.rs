@@ -6,6 +6,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod manifest;
 pub mod model;
+pub mod poll;
 pub mod run;
 pub mod spec;
 pub mod static_pods;

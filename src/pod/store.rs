@@ -261,7 +261,7 @@ impl PodStore {
 
 /// The lock a pod's supervisor holds for its whole life (`supervisor.lock` in
 /// the pod's folder). Fails if another supervisor holds it.
-pub fn lock_supervisor(dir: &PodDir) -> Result<File, String> {
+pub fn lock_supervisor(dir: &PodDir) -> Result<nix::fcntl::Flock<File>, String> {
     let path = dir.dir().join("supervisor.lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -269,17 +269,8 @@ pub fn lock_supervisor(dir: &PodDir) -> Result<File, String> {
         .write(true)
         .open(&path)
         .map_err(|e| format!("open {}: {e}", path.display()))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    } != 0
-    {
-        return Err(format!("another supervisor holds {}", path.display()));
-    }
-    Ok(file)
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| format!("another supervisor holds {}", path.display()))
 }
 
 /// Whether a supervisor holds the pod's lock (it is alive, answering or not).

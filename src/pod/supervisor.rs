@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollTimeout;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode as FileMode;
@@ -153,6 +153,15 @@ pub struct Supervisor {
     watched: Vec<(i32, OwnedFd)>,
 }
 
+/// Which run's log file `open_run_log` opens.
+#[derive(Debug, Clone, Copy)]
+enum LogRun {
+    /// A new run: the file after the last one.
+    Next,
+    /// The run going on (a container kept by an adopting supervisor).
+    Current,
+}
+
 /// What a supervisor starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -246,25 +255,12 @@ impl Supervisor {
             if std::mem::take(&mut self.idle_trim_due) {
                 super::idle::release_code_pages();
             }
-            let mut fds = vec![
-                PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(timer.as_fd(), PollFlags::POLLIN),
-                PollFd::new(api.as_fd(), PollFlags::POLLIN),
-            ];
-            for (_, pidfd) in &self.watched {
-                fds.push(PollFd::new(pidfd.as_fd(), PollFlags::POLLIN));
-            }
-            for out in &self.outputs {
-                fds.push(PollFd::new(out.fifo.as_fd(), PollFlags::POLLIN));
-            }
-            match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) | Err(Errno::EINTR) => {}
-                Err(e) => return Err(format!("poll: {e}")),
-            }
-            let ready: Vec<bool> = fds
-                .iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            let fds: Vec<_> = [sigfd.as_fd(), timer.as_fd(), api.as_fd()]
+                .into_iter()
+                .chain(self.watched.iter().map(|(_, pidfd)| pidfd.as_fd()))
+                .chain(self.outputs.iter().map(|out| out.fifo.as_fd()))
                 .collect();
+            let ready = super::poll::readable(&fds, PollTimeout::NONE)?;
             drop(fds);
             let first_output = 3 + self.watched.len();
             for (i, is_ready) in ready.iter().enumerate().skip(first_output) {
@@ -367,14 +363,7 @@ impl Supervisor {
                     self.watch(pid)?;
                     self.running.insert(pid, name.clone());
                     // Its output goes on into the run's log file.
-                    let run = super::logs::runs(&self.dir.logs_dir(), &name)
-                        .last()
-                        .copied()
-                        .unwrap_or(0);
-                    let path = log_path(&self.dir.logs_dir(), &name, run);
-                    let file =
-                        open_log(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
-                    self.logs.insert(name, file);
+                    self.open_run_log(&name, LogRun::Current)?;
                 }
                 None => lost.push(name),
             }
@@ -549,7 +538,7 @@ impl Supervisor {
         )
         .map_err(|e| e.to_string())?;
         write_config(&bundle, &spec)?;
-        self.open_run_log(name)?;
+        self.open_run_log(name, LogRun::Next)?;
         let stdio = self.container_stdio(name)?;
         in_child(|| create_and_start(&self.runtime, name, &bundle, stdio))
     }
@@ -577,11 +566,15 @@ impl Supervisor {
     }
 
     /// Each run of a container logs to its own file, numbered by restarts.
-    fn open_run_log(&mut self, name: &str) -> Fallible<()> {
+    fn open_run_log(&mut self, name: &str, which: LogRun) -> Fallible<()> {
         // The folder is the record of runs, so numbering survives a new supervisor.
-        let run = super::logs::runs(&self.dir.logs_dir(), name)
+        let last = super::logs::runs(&self.dir.logs_dir(), name)
             .last()
-            .map_or(0, |r| r + 1);
+            .copied();
+        let run = match which {
+            LogRun::Next => last.map_or(0, |r| r + 1),
+            LogRun::Current => last.unwrap_or(0),
+        };
         let path = log_path(&self.dir.logs_dir(), name, run);
         let file = open_log(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
         self.logs.insert(name.to_string(), file);
@@ -589,7 +582,7 @@ impl Supervisor {
     }
 
     fn log_line(&mut self, name: &str, stream: Stream, text: &str) {
-        if !self.logs.contains_key(name) && self.open_run_log(name).is_err() {
+        if !self.logs.contains_key(name) && self.open_run_log(name, LogRun::Next).is_err() {
             return;
         }
         if let Some(file) = self.logs.get_mut(name) {

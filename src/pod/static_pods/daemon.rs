@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::poll::PollTimeout;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -107,21 +107,11 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), String> {
         let wait = daemon.next_wake().saturating_duration_since(Instant::now());
         let timeout = PollTimeout::try_from(wait.as_millis().min(60_000) as u64 + 1)
             .unwrap_or(PollTimeout::MAX);
-        let mut fds = vec![
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(daemon.inotify.as_fd(), PollFlags::POLLIN),
-        ];
-        for launch in &daemon.launches {
-            fds.push(PollFd::new(launch.ready.as_fd(), PollFlags::POLLIN));
-        }
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(format!("poll: {e}")),
-        }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+        let fds: Vec<_> = [signals.as_fd(), daemon.inotify.as_fd()]
+            .into_iter()
+            .chain(daemon.launches.iter().map(|launch| launch.ready.as_fd()))
             .collect();
+        let ready = crate::pod::poll::readable(&fds, timeout)?;
         drop(fds);
         if ready[0] {
             while let Ok(Some(info)) = signals.read_signal() {

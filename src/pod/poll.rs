@@ -1,0 +1,24 @@
+//! The one poll() of a single-threaded event loop (the pod supervisor, the
+//! static-pod daemon).
+
+use std::os::fd::BorrowedFd;
+
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+/// Waits until one of `fds` is readable (or hung up), or `timeout` passes, or
+/// a signal interrupts; returns, for each fd in order, whether it is ready.
+pub fn readable(fds: &[BorrowedFd<'_>], timeout: PollTimeout) -> Result<Vec<bool>, String> {
+    let mut polled: Vec<PollFd> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    match poll(&mut polled, timeout) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(format!("poll: {e}")),
+    }
+    Ok(polled
+        .iter()
+        .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
+}
