@@ -99,11 +99,13 @@ impl Runtime {
         if !dir.join("state.json").is_file() {
             return Err(Error::NotExist(id.to_string()));
         }
-        let mut container =
-            Container::load(dir).context(|| format!("load state of container {id}"))?;
-        container
-            .refresh_status()
-            .context(|| format!("read status of container {id}"))?;
+        // libcontainer's load checks that /proc/PID exists, then reads
+        // /proc/PID/stat: an init that ends and is reaped in between fails the
+        // read. A second look then finds it gone, and the container stopped.
+        let mut container = match Container::load(dir.clone()) {
+            Ok(c) => c,
+            Err(_) => Container::load(dir).context(|| format!("load state of container {id}"))?,
+        };
         if container.status() != ContainerStatus::Stopped && !self.init_is_ours(&container) {
             container.set_status(ContainerStatus::Stopped);
         }

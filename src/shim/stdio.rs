@@ -222,9 +222,41 @@ async fn open_output_fifo(path: &str) -> Result<OwnedFd, Error> {
 /// An output target: a `file://` URI or a FIFO.
 async fn open_output(path: &str) -> Result<OwnedFd, Error> {
     match path.strip_prefix("file://") {
-        Some(file) => open_file(file),
+        Some(file) => open_file(&decode(
+            file.split_once('?').map_or(file, |(p, _)| p),
+            false,
+        )),
         None => open_output_fifo(path).await,
     }
+}
+
+/// Percent-decodes a URI component as Go's net/url does for containerd's log
+/// URIs; in a query, `+` stands for a space.
+fn decode(text: &str, query: bool) -> String {
+    let text = if query {
+        std::borrow::Cow::Owned(text.replace('+', " "))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
+    percent_encoding::percent_decode_str(&text)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The program and arguments of a `binary://PATH?KEY=VALUE&...` URI: each
+/// key, then its value unless empty, in the URI's order.
+fn logger_command(uri: &str) -> (String, Vec<String>) {
+    let rest = uri.trim_start_matches("binary://");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let mut args = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        args.push(decode(k, true));
+        if !v.is_empty() {
+            args.push(decode(v, true));
+        }
+    }
+    (decode(path, false), args)
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
@@ -302,16 +334,9 @@ fn start_logger(
     namespace: &str,
     reaper: &Reaper,
 ) -> Result<(OwnedFd, OwnedFd), Error> {
-    let rest = uri.trim_start_matches("binary://");
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let mut cmd = Command::new(path);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        cmd.arg(k);
-        if !v.is_empty() {
-            cmd.arg(v);
-        }
-    }
+    let (path, args) = logger_command(uri);
+    let mut cmd = Command::new(&path);
+    cmd.args(&args);
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     let (ready_r, ready_w) = pipe()?;
@@ -442,5 +467,27 @@ impl Streams {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logger_uri_is_decoded_in_order() {
+        let (path, args) =
+            logger_command("binary:///opt/my%20logger?dir=%2Fvar%2Flog&tag=a+b%26c&-v&empty=");
+        assert_eq!(path, "/opt/my logger");
+        assert_eq!(args, ["dir", "/var/log", "tag", "a b&c", "-v", "empty"]);
+        let (path, args) = logger_command("binary:///usr/bin/logger");
+        assert_eq!(path, "/usr/bin/logger");
+        assert!(args.is_empty());
+    }
+
+    #[test]
+    fn file_uri_path_is_decoded_and_plus_kept() {
+        assert_eq!(decode("/var/log/a%20b+c.log", false), "/var/log/a b+c.log");
+        assert_eq!(decode("a+b%2B", true), "a b+");
     }
 }
