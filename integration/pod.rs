@@ -503,7 +503,8 @@ spec:
     - name: app
       image: busybox
       command: ["sh", "-c", "trap 'echo bye; exit 0' TERM; i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"]
-    - { name: other, image: busybox, command: ["sleep", "3600"] }
+    - { name: other, image: busybox, command: ["sh", "-c", "trap 'exit 7' TERM; while true; do sleep 0.1; done"] }
+    - { name: gone, image: busybox, command: ["sleep", "3600"] }
 "#;
     let pod = env.run("adoptee", yaml);
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
@@ -511,10 +512,14 @@ spec:
     let old = env.status_file(&uid)["supervisor_pid"].as_i64().unwrap() as i32;
     let app = env.pids(&uid)["app"].as_i64().unwrap() as i32;
     let other = env.pids(&uid)["other"].as_i64().unwrap() as i32;
+    let gone = env.pids(&uid)["gone"].as_i64().unwrap() as i32;
     let started_at =
         PodEnv::container(&env.inspect("adoptee"), "app")["state"]["running"]["startedAt"].clone();
     nix::sys::signal::kill(Pid::from_raw(old), Signal::SIGKILL).unwrap();
     wait_until("supervisor gone", Duration::from_secs(5), || !is_alive(old));
+    // A container that ends while no supervisor runs: nobody saw its exit.
+    nix::sys::signal::kill(Pid::from_raw(gone), Signal::SIGKILL).unwrap();
+    wait_until("gone ended", Duration::from_secs(5), || !is_alive(gone));
 
     let out = env.ok(&["pod", "adopt", "adoptee"]);
     assert!(out.contains("pod/adoptee adopted"), "{out}");
@@ -544,17 +549,28 @@ spec:
         .count();
     assert_eq!(runs, 1, "adoption must not start a new run of app");
 
-    // A kept container that dies is restarted; its exit status is unknown.
-    nix::sys::signal::kill(Pid::from_raw(other), Signal::SIGKILL).unwrap();
     let mut status = Value::Null;
-    wait_until("other restarted", Duration::from_secs(10), || {
-        status = env.inspect("adoptee");
-        let c = PodEnv::container(&status, "other");
+    let restarted = |status: &mut Value, name: &str| {
+        *status = env.inspect("adoptee");
+        let c = PodEnv::container(status, name);
         c["restartCount"] == 1 && c["state"]["running"].is_object()
+    };
+    // The container that ended unseen is restarted; its exit status is unknown.
+    wait_until("gone restarted", Duration::from_secs(10), || {
+        restarted(&mut status, "gone")
     });
-    let last = &PodEnv::container(&status, "other")["lastState"]["terminated"];
+    let last = &PodEnv::container(&status, "gone")["lastState"]["terminated"];
     assert_eq!(last["reason"], "ContainerStatusUnknown", "{status}");
     assert_eq!(last["exitCode"], 137);
+    // A kept container that ends under the new supervisor is restarted with
+    // its own exit code, though it is not the supervisor's child.
+    nix::sys::signal::kill(Pid::from_raw(other), Signal::SIGTERM).unwrap();
+    wait_until("other restarted", Duration::from_secs(10), || {
+        restarted(&mut status, "other")
+    });
+    let last = &PodEnv::container(&status, "other")["lastState"]["terminated"];
+    assert_eq!(last["reason"], "Error", "{status}");
+    assert_eq!(last["exitCode"], 7, "{status}");
 
     // The new supervisor stops the pod: TERM reaches the kept container.
     env.ok(&["pod", "stop", "adoptee"]);

@@ -1,6 +1,7 @@
 //! The pod engine: a Kubernetes Pod manifest run on this node.
 
 pub mod api;
+pub mod exits;
 pub mod idle;
 pub mod lifecycle;
 pub mod logs;

@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::PollTimeout;
@@ -26,6 +26,7 @@ use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
+use super::exits::{Exit, ExitEvents};
 use super::lifecycle::{Action, Backoff, Input, Lifecycle, Now, Phase, StopSignal};
 use super::logs::{format_record, log_path, open_log, LineSplitter, Stream};
 use super::model::{Container, Pod};
@@ -35,6 +36,9 @@ use super::teardown;
 use super::volumes;
 use crate::image::{ImageStore, Rootfs};
 use crate::oci::{CreateOptions, Runtime, Stdio};
+
+/// How long an adopted process's exit event may come after its pidfd woke.
+const EXIT_EVENT_PATIENCE: Duration = Duration::from_millis(200);
 
 /// The OCI id of the sandbox in the pod's runtime state (`_` is not allowed in
 /// container names, so it cannot clash).
@@ -151,6 +155,8 @@ pub struct Supervisor {
     /// Processes of the pod that are not our children (they were started by a
     /// supervisor that died): a pidfd each, readable once the process is gone.
     watched: Vec<(i32, OwnedFd)>,
+    /// While processes are watched: their exit statuses from the kernel.
+    exits: Option<ExitEvents>,
 }
 
 /// Which run's log file `open_run_log` opens.
@@ -203,6 +209,7 @@ impl Supervisor {
             idle_trim_due: true,
             mode,
             watched: Vec::new(),
+            exits: None,
         })
     }
 
@@ -257,24 +264,43 @@ impl Supervisor {
             }
             let fds: Vec<_> = [sigfd.as_fd(), timer.as_fd(), api.as_fd()]
                 .into_iter()
+                .chain(self.exits.as_ref().map(|e| e.as_fd()))
                 .chain(self.watched.iter().map(|(_, pidfd)| pidfd.as_fd()))
                 .chain(self.outputs.iter().map(|out| out.fifo.as_fd()))
                 .collect();
             let ready = super::poll::readable(&fds, PollTimeout::NONE)?;
             drop(fds);
-            let first_output = 3 + self.watched.len();
+            let first_watched = 3 + usize::from(self.exits.is_some());
+            let first_output = first_watched + self.watched.len();
             for (i, is_ready) in ready.iter().enumerate().skip(first_output) {
                 if *is_ready {
                     self.pump_output(i - first_output);
                 }
             }
+            if first_watched > 3 && ready[3] {
+                let watched = &self.watched;
+                if let Some(exits) = self.exits.as_mut() {
+                    exits.read(|pid| watched.iter().any(|(p, _)| *p == pid));
+                }
+            }
             let gone: Vec<i32> = (0..self.watched.len())
-                .filter(|i| ready[3 + i])
+                .filter(|i| ready[first_watched + i])
                 .map(|i| self.watched[i].0)
                 .collect();
             for pid in gone {
                 self.watched.retain(|(p, _)| *p != pid);
-                if self.process_ended(pid, None) {
+                let exit = self
+                    .exits
+                    .as_mut()
+                    .and_then(|e| e.take(pid, EXIT_EVENT_PATIENCE))
+                    .map(|exit| match exit {
+                        Exit::Code(code) => (code, None),
+                        Exit::Signal(sig) => (128 + sig, Some(sig)),
+                    });
+                if self.watched.is_empty() {
+                    self.exits = None;
+                }
+                if self.process_ended(pid, exit) {
                     break;
                 }
             }
@@ -335,8 +361,9 @@ impl Supervisor {
     }
 
     /// Takes over a pod whose supervisor died: its lifecycle from status.json,
-    /// its output FIFOs, and a pidfd on each of its processes that still runs
-    /// (they are no longer our children, so their exit statuses are lost).
+    /// its output FIFOs, and a pidfd on each of its processes that still runs.
+    /// They are no longer our children: their exit statuses come from the
+    /// kernel's process events (see exits.rs), or are unknown without them.
     fn resume_pod(&mut self) -> Fallible<()> {
         let status = self.dir.status().ok_or("the pod has no status.json")?;
         if status.finished {
@@ -348,6 +375,17 @@ impl Supervisor {
             .ok_or("the pod's status.json has no lifecycle record to carry on from")?;
         self.lifecycle = Lifecycle::restore(&self.pod, self.settings.backoff, snapshot, now())?;
         self.open_outputs()?;
+        // Subscribed before the look at which processes still run, so that
+        // no exit falls between.
+        self.exits = match ExitEvents::subscribe() {
+            Ok(events) => Some(events),
+            Err(e) => {
+                tracing::warn!(
+                    "process exit events: {e}; adopted containers' exit codes will be unknown"
+                );
+                None
+            }
+        };
         let same = |pid: &i32| {
             let recorded = status.starts.get(pid).copied();
             recorded.is_some() && crate::oci::process_start_time(*pid) == recorded
@@ -367,6 +405,9 @@ impl Supervisor {
                 }
                 None => lost.push(name),
             }
+        }
+        if self.watched.is_empty() {
+            self.exits = None;
         }
         if self.sandbox_pid.is_none() {
             // Nothing can run without the sandbox: stop what is left.
