@@ -114,24 +114,35 @@ fn ps(store: &PodStore) -> Result<i32> {
     )?;
     for (dir, pod) in store.list() {
         let status = dir.status();
+        // kubectl's READY: app containers and sidecars (restartable init
+        // containers), a sidecar counting once started and ready.
+        let sidecars: Vec<&str> = pod
+            .init_containers
+            .iter()
+            .filter(|c| c.is_sidecar())
+            .map(|c| c.name.as_str())
+            .collect();
+        let total = pod.containers.len() + sidecars.len();
         let (phase, ready, restarts, started) = match &status {
             Some(s) => {
-                let apps = &s.status.container_statuses;
-                let ready = apps.iter().filter(|c| c.ready).count();
+                let ready = s
+                    .status
+                    .container_statuses
+                    .iter()
+                    .filter(|c| c.ready)
+                    .count()
+                    + (s.status.init_container_statuses.iter())
+                        .filter(|c| sidecars.contains(&c.name.as_str()) && c.started && c.ready)
+                        .count();
                 let restarts: u32 = s.status.containers().map(|c| c.restart_count).sum();
                 (
                     format!("{:?}", s.phase),
-                    format!("{ready}/{}", apps.len()),
+                    format!("{ready}/{total}"),
                     restarts.to_string(),
                     s.status.start_time,
                 )
             }
-            None => (
-                "Unknown".into(),
-                format!("0/{}", pod.containers.len()),
-                "0".into(),
-                None,
-            ),
+            None => ("Unknown".into(), format!("0/{total}"), "0".into(), None),
         };
         let phase = if status.as_ref().is_some_and(|s| !s.finished) && !api::supervisor_alive(&dir)
         {
