@@ -326,6 +326,9 @@ spec:
       image: busybox
       command: ["sh", "-c", "{report}"]
       securityContext: {{ allowPrivilegeEscalation: false }}
+    - name: devices
+      image: busybox
+      command: ["sh", "-c", "grep SigIgn /proc/self/status; mknod /tmp/loop b 7 0; if (exec 3</tmp/loop) 2>/dev/null; then echo loop-opened; else echo loop-denied; fi; echo x > /dev/null && echo null-writable"]
 "#
     );
     let pod = env.run("secure", &yaml);
@@ -370,6 +373,16 @@ spec:
     assert_eq!(nnp, "1");
     assert_eq!(caps, default_bits);
 
+    // Devices: only the default ones (a device node made with CAP_MKNOD
+    // cannot be opened), and SIGPIPE is not inherited ignored from peapod.
+    let c = PodEnv::container(&done, "devices");
+    assert_eq!(c["state"]["terminated"]["exitCode"], 0, "devices: {c}");
+    let logs = env.logs("secure", "devices");
+    let ignored = hex(&status_field(&logs, "SigIgn"));
+    assert_eq!(ignored & (1 << 12), 0, "SIGPIPE ignored: {ignored:#x}");
+    assert!(logs.contains("loop-denied"), "{logs}");
+    assert!(logs.contains("null-writable"), "{logs}");
+
     remove_pod(&env, "secure", &uid, false);
     env.finish();
 }
@@ -386,7 +399,7 @@ spec:
   containers:
     - name: app
       image: busybox
-      command: ["sh", "-c", "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; touch /probe && echo root-writable"]
+      command: ["sh", "-c", "grep -E '^(CapEff|NoNewPrivs):' /proc/self/status; touch /probe && echo root-writable; grep ' /sys ' /proc/mounts; if [ -c /dev/kmsg ] && (exec 3</dev/kmsg) 2>/dev/null; then echo host-devices; fi"]
       securityContext: { privileged: true }
 "#;
     let pod = env.run("privileged", yaml);
@@ -410,6 +423,9 @@ spec:
     assert_ne!(caps & (1 << 21), 0, "CAP_SYS_ADMIN");
     assert_eq!(status_field(&logs, "NoNewPrivs"), "0");
     assert!(logs.contains("root-writable"), "{logs}");
+    // As with containerd: the host's devices, and a writable /sys.
+    assert!(logs.contains("host-devices"), "{logs}");
+    assert!(logs.contains("sysfs /sys sysfs rw,"), "{logs}");
     remove_pod(&env, "privileged", &uid, false);
     env.finish();
 }

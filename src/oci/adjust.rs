@@ -1,6 +1,7 @@
 //! Bundles libcontainer cannot take as they are: a mount with runc's `tmpcopyup`
-//! option (podman's `--tmpfs`, `--read-only`), or no `linux.cgroupsPath` (where
-//! libcontainer would invent a cgroup name of its own). For those, peapod hands
+//! option (podman's `--tmpfs`, `--read-only`), no `linux.cgroupsPath` (where
+//! libcontainer would invent a cgroup name of its own), or device rules that
+//! do not begin by denying every device (runc's starting point). For those, peapod hands
 //! libcontainer an adjusted copy of config.json in its state folder and does the
 //! copy-up itself; `state` still reports the user's bundle.
 
@@ -45,6 +46,20 @@ pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>
         config["linux"]["cgroupsPath"] = json!(format!("/{DEFAULT_CGROUP_PARENT}/{id}"));
         changed = true;
     }
+    if !denies_all_devices_first(&config) {
+        // runc's devices cgroup starts from deny-all whatever the spec says;
+        // libcontainer's v1 controller only adds the spec's and the default
+        // rules to what the cgroup allows (everything, when new).
+        let rule = json!({ "allow": false, "access": "rwm" });
+        if !config["linux"]["resources"].is_object() {
+            config["linux"]["resources"] = json!({});
+        }
+        let resources = &mut config["linux"]["resources"];
+        let mut devices = resources["devices"].as_array().cloned().unwrap_or_default();
+        devices.insert(0, rule);
+        resources["devices"] = json!(devices);
+        changed = true;
+    }
     let mut copy_up = vec![];
     if let Some(mounts) = config["mounts"].as_array_mut() {
         for m in mounts {
@@ -77,6 +92,23 @@ pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>
     let path = dir.join("config.json");
     fs::write(&path, config.to_string()).context(|| format!("write {}", path.display()))?;
     Ok(Some(Adjusted { dir, copy_up }))
+}
+
+/// The spec's first device rule denies every device (`{"allow": false,
+/// "access": "rwm"}`, of type `a` or none).
+fn denies_all_devices_first(config: &Value) -> bool {
+    let Some(first) = config["linux"]["resources"]["devices"]
+        .as_array()
+        .and_then(|d| d.first())
+    else {
+        return false;
+    };
+    let access = first["access"].as_str().unwrap_or("rwm");
+    first["allow"] == json!(false)
+        && first["type"].as_str().is_none_or(|t| t == "a")
+        && first["major"].as_i64().is_none_or(|m| m < 0)
+        && first["minor"].as_i64().is_none_or(|m| m < 0)
+        && ['r', 'w', 'm'].iter().all(|c| access.contains(*c))
 }
 
 /// runc's tmpcopyup: the image's content at each mount point is copied into the
@@ -122,4 +154,37 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     let meta = fs::metadata(from)?;
     lchown(to, Some(meta.uid()), Some(meta.gid()))?;
     fs::set_permissions(to, fs::Permissions::from_mode(meta.mode() & 0o7777))
+}
+
+#[cfg(test)]
+mod device_rule_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_leading_rule_denying_every_device_counts() {
+        let with = |devices: Value| json!({ "linux": { "resources": { "devices": devices } } });
+        assert!(denies_all_devices_first(&with(
+            json!([{ "allow": false, "access": "rwm" }])
+        )));
+        assert!(denies_all_devices_first(&with(
+            json!([{ "allow": false, "type": "a", "major": -1, "access": "rwm" }, { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }])
+        )));
+        assert!(!denies_all_devices_first(&json!({ "linux": {} })));
+        assert!(!denies_all_devices_first(&with(json!([]))));
+        assert!(!denies_all_devices_first(&with(
+            json!([{ "allow": true, "access": "rwm" }])
+        )));
+        assert!(!denies_all_devices_first(&with(
+            json!([{ "allow": false, "access": "rw" }])
+        )));
+        assert!(!denies_all_devices_first(&with(
+            json!([{ "allow": false, "type": "b", "access": "rwm" }])
+        )));
+        assert!(!denies_all_devices_first(&with(
+            json!([{ "allow": false, "type": "c", "major": 7, "access": "rwm" }])
+        )));
+        assert!(!denies_all_devices_first(&with(
+            json!([{ "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }, { "allow": false, "access": "rwm" }])
+        )));
+    }
 }

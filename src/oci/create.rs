@@ -94,7 +94,7 @@ impl Runtime {
                 .with_stdout(stdio.stdout)
                 .with_stderr(stdio.stderr);
         }
-        builder
+        let builder = builder
             .with_root_path(&self.root)
             .context(|| format!("state folder {}", self.root.display()))?
             .with_pid_file(opts.pid_file)
@@ -106,8 +106,8 @@ impl Runtime {
             // libcontainer only uses this to pair terminal with console socket,
             // which check_console has already done.
             .with_detach(bundle.terminal())
-            .with_no_pivot(opts.no_pivot)
-            .build()
+            .with_no_pivot(opts.no_pivot);
+        super::with_default_sigpipe(|| builder.build())
             .context(|| format!("create container {}", opts.id))
     }
 

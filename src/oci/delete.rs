@@ -1,3 +1,5 @@
+use std::path::Path;
+
 use libcontainer::container::{Container, ContainerStatus};
 
 use super::error::{Context, Error, Result};
@@ -39,6 +41,7 @@ impl Runtime {
     /// state) and ours (the adjusted bundle copy).
     pub(super) fn destroy(&self, container: &mut Container, kill: bool) -> Result<()> {
         let id = container.id().to_string();
+        let cgroup_path = container.spec().ok().map(|c| c.cgroup_path);
         let result = if !kill && self.remove_stopped(container) {
             Ok(())
         } else {
@@ -48,6 +51,14 @@ impl Runtime {
                 .delete(kill)
                 .context(|| format!("delete container {id}"))
         };
+        // The parent peapod gave a bundle without a cgroupsPath goes with its
+        // last container (a failed rmdir means another one is left).
+        let default_parent = Path::new("/").join(adjust::DEFAULT_CGROUP_PARENT);
+        if let Some(parent) = cgroup_path.as_deref().and_then(Path::parent) {
+            if result.is_ok() && parent == default_parent {
+                cgroup::remove_empty(parent);
+            }
+        }
         let adjusted = adjust::adjusted_dir(&self.root, &id);
         if adjusted.exists() {
             std::fs::remove_dir_all(&adjusted)

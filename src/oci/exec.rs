@@ -100,6 +100,7 @@ impl Runtime {
             .root
             .join(format!("exec-{}.json", std::process::id()));
         write_private(&process_path, &process)?;
+        sweep_exec_sockets(&container.root);
         let built = ContainerBuilder::new(opts.id.to_string(), SyscallType::default())
             .with_executor(DefaultExecutor {})
             .with_root_path(&self.root)
@@ -113,7 +114,7 @@ impl Runtime {
                     .with_ignore_paused(opts.ignore_paused)
                     .with_sub_cgroup(opts.sub_cgroup.clone())
             })
-            .and_then(|b| b.build());
+            .and_then(|b| super::with_default_sigpipe(|| b.build()));
         let _ = std::fs::remove_file(&process_path);
         let pid = built.context(|| format!("exec in container {}", opts.id))?;
 
@@ -253,6 +254,31 @@ fn write_private(path: &Path, value: &Value) -> Result<()> {
         .context(|| format!("create {}", path.display()))?;
     f.write_all(value.to_string().as_bytes())
         .context(|| format!("write {}", path.display()))
+}
+
+/// libcontainer leaves a socket file (`tenant-notify-*`, with a console
+/// socket also `tenant-tty-*`) in the container's state folder for every
+/// exec. Each is only used while its exec starts, and a concurrent exec's may
+/// be in use right now: those older than a minute are removed.
+fn sweep_exec_sockets(container_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(container_dir) else {
+        return;
+    };
+    let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("tenant-notify-") || name.starts_with("tenant-tty-")) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t < stale);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]

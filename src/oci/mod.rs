@@ -219,6 +219,22 @@ pub fn status_name(status: ContainerStatus) -> &'static str {
     }
 }
 
+/// Runs `f` (a libcontainer call that forks the container's processes) with
+/// SIGPIPE at its default disposition. Rust programs ignore SIGPIPE, and an
+/// ignored signal stays ignored across fork and exec: containers would start
+/// with it ignored (and `yes | head` would then never end by the signal).
+pub(crate) fn with_default_sigpipe<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: only the dispositions change; no handler code of ours runs.
+    let before = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    let out = f();
+    if let Ok(before) = before {
+        // SAFETY: as above, putting back what was there.
+        let _ = unsafe { signal(Signal::SIGPIPE, before) };
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResources, Spec};
 
 use super::error::{Context, Error, Result};
 
@@ -19,6 +19,19 @@ pub fn default_spec(rootless: bool) -> Spec {
     spec.set_hostname(Some("peapod".into()));
     if let Some(process) = spec.process_mut() {
         process.set_terminal(Some(true));
+    }
+    if !rootless {
+        // runc's example denies every device; the runtime allows the defaults.
+        let deny_all = LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .expect("a constant device rule");
+        let mut resources = LinuxResources::default();
+        resources.set_devices(Some(vec![deny_all]));
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_resources(Some(resources));
+        }
     }
     spec
 }
@@ -56,6 +69,18 @@ mod tests {
         assert!(spec.linux().as_ref().unwrap().masked_paths().is_some());
         assert_eq!(spec.hostname().as_deref(), Some("peapod"));
         assert_eq!(process.terminal(), Some(true));
+        let devices = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices();
+        let first = &devices.as_ref().unwrap()[0];
+        assert!(
+            !first.allow() && first.typ().is_none() && first.access().as_deref() == Some("rwm")
+        );
         let err = write_default_spec(dir.path(), false)
             .unwrap_err()
             .to_string();

@@ -4,6 +4,7 @@
 //! them by path and gets its own pid (unless shareProcessNamespace) and mount
 //! namespace and its own cgroup under the pod's cgroup.
 
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -28,7 +29,7 @@ pub const DEFAULT_CAPS: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-const MASKED_PATHS: [&str; 10] = [
+const MASKED_PATHS: [&str; 11] = [
     "/proc/acpi",
     "/proc/asound",
     "/proc/kcore",
@@ -38,6 +39,7 @@ const MASKED_PATHS: [&str; 10] = [
     "/proc/timer_stats",
     "/proc/sched_debug",
     "/sys/firmware",
+    "/sys/devices/virtual/powercap",
     "/proc/scsi",
 ];
 
@@ -113,7 +115,69 @@ pub fn cgroup_path(prefix: &str, pod: &Pod, leaf: &str) -> String {
     format!("/{}/{}/{leaf}", prefix.trim_matches('/'), pod.uid)
 }
 
-fn base_mounts(paths: &PodPaths) -> Vec<Value> {
+/// The devices cgroup rule denying (or, for privileged containers, allowing)
+/// every device; the runtime then allows the default ones (null, zero, tty…).
+fn all_devices(allow: bool) -> Value {
+    json!([{ "allow": allow, "access": "rwm" }])
+}
+
+/// The host's device nodes, for a privileged container (as containerd gives
+/// them): every character and block device under /dev, but not those of
+/// the container's own /dev/pts, /dev/shm and /dev/mqueue, nor the console.
+fn host_devices() -> Vec<Value> {
+    let mut found = vec![];
+    let mut dirs = vec![PathBuf::from("/dev")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let kind = meta.file_type();
+            let name = entry.file_name();
+            if kind.is_dir() {
+                let skip = ["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+                if !(dir == Path::new("/dev") && skip.iter().any(|s| name == *s)) {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            let typ = if kind.is_char_device() {
+                "c"
+            } else if kind.is_block_device() {
+                "b"
+            } else {
+                continue;
+            };
+            if path == Path::new("/dev/console") {
+                continue;
+            }
+            let rdev = meta.rdev();
+            found.push(json!({
+                "path": path,
+                "type": typ,
+                "major": nix::sys::stat::major(rdev),
+                "minor": nix::sys::stat::minor(rdev),
+                "fileMode": meta.mode() & 0o777,
+                "uid": meta.uid(),
+                "gid": meta.gid(),
+            }));
+        }
+    }
+    found.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    found
+}
+
+fn base_mounts(paths: &PodPaths, privileged: bool) -> Vec<Value> {
+    // Privileged containers get a writable /sys, as with containerd.
+    let sys_options: &[&str] = if privileged {
+        &["nosuid", "noexec", "nodev"]
+    } else {
+        &["nosuid", "noexec", "nodev", "ro"]
+    };
     vec![
         json!({ "destination": "/proc", "type": "proc", "source": "proc",
                 "options": ["nosuid", "noexec", "nodev"] }),
@@ -124,7 +188,7 @@ fn base_mounts(paths: &PodPaths) -> Vec<Value> {
         json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                 "options": ["nosuid", "noexec", "nodev"] }),
         json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"] }),
+                "options": sys_options }),
         json!({ "destination": "/dev/shm", "type": "bind", "source": paths.shm(),
                 "options": ["rbind", "nosuid", "nodev", "noexec"] }),
     ]
@@ -158,7 +222,7 @@ pub fn sandbox_spec(pod: &Pod, paths: &PodPaths, rootfs: &Path, cgroup: &str) ->
             "noNewPrivileges": true,
             "oomScoreAdj": 0
         },
-        "mounts": base_mounts(paths),
+        "mounts": base_mounts(paths, false),
         "annotations": {
             "io.kubernetes.cri.container-type": "sandbox",
             "io.kubernetes.pod.name": pod.name,
@@ -172,7 +236,8 @@ pub fn sandbox_spec(pod: &Pod, paths: &PodPaths, rootfs: &Path, cgroup: &str) ->
                 { "type": "uts" }, { "type": "mount" }
             ],
             "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS
+            "readonlyPaths": READONLY_PATHS,
+            "resources": { "devices": all_devices(false) }
         }
     })
 }
@@ -285,43 +350,40 @@ fn lookup_group(rootfs: &Path, name: &str) -> Option<u32> {
 
 /// Default set, minus drop (ALL drops everything), plus add; all for privileged.
 pub fn capabilities(c: &Container) -> Vec<String> {
-    if c.security.privileged {
-        // Everything this host can grant: a capability outside our bounding set
-        // (CAP_SYS_RESOURCE on some hosts) would make the container fail to start.
+    // Everything this host can grant: a capability outside our bounding set
+    // (CAP_SYS_RESOURCE on some hosts) would make the container fail to start.
+    let host = || -> Vec<String> {
         let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
-        let mut all: Vec<String> = bounding.into_iter().map(|c| c.to_string()).collect();
+        bounding.into_iter().map(|c| c.to_string()).collect()
+    };
+    let mut set: Vec<String> = if c.security.privileged {
+        let mut all = host();
         all.sort();
         return all;
-    }
-    let drop_all = c.security.caps_drop.iter().any(|d| d == "ALL");
-    let mut set: Vec<String> = if drop_all {
-        vec![]
     } else {
-        DEFAULT_CAPS
-            .iter()
-            .filter(|cap| !c.security.caps_drop.iter().any(|d| d == *cap))
-            .map(|s| s.to_string())
-            .collect()
+        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
     };
-    for add in &c.security.caps_add {
-        if add == "ALL" {
-            return capabilities(&Container {
-                security: super::model::Security {
-                    privileged: true,
-                    ..c.security.clone()
-                },
-                ..c.clone()
-            });
-        }
+    // containerd's order: add ALL, drop ALL, then the single adds, then the
+    // single drops (a capability both added and dropped is dropped).
+    let (adds, drops) = (&c.security.caps_add, &c.security.caps_drop);
+    if adds.iter().any(|a| a == "ALL") {
+        set = host();
+    }
+    if drops.iter().any(|d| d == "ALL") {
+        set.clear();
+    }
+    for add in adds.iter().filter(|a| *a != "ALL") {
         if !set.contains(add) {
             set.push(add.clone());
         }
     }
+    set.retain(|cap| !drops.contains(cap));
+    set.sort();
     set
 }
 
 fn resources(c: &Container) -> Value {
-    let mut r = json!({});
+    let mut r = json!({ "devices": all_devices(c.security.privileged) });
     if let Some(bytes) = c.resources.memory_limit_bytes {
         r["memory"] = json!({ "limit": bytes });
     }
@@ -400,7 +462,7 @@ pub fn member_spec(
     } else {
         json!({ "type": "pid" })
     };
-    let mut mounts = base_mounts(paths);
+    let mut mounts = base_mounts(paths, c.security.privileged);
     mounts.extend(pod_file_mounts(paths));
     mounts.extend(volume_mounts(pod, c, paths)?);
     let mut linux = json!({
@@ -414,7 +476,9 @@ pub fn member_spec(
         ],
         "resources": resources(c),
     });
-    if !c.security.privileged {
+    if c.security.privileged {
+        linux["devices"] = json!(host_devices());
+    } else {
         linux["maskedPaths"] = json!(MASKED_PATHS);
         linux["readonlyPaths"] = json!(READONLY_PATHS);
     }
@@ -581,6 +645,16 @@ mod tests {
         assert!(set.contains(&"CAP_NET_ADMIN".to_string()));
         c.security.caps_drop = vec!["ALL".into()];
         assert_eq!(capabilities(&c), ["CAP_NET_ADMIN"]);
+        // Drops win over adds, also over ALL.
+        c.security.caps_add = vec!["ALL".into(), "CAP_NET_ADMIN".into()];
+        c.security.caps_drop = vec!["CAP_SYS_ADMIN".into(), "CAP_NET_ADMIN".into()];
+        let set = capabilities(&c);
+        assert!(set.len() > DEFAULT_CAPS.len(), "{set:?}");
+        assert!(!set.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(!set.contains(&"CAP_NET_ADMIN".to_string()));
+        c.security.caps_add = vec!["CAP_CHOWN".into()];
+        c.security.caps_drop = vec!["CAP_CHOWN".into()];
+        assert!(!capabilities(&c).contains(&"CAP_CHOWN".to_string()));
         c.security.privileged = true;
         assert!(capabilities(&c).contains(&"CAP_SYS_ADMIN".to_string()));
     }
