@@ -759,11 +759,23 @@ spec:
   terminationGracePeriodSeconds: 2
   containers:
     - {{ name: shell, image: busybox, command: ["sh", "-c", "{BUSYBOX_SLEEP}"] }}
+    - {{ name: console, image: busybox, tty: true, stdin: true, command: ["sh", "-c", "tty; echo on-the-console; exec sh"] }}
 "#
     );
     let pod = env.run("term", &yaml);
     let uid = uid_of(&pod);
     env.wait_phase("term", "Running", false);
+    // tty: true gives the container a terminal; its output is logged as
+    // stdout, and a shell reading it keeps running.
+    wait_until("the console's output", Duration::from_secs(10), || {
+        env.logs("term", "console").contains("on-the-console")
+    });
+    let logs = env.logs("term", "console");
+    assert!(logs.trim_start().starts_with("/dev/pts/"), "{logs:?}");
+    let status = env.inspect("term");
+    let console = PodEnv::container(&status, "console");
+    assert!(console["state"]["running"].is_object(), "{console}");
+    assert_eq!(console["restartCount"], 0, "{console}");
     let inner = format!(
         "{} --root {} pod exec term -c shell -t -- tty",
         peapod_bin(),

@@ -11,13 +11,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::PollTimeout;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -35,6 +36,7 @@ use super::store::{PodDir, ResolvedImage, StatusFile};
 use super::teardown;
 use super::volumes;
 use crate::image::{ImageStore, Rootfs};
+use crate::oci::console::ConsoleListener;
 use crate::oci::{CreateOptions, Runtime, Stdio};
 
 /// How long an adopted process's exit event may come after its pidfd woke.
@@ -124,12 +126,17 @@ fn in_child(work: impl FnOnce() -> Fallible<i32>) -> Fallible<i32> {
     }
 }
 
-/// One output stream of one container: a FIFO the container writes, we read.
+/// One output stream of one container: a FIFO the container writes, we
+/// read; or, for a container with `tty: true`, its terminal's master side
+/// (one per run, all output as stdout, as CRI logs it).
 struct Output {
     container: String,
     stream: Stream,
     fifo: File,
     splitter: LineSplitter,
+    tty: bool,
+    /// A terminal whose every slave is closed: dropped after this round.
+    closed: bool,
 }
 
 pub struct Supervisor {
@@ -277,6 +284,8 @@ impl Supervisor {
                     self.pump_output(i - first_output);
                 }
             }
+            // Indexes into `ready` are not used after this.
+            self.outputs.retain(|o| !o.closed);
             if first_watched > 3 && ready[3] {
                 let watched = &self.watched;
                 if let Some(exits) = self.exits.as_mut() {
@@ -353,7 +362,7 @@ impl Supervisor {
         let spec = sandbox_spec(&self.pod, &self.dir.paths, &rootfs.path(), &cgroup);
         write_config(&bundle, &spec)?;
         let stdio = null_stdio()?;
-        let pid = in_child(|| create_and_start(&self.runtime, SANDBOX_ID, &bundle, stdio))
+        let pid = in_child(|| create_and_start(&self.runtime, SANDBOX_ID, &bundle, stdio, None))
             .map_err(|e| format!("sandbox: {e}"))?;
         self.sandbox_pid = Some(pid);
         self.feed(Input::Begin);
@@ -453,6 +462,8 @@ impl Supervisor {
                     stream,
                     fifo,
                     splitter: LineSplitter::default(),
+                    tty: false,
+                    closed: false,
                 });
             }
         }
@@ -581,7 +592,38 @@ impl Supervisor {
         write_config(&bundle, &spec)?;
         self.open_run_log(name, LogRun::Next)?;
         let stdio = self.container_stdio(name)?;
-        in_child(|| create_and_start(&self.runtime, name, &bundle, stdio))
+        // A terminal's master comes back over a console socket while the
+        // container is created; the supervisor holds it for the run.
+        let console = match c.tty {
+            true => Some(
+                ConsoleListener::bind(&self.dir.io_dir().join("tty.sock"))
+                    .map_err(|e| e.to_string())?,
+            ),
+            false => None,
+        };
+        let socket = console.as_ref().map(|c| c.path());
+        let pid = in_child(|| create_and_start(&self.runtime, name, &bundle, stdio, socket))?;
+        if let Some(console) = console {
+            let master = console.receive_master().map_err(|e| e.to_string())?;
+            let flags = OFlag::from_bits_truncate(
+                fcntl(master.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| format!("fcntl: {e}"))?,
+            );
+            fcntl(
+                master.as_raw_fd(),
+                FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
+            )
+            .map_err(|e| format!("fcntl: {e}"))?;
+            self.outputs.retain(|o| !(o.tty && o.container == name));
+            self.outputs.push(Output {
+                container: name.to_string(),
+                stream: Stream::Stdout,
+                fifo: File::from(master),
+                splitter: LineSplitter::default(),
+                tty: true,
+                closed: false,
+            });
+        }
+        Ok(pid)
     }
 
     /// Sends `signal` to a container's init (or, with `all`, to every process
@@ -641,10 +683,17 @@ impl Supervisor {
         loop {
             let out = &mut self.outputs[index];
             let n = match out.fifo.read(&mut buf) {
-                Ok(0) => return,
+                Ok(0) => {
+                    out.closed = out.tty;
+                    return;
+                }
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
+                Err(e) => {
+                    // A terminal whose slave side is closed reads EIO.
+                    out.closed = out.tty && e.kind() != std::io::ErrorKind::WouldBlock;
+                    return;
+                }
             };
             let records = out.splitter.feed(&buf[..n]);
             let (name, stream) = (out.container.clone(), out.stream);
@@ -707,6 +756,8 @@ impl Supervisor {
         }
         if let Some(name) = self.running.remove(&pid) {
             self.drain_outputs(&name);
+            // Its terminal ends with the run.
+            self.outputs.retain(|o| !(o.tty && o.container == name));
             // Each run has a fresh cgroup, so any OOM kill in it was in this run.
             let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, &name);
             let oom_killed = crate::oci::cgroup::oom_kills(Path::new(&cgroup)) > 0;
@@ -802,12 +853,12 @@ impl Supervisor {
     }
 }
 
-fn options<'a>(id: &'a str, bundle: &'a Path) -> CreateOptions<'a> {
+fn options<'a>(id: &'a str, bundle: &'a Path, console: Option<&'a Path>) -> CreateOptions<'a> {
     CreateOptions {
         id,
         bundle,
         pid_file: None,
-        console_socket: None,
+        console_socket: console,
         preserve_fds: 0,
         no_pivot: false,
     }
@@ -815,10 +866,16 @@ fn options<'a>(id: &'a str, bundle: &'a Path) -> CreateOptions<'a> {
 
 /// Creates and starts one OCI container (in a helper process, see `in_child`);
 /// returns the pid of its process.
-fn create_and_start(runtime: &Runtime, id: &str, bundle: &Path, stdio: Stdio) -> Fallible<i32> {
+fn create_and_start(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &Path,
+    stdio: Stdio,
+    console: Option<&Path>,
+) -> Fallible<i32> {
     let one_line = |e| crate::cli::one_line(&anyhow::Error::new(e));
     let container = runtime
-        .create_with_stdio(&options(id, bundle), stdio)
+        .create_with_stdio(&options(id, bundle, console), stdio)
         .map_err(one_line)?;
     runtime.start(id).map_err(one_line)?;
     container
