@@ -388,6 +388,42 @@ spec:
 }
 
 #[test]
+fn run_as_non_root_refuses_an_image_that_runs_as_root() {
+    let env = PodEnv::new();
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: nonroot }
+spec:
+  restartPolicy: Never
+  securityContext: { runAsNonRoot: true }
+  containers:
+    - { name: root, image: busybox, command: ["sh", "-c", "echo ran-as-$(id -u)"] }
+    - name: user
+      image: busybox
+      command: ["sh", "-c", "echo ran-as-$(id -u)"]
+      securityContext: { runAsUser: 1000 }
+"#;
+    let pod = env.run("nonroot", yaml);
+    let uid = uid_of(&pod);
+    let done = env.wait_phase("nonroot", "Failed", true);
+    // busybox has no USER: it would run as root, so it is not started.
+    let root = &PodEnv::container(&done, "root")["state"]["terminated"];
+    assert_eq!(root["reason"], "StartError", "{done}");
+    let message = root["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("runAsNonRoot and image will run as root"),
+        "{message}"
+    );
+    assert!(!env.logs("nonroot", "root").contains("ran-as-"));
+    let user = PodEnv::container(&done, "user");
+    assert_eq!(user["state"]["terminated"]["exitCode"], 0, "{user}");
+    assert!(env.logs("nonroot", "user").contains("ran-as-1000"));
+    remove_pod(&env, "nonroot", &uid, false);
+    env.finish();
+}
+
+#[test]
 fn privileged_container_gets_every_capability_the_host_can_grant() {
     let env = PodEnv::new();
     let yaml = r#"

@@ -62,6 +62,8 @@ pub enum SpecError {
     UnknownUser { container: String, user: String },
     #[error("container {container}: volumeMounts: no volume {volume:?}")]
     UnknownVolume { container: String, volume: String },
+    #[error("container {container} has runAsNonRoot and {why}")]
+    NonRoot { container: String, why: String },
 }
 
 /// What the image says about the process, where the manifest does not.
@@ -325,7 +327,29 @@ pub fn process_user(
     };
     let uid = c.security.run_as_user.unwrap_or(from_image.0);
     let gid = c.security.run_as_group.or(from_image.1).unwrap_or(0);
+    verify_non_root(c, image)?;
     Ok((uid, gid))
+}
+
+/// The kubelet's check of `runAsNonRoot` against the image's user, when no
+/// `runAsUser` is given (a `runAsUser: 0` is refused at admission): an image
+/// without a user runs as root, and a user name cannot be verified.
+fn verify_non_root(c: &Container, image: &ImageDefaults) -> Result<(), SpecError> {
+    if c.security.run_as_non_root != Some(true) || c.security.run_as_user.is_some() {
+        return Ok(());
+    }
+    let user = image.user.as_deref().unwrap_or_default();
+    let user = user.split_once(':').map_or(user, |(u, _)| u);
+    let why = match user.parse::<u32>() {
+        _ if user.is_empty() => "image will run as root".to_string(),
+        Ok(0) => "image will run as root".to_string(),
+        Ok(_) => return Ok(()),
+        Err(_) => format!("image has non-numeric user ({user}), cannot verify user is non-root"),
+    };
+    Err(SpecError::NonRoot {
+        container: c.name.clone(),
+        why,
+    })
 }
 
 fn lookup_passwd(rootfs: &Path, pick: impl Fn(&[&str]) -> bool) -> Option<(u32, u32)> {
@@ -632,6 +656,41 @@ mod tests {
         c.security.run_as_user = Some(7);
         c.security.run_as_group = Some(8);
         assert_eq!(process_user(&c, &img, dir.path()).unwrap(), (7, 8));
+    }
+
+    #[test]
+    fn run_as_non_root_is_checked_against_the_image_user() {
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir(rootfs.path().join("etc")).unwrap();
+        std::fs::write(
+            rootfs.path().join("etc/passwd"),
+            "nobody:x:65534:65534::/:/bin/sh\n",
+        )
+        .unwrap();
+        let mut c = container("c");
+        c.security.run_as_non_root = Some(true);
+        let image = |user: &str| ImageDefaults {
+            user: Some(user.to_string()),
+            ..Default::default()
+        };
+        let refused = |c: &Container, user: &str| match process_user(c, &image(user), rootfs.path())
+        {
+            Err(SpecError::NonRoot { why, .. }) => why,
+            other => panic!("{user:?}: {other:?}"),
+        };
+        assert_eq!(refused(&c, ""), "image will run as root");
+        assert_eq!(refused(&c, "0:0"), "image will run as root");
+        assert!(refused(&c, "nobody").contains("non-numeric user (nobody)"));
+        assert_eq!(
+            process_user(&c, &image("65534"), rootfs.path()),
+            Ok((65534, 65534))
+        );
+        // A runAsUser decides, whatever the image says.
+        c.security.run_as_user = Some(1000);
+        assert_eq!(process_user(&c, &image(""), rootfs.path()), Ok((1000, 0)));
+        c.security.run_as_non_root = None;
+        c.security.run_as_user = None;
+        assert_eq!(process_user(&c, &image(""), rootfs.path()), Ok((0, 0)));
     }
 
     #[test]
