@@ -634,16 +634,21 @@ mod tests {
         assert_eq!(env, ["PATH=/bin", "HOSTNAME=web", "A=manifest"]);
     }
 
-    #[test]
-    fn users_resolve_by_number_and_name() {
+    /// A root filesystem with just /etc/passwd and /etc/group.
+    fn rootfs_with(passwd: &str, group: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("etc")).unwrap();
-        std::fs::write(
-            dir.path().join("etc/passwd"),
+        std::fs::write(dir.path().join("etc/passwd"), passwd).unwrap();
+        std::fs::write(dir.path().join("etc/group"), group).unwrap();
+        dir
+    }
+
+    #[test]
+    fn users_resolve_by_number_and_name() {
+        let dir = rootfs_with(
             "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+            "root:x:0:\nstaff:x:50:\n",
+        );
         let mut img = image();
         let c = container("c");
         img.user = Some("app".into());
@@ -660,13 +665,7 @@ mod tests {
 
     #[test]
     fn run_as_non_root_is_checked_against_the_image_user() {
-        let rootfs = tempfile::tempdir().unwrap();
-        std::fs::create_dir(rootfs.path().join("etc")).unwrap();
-        std::fs::write(
-            rootfs.path().join("etc/passwd"),
-            "nobody:x:65534:65534::/:/bin/sh\n",
-        )
-        .unwrap();
+        let rootfs = rootfs_with("nobody:x:65534:65534::/:/bin/sh\n", "");
         let mut c = container("c");
         c.security.run_as_non_root = Some(true);
         let image = |user: &str| ImageDefaults {
