@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::*;
 use crate::pod::PodEnv;
@@ -907,5 +907,102 @@ spec:
     assert_eq!(modest["reason"], "Completed", "{status}");
     assert_eq!(modest["exitCode"], 0, "{status}");
     env.ok(&["pod", "rm", "hungry"]);
+    env.finish();
+}
+
+/// The busybox image again, as `localhost/NAME:latest`, with `config` merged
+/// into its image config: an OCI layout folder whose config and manifest
+/// blobs are rewritten (and their digests with them).
+fn busybox_variant(env: &PodEnv, name: &str, config: Value) -> String {
+    use sha2::Digest as _;
+    let dir = env.work.path().join(format!("image-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tar = repo().join("bundles/images/busybox.tar");
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "untar busybox: {out:?}");
+    let blobs = dir.join("blobs/sha256");
+    let read = |digest: &str| -> Value {
+        let hex = digest.trim_start_matches("sha256:");
+        serde_json::from_slice(&std::fs::read(blobs.join(hex)).unwrap()).unwrap()
+    };
+    let write = |doc: &Value| -> (String, usize) {
+        let bytes = serde_json::to_vec(doc).unwrap();
+        let hex = hex_digest(&sha2::Sha256::digest(&bytes));
+        std::fs::write(blobs.join(&hex), &bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let mut index = read_json(&dir.join("index.json"));
+    let mut manifest = read(index["manifests"][0]["digest"].as_str().unwrap());
+    let mut image = read(manifest["config"]["digest"].as_str().unwrap());
+    for (key, value) in config.as_object().unwrap() {
+        image["config"][key] = value.clone();
+    }
+    let (digest, size) = write(&image);
+    manifest["config"]["digest"] = json!(digest);
+    manifest["config"]["size"] = json!(size);
+    let (digest, size) = write(&manifest);
+    index["manifests"][0]["digest"] = json!(digest);
+    index["manifests"][0]["size"] = json!(size);
+    index["manifests"][0]["annotations"] =
+        json!({ "org.opencontainers.image.ref.name": format!("localhost/{name}:latest") });
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let reference = format!("localhost/{name}:latest");
+    env.ok(&[
+        "image",
+        "import",
+        dir.to_str().unwrap(),
+        "--name",
+        &reference,
+    ]);
+    reference
+}
+
+fn hex_digest(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_image_stop_signal_stops_the_container() {
+    let env = PodEnv::new();
+    let image = busybox_variant(&env, "quitter", json!({ "StopSignal": "SIGQUIT" }));
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{ name: quitter }}
+spec:
+  terminationGracePeriodSeconds: 10
+  containers:
+    - name: app
+      image: {image}
+      command: ["sh", "-c", "trap 'echo got-quit; exit 0' QUIT; trap 'echo got-term; exit 1' TERM; echo ready; while true; do sleep 0.1; done"]
+"#
+    );
+    let pod = env.run("quitter", &yaml);
+    let uid = uid_of(&pod);
+    env.wait_phase("quitter", "Running", false);
+    wait_until("the traps to be set", Duration::from_secs(10), || {
+        env.logs("quitter", "app").contains("ready")
+    });
+    env.ok(&["pod", "stop", "quitter"]);
+    let done = env.wait_phase("quitter", "Succeeded", true);
+    let app = PodEnv::container(&done, "app");
+    assert_eq!(app["state"]["terminated"]["exitCode"], 0, "{app}");
+    let logs = env.logs("quitter", "app");
+    assert!(
+        logs.contains("got-quit") && !logs.contains("got-term"),
+        "{logs}"
+    );
+    remove_pod(&env, "quitter", &uid, false);
     env.finish();
 }

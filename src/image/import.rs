@@ -333,7 +333,7 @@ mod tests {
         let manifest = layout.image(
             &[base.clone(), layer("top")],
             true,
-            json!({"Entrypoint": ["/bin/app"], "Cmd": ["--flag"], "Env": ["A=1"], "WorkingDir": "/srv", "User": "1000:1000"}),
+            json!({"Entrypoint": ["/bin/app"], "Cmd": ["--flag"], "Env": ["A=1"], "WorkingDir": "/srv", "User": "1000:1000", "StopSignal": "SIGQUIT"}),
         );
         layout.index(vec![named(manifest.clone(), "example.com/team/app:v1")]);
 
@@ -354,6 +354,7 @@ mod tests {
         assert_eq!(image.config.env, vec!["A=1"]);
         assert_eq!(image.config.working_dir.as_deref(), Some("/srv"));
         assert_eq!(image.config.user.as_deref(), Some("1000:1000"));
+        assert_eq!(image.config.stop_signal.as_deref(), Some("SIGQUIT"));
         assert_eq!(image.created.as_deref(), Some("2024-01-01T00:00:00Z"));
         assert!(image.size > 0);
         assert_eq!(store.list().unwrap(), images);

@@ -225,6 +225,8 @@ pub(crate) struct ContainerConfig {
     pub working_dir: Option<String>,
     #[serde(default)]
     pub user: Option<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,6 +272,7 @@ impl ConfigFile {
             env: list(c.map(|c| &c.env)),
             working_dir: text(c.map(|c| &c.working_dir)),
             user: text(c.map(|c| &c.user)),
+            stop_signal: text(c.map(|c| &c.stop_signal)),
         }
     }
 }

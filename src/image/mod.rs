@@ -87,4 +87,6 @@ pub struct ImageConfig {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// The signal that asks the process to stop (`SIGQUIT`, `3`), if not SIGTERM.
+    pub stop_signal: Option<String>,
 }

@@ -150,6 +150,7 @@ pub fn resolve_images(
                 env: image.config.env.clone(),
                 working_dir: image.config.working_dir.clone(),
                 user: image.config.user.clone(),
+                stop_signal: image.config.stop_signal.clone(),
             },
         );
     }

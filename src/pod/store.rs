@@ -60,6 +60,9 @@ pub struct ResolvedImage {
     pub env: Vec<String>,
     pub working_dir: Option<String>,
     pub user: Option<String>,
+    /// The image's StopSignal, sent instead of SIGTERM to stop the container.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
 }
 
 impl ResolvedImage {
