@@ -2,6 +2,7 @@
 //! /dev/shm, its volumes. Made before the sandbox starts, undone at `pod rm`.
 
 use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
@@ -27,7 +28,7 @@ pub enum VolumeError {
         source: nix::Error,
     },
     #[error(
-        "container {container}: volume {volume}: subPath {sub_path:?} resolves outside the volume"
+        "container {container}: volume {volume}: subPath {sub_path:?} goes through a symbolic link or a file (it must be folders inside the volume)"
     )]
     SubPath {
         container: String,
@@ -192,23 +193,69 @@ pub fn make_sub_paths(
             Some(VolumeSource::HostPath { path, .. }) => Path::new(path).to_path_buf(),
             None => continue,
         };
-        let dir = base.join(sub);
-        if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(io("create subPath", &dir))?;
-        }
-        // A container may have planted a symlink in its volume: the subPath must
-        // still resolve inside the volume, never to elsewhere on the host.
-        let real = fs::canonicalize(&dir).map_err(io("resolve subPath", &dir))?;
+        let outside = || VolumeError::SubPath {
+            container: c.name.clone(),
+            volume: m.volume.clone(),
+            sub_path: sub.clone(),
+        };
         let real_base = fs::canonicalize(&base).map_err(io("resolve volume", &base))?;
-        if !real.starts_with(&real_base) {
-            return Err(VolumeError::SubPath {
-                container: c.name.clone(),
-                volume: m.volume.clone(),
-                sub_path: sub.clone(),
-            });
-        }
+        open_sub_path(&real_base, sub).map_err(|e| match e.raw_os_error() {
+            // A symbolic link (which a container may have planted in its
+            // volume), or a component that is not a folder.
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => outside(),
+            _ => VolumeError::Io {
+                what: "create subPath",
+                path: base.join(sub).display().to_string(),
+                source: e,
+            },
+        })?;
     }
     Ok(())
+}
+
+/// Opens (creating what is missing, mode 0755) the folder `sub` under `base`
+/// one component at a time, never following a symbolic link: the path the
+/// runtime later mounts is then exactly `base/sub`, inside the volume.
+fn open_sub_path(base: &Path, sub: &str) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let open = |dir: Option<&OwnedFd>, name: &Path| -> nix::Result<OwnedFd> {
+        let fd = openat(dir.map(|d| d.as_raw_fd()), name, flags, Mode::empty())?;
+        // SAFETY: openat just returned this fd; nobody else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let mut dir = open(None, base)?;
+    let parts: Vec<_> = Path::new(sub).components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        let std::path::Component::Normal(name) = part else {
+            // Admission allows only relative paths without "..".
+            return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR));
+        };
+        let name = Path::new(name);
+        if i + 1 == parts.len() {
+            // The last may be a file of the volume (a file mounted alone).
+            let file = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+            if let Ok(fd) = openat(Some(dir.as_raw_fd()), name, file, Mode::empty()) {
+                // SAFETY: openat just returned this fd; nobody else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                let kind = nix::sys::stat::fstat(fd.as_raw_fd())?.st_mode & libc::S_IFMT;
+                if kind == libc::S_IFREG {
+                    return Ok(fd);
+                }
+            }
+        }
+        dir = match open(Some(&dir), name) {
+            Err(nix::Error::ENOENT) => {
+                match mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(nix::Error::EEXIST) => open(Some(&dir), name)?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            other => other?,
+        };
+    }
+    Ok(dir)
 }
 
 /// Unmounts the pod's shm and memory volumes. Volume contents stay until the
@@ -234,4 +281,30 @@ pub fn release(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
         }
     }
     first_err.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sub_paths_are_created_inside_and_never_through_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (base, outside) = (tmp.path().join("volume"), tmp.path().join("host"));
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        super::open_sub_path(&base, "a/b").unwrap();
+        assert!(base.join("a/b").is_dir());
+        std::fs::write(base.join("a/file"), "x").unwrap();
+        super::open_sub_path(&base, "a/file").unwrap();
+        std::os::unix::fs::symlink(&outside, base.join("evil")).unwrap();
+        let err = super::open_sub_path(&base, "evil/made").unwrap_err();
+        // O_DIRECTORY | O_NOFOLLOW on a link: ENOTDIR (ELOOP without O_DIRECTORY).
+        assert!(
+            matches!(err.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)),
+            "{err}"
+        );
+        assert!(!outside.join("made").exists(), "created through the link");
+        std::os::unix::fs::symlink(&outside, base.join("a/last")).unwrap();
+        assert!(super::open_sub_path(&base, "a/last").is_err());
+        assert!(super::open_sub_path(&base, "a/file/x").is_err());
+    }
 }
