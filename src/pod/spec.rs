@@ -326,7 +326,13 @@ pub fn process_user(
         }
     };
     let uid = c.security.run_as_user.unwrap_or(from_image.0);
-    let gid = c.security.run_as_group.or(from_image.1).unwrap_or(0);
+    // containerd: a runAsUser takes its group from the image's /etc/passwd
+    // (else 0), not from the image's USER.
+    let primary = match c.security.run_as_user {
+        Some(uid) => lookup_passwd(rootfs, |f| f[2] == uid.to_string()).map(|f| f.1),
+        None => from_image.1,
+    };
+    let gid = c.security.run_as_group.or(primary).unwrap_or(0);
     verify_non_root(c, image)?;
     Ok((uid, gid))
 }
@@ -661,6 +667,13 @@ mod tests {
         c.security.run_as_user = Some(7);
         c.security.run_as_group = Some(8);
         assert_eq!(process_user(&c, &img, dir.path()).unwrap(), (7, 8));
+        // A runAsUser alone: its group from /etc/passwd, else 0 (not the image's).
+        c.security.run_as_group = None;
+        img.user = Some("app".into());
+        assert_eq!(process_user(&c, &img, dir.path()).unwrap(), (7, 0));
+        c.security.run_as_user = Some(1000);
+        img.user = Some("0:50".into());
+        assert_eq!(process_user(&c, &img, dir.path()).unwrap(), (1000, 1001));
     }
 
     #[test]
