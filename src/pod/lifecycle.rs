@@ -37,16 +37,21 @@
 //! - The pod finishes when the init sequence failed under `Never`, or when every app
 //!   container has exited and none will restart. Shutdown (after finishing or after
 //!   [`Input::Stop`]) cancels pending back-offs, starts nothing more, and stops what
-//!   runs: regular containers (app, and a running init container) get `Term` at once;
-//!   sidecars get `Term` in reverse order, each once every regular container and every
-//!   later sidecar has exited; at the deadline (shutdown time + the pod's
-//!   terminationGracePeriod, 0 meaning at once) whatever still runs gets `Kill`.
+//!   runs. Every container gets `Term` first: regular ones (app, and a running init
+//!   container) at once; sidecars in reverse order, each once every regular container
+//!   and every later sidecar has exited, or at the pod's deadline (shutdown time + the
+//!   pod's terminationGracePeriod, at least 1 s) if that comes first. A container still
+//!   running at the later of the deadline and 2 s after its `Term` gets `Kill` (the
+//!   kubelet's killContainer always leaves 2 s between stop signal and SIGKILL).
 //!   When nothing runs any more, [`Action::StopSandbox`] is emitted, once.
 //! - Phase: `Pending` until the init sequence is done and every app container has run;
-//!   then `Running` while an app container runs or will restart; then `Succeeded` if
-//!   every app container exited 0, else `Failed`. Once the sandbox is stopped the
-//!   phase is always terminal (a pod stopped before all its app containers ran is
-//!   `Failed`, like the kubelet's terminal phase on deletion).
+//!   then `Running` while an app container runs or will restart, or a sidecar is still
+//!   alive (the kubelet counts a running restartable init container as running); then
+//!   `Succeeded` if every app container exited 0, else `Failed`. Once the sandbox is
+//!   stopped the phase is always terminal (a pod stopped before all its app containers
+//!   ran is `Failed`, like the kubelet's terminal phase on deletion).
+//! - Conditions: as the kubelet's status generator; a `Succeeded` pod is `Initialized`
+//!   with reason `PodCompleted`, and neither `Ready` nor `ContainersReady`.
 //!
 //! Decisions beyond the kubelet's rules, for a deterministic machine:
 //! - Every input, whatever it is, also lets time pass: due back-offs and the shutdown
@@ -54,10 +59,13 @@
 //! - Inputs that do not fit (unknown container, `Started` for a container that was
 //!   not being started, `Exited` for one not running, a second `Begin`) are ignored.
 //!   `Exited` for a container still being started is taken as a run that ended at once.
-//! - A container that reports `Started` during shutdown is signalled at once (`Kill`
-//!   if the deadline has passed); the sandbox is stopped only after it has exited.
+//! - A container that reports `Started` during shutdown gets `Term` at once, then
+//!   `Kill` as any other; the sandbox is stopped only after it has exited.
 //! - `Stop` before `Begin` emits `StopSandbox` at once (the supervisor may have no
-//!   sandbox to stop); a `Stop` during shutdown can only bring the deadline closer.
+//!   sandbox to stop); a `Stop` during shutdown can only bring the deadline closer,
+//!   and never a `Kill` closer than 2 s after its container's `Term`.
+//! - When a container got its `Term` is not kept in a [`Snapshot`]: a restored one
+//!   that already had it gets `Kill` at the pod's deadline.
 //! - Timestamps are serialized with whole seconds, as Kubernetes' `metav1.Time`.
 
 use std::time::{Duration, Instant};
@@ -112,6 +120,13 @@ impl Backoff {
 
 /// Durations are capped here so that `Instant + Duration` cannot overflow.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The kubelet's pod workers never shut a pod down with less grace than this.
+const MIN_POD_GRACE: Duration = Duration::from_secs(1);
+
+/// The kubelet's minimumGracePeriodInSeconds: the least time between a container's
+/// stop signal and its SIGKILL.
+const MIN_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// What happened to the pod, as the supervisor saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -347,7 +362,8 @@ pub struct Lifecycle {
     initialized: bool,
     /// A regular init container failed under restartPolicy Never.
     init_failed: bool,
-    /// Set once shutting down: when whatever still runs gets `Kill`.
+    /// Set once shutting down: when waiting sidecars get `Term`, and from when
+    /// whatever still runs gets `Kill` (2 s after its `Term` at the earliest).
     deadline: Option<Instant>,
     sandbox_stopped: bool,
     /// Per entry of `CONDITIONS`: its status and since when.
@@ -371,6 +387,8 @@ enum Run {
         since: Instant,
         since_wall: DateTime<Utc>,
         signaled: Option<StopSignal>,
+        /// When `Term` was sent; None before, or if unknown (restored).
+        termed: Option<Instant>,
     },
     /// Exited; restarts at `until`.
     BackOff { until: Instant, delay: Duration },
@@ -421,7 +439,7 @@ impl Lifecycle {
         Self {
             pod_ref: format!("{}_{}({})", pod.name, pod.namespace, pod.uid),
             restart_policy: pod.restart_policy,
-            grace: pod.termination_grace.min(FOREVER),
+            grace: pod.termination_grace.clamp(MIN_POD_GRACE, FOREVER),
             backoff,
             idle_reason: if pod.init_containers.is_empty() {
                 "ContainerCreating"
@@ -481,18 +499,18 @@ impl Lifecycle {
     }
 
     /// When the supervisor must feed a `Tick` next: the earliest back-off expiry, or
-    /// the shutdown deadline while something may still need a `Kill`.
+    /// during shutdown the earliest moment a `Kill`, or a waiting sidecar's `Term`,
+    /// becomes due.
     pub fn next_deadline(&self) -> Option<Instant> {
         if self.sandbox_stopped {
             return None;
         }
         match self.deadline {
-            Some(deadline) => {
-                let to_kill = self.members.iter().any(|m| {
-                    matches!(m.run, Run::Running { signaled, .. } if signaled != Some(StopSignal::Kill))
-                });
-                to_kill.then_some(deadline)
-            }
+            Some(deadline) => self
+                .members
+                .iter()
+                .filter_map(|m| m.next_signal_due(deadline))
+                .min(),
             None => self
                 .members
                 .iter()
@@ -522,7 +540,12 @@ impl Lifecycle {
         if !self.initialized || apps().any(|m| !m.has_run()) {
             return Phase::Pending;
         }
-        if apps().any(|m| !matches!(m.run, Run::Exited)) {
+        let sidecar_alive = || {
+            self.members
+                .iter()
+                .any(|m| m.role == Role::Sidecar && m.alive())
+        };
+        if apps().any(|m| !matches!(m.run, Run::Exited)) || sidecar_alive() {
             return Phase::Running;
         }
         terminal()
@@ -645,6 +668,7 @@ impl Lifecycle {
                     since: instant_of(since, now),
                     since_wall: since,
                     signaled,
+                    termed: None,
                 },
                 RunSnapshot::BackOff { until, delay_ms } => Run::BackOff {
                     until: instant_of(until, now),
@@ -672,6 +696,7 @@ impl Lifecycle {
                     since: now.mono,
                     since_wall: now.wall,
                     signaled: None,
+                    termed: None,
                 };
                 m.has_started = true;
             }
@@ -795,7 +820,7 @@ impl Lifecycle {
             }
         }
         if let Some(deadline) = self.deadline {
-            self.shut_down(now.mono >= deadline, actions);
+            self.shut_down(now.mono, deadline, actions);
         }
     }
 
@@ -829,11 +854,13 @@ impl Lifecycle {
         }
     }
 
-    /// Regular containers first, then sidecars in reverse order; `Kill` when overdue.
-    fn shut_down(&mut self, overdue: bool, actions: &mut Vec<Action>) {
+    /// Regular containers first, then sidecars in reverse order, each when its turn
+    /// comes or at the deadline; `Kill` when due.
+    fn shut_down(&mut self, now: Instant, deadline: Instant, actions: &mut Vec<Action>) {
         for m in self.members.iter_mut().filter(|m| m.role != Role::Sidecar) {
-            m.stop(overdue, actions);
+            m.stop(now, deadline, actions);
         }
+        let overdue = now >= deadline;
         let mut blocked = self
             .members
             .iter()
@@ -844,8 +871,8 @@ impl Lifecycle {
             .rev()
             .filter(|m| m.role == Role::Sidecar)
         {
-            if overdue || !blocked {
-                m.stop(overdue, actions);
+            if overdue || !blocked || m.signaled().is_some() {
+                m.stop(now, deadline, actions);
             }
             blocked |= m.alive();
         }
@@ -865,7 +892,9 @@ impl Lifecycle {
                 .collect();
             names.join(" ")
         };
-        let initialized = if self.initialized {
+        let initialized = if phase == Phase::Succeeded {
+            (true, Some("PodCompleted"), None)
+        } else if self.initialized {
             (true, None, None)
         } else {
             let pending = names(&|m| m.role != Role::App && !m.init_done());
@@ -946,21 +975,57 @@ impl Member {
         });
     }
 
-    /// Send `Term` once, then `Kill` once overdue.
-    fn stop(&mut self, overdue: bool, actions: &mut Vec<Action>) {
-        if let Run::Running { signaled, .. } = &mut self.run {
-            let signal = if overdue {
-                StopSignal::Kill
-            } else {
+    /// Send `Term` once, then `Kill` once due (see `kill_due`).
+    fn stop(&mut self, now: Instant, deadline: Instant, actions: &mut Vec<Action>) {
+        let kill_due = self.kill_due(deadline);
+        let Run::Running {
+            signaled, termed, ..
+        } = &mut self.run
+        else {
+            return;
+        };
+        let signal = match *signaled {
+            None => {
+                *termed = Some(now);
                 StopSignal::Term
-            };
-            if *signaled < Some(signal) {
-                *signaled = Some(signal);
-                actions.push(Action::Signal {
-                    container: self.name.clone(),
-                    signal,
-                });
             }
+            Some(StopSignal::Term) if kill_due.is_some_and(|due| now >= due) => StopSignal::Kill,
+            Some(_) => return,
+        };
+        *signaled = Some(signal);
+        actions.push(Action::Signal {
+            container: self.name.clone(),
+            signal,
+        });
+    }
+
+    /// The last signal sent to its running process.
+    fn signaled(&self) -> Option<StopSignal> {
+        match self.run {
+            Run::Running { signaled, .. } => signaled,
+            _ => None,
+        }
+    }
+
+    /// When a `Term`ed container gets `Kill`: at the pod's deadline, but never
+    /// sooner than 2 s after its `Term` (if known: a restored one has no time).
+    fn kill_due(&self, deadline: Instant) -> Option<Instant> {
+        match self.run {
+            Run::Running {
+                signaled: Some(StopSignal::Term),
+                termed,
+                ..
+            } => Some(termed.map_or(deadline, |t| deadline.max(t + MIN_STOP_GRACE))),
+            _ => None,
+        }
+    }
+
+    /// During shutdown, when it needs a signal next: `Kill` when due, or `Term`
+    /// at the deadline for a sidecar still waiting for its turn.
+    fn next_signal_due(&self, deadline: Instant) -> Option<Instant> {
+        match self.run {
+            Run::Running { signaled: None, .. } => Some(deadline),
+            _ => self.kill_due(deadline),
         }
     }
 
@@ -1371,6 +1436,9 @@ mod tests {
         /// A container's waiting message (None when it has none or is not waiting).
         Message(&'static str, Option<&'static str>),
         Restarts(&'static str, u32),
+        /// The pod's grace period becomes this many seconds, as a `Stop` asking for a
+        /// shorter one (kubectl delete --grace-period) would make it.
+        Grace(u64),
     }
 
     struct Clock {
@@ -1442,6 +1510,7 @@ mod tests {
                     let got = status.container(container).expect(&context);
                     assert_eq!(got.restart_count, *want, "{context}");
                 }
+                Grace(secs) => pod.grace = Duration::from_secs(*secs),
             }
         }
         (pod, clock)
@@ -1781,7 +1850,8 @@ mod tests {
                     At(40, tick(), vec![start("s")]),
                     At(41, started("s"), vec![]),
                     At(50, exited("c", 0), vec![term("s")]),
-                    PhaseIs(Phase::Succeeded),
+                    // Running while the sidecar handles its Term.
+                    PhaseIs(Phase::Running),
                     Deadline(Some(80)),
                     At(51, killed("s", 15), vec![SANDBOX]),
                     PhaseIs(Phase::Succeeded),
@@ -2030,6 +2100,51 @@ mod tests {
                     PhaseIs(Phase::Running),
                 ],
             ),
+            (
+                "running while a sidecar stops after the apps",
+                TestPod::new(Never).sidecar("s").app("a"),
+                vec![
+                    At(0, begin(), vec![start("s")]),
+                    At(0, started("s"), vec![start("a")]),
+                    At(1, started("a"), vec![]),
+                    PhaseIs(Phase::Running),
+                    At(2, exited("a", 0), vec![term("s")]),
+                    PhaseIs(Phase::Running),
+                    State("s", "Running"),
+                    At(3, killed("s", 15), vec![SANDBOX]),
+                    PhaseIs(Phase::Succeeded),
+                ],
+            ),
+            (
+                "a failed app: Failed once the sidecar has stopped",
+                TestPod::new(Never).sidecar("s").app("a"),
+                vec![
+                    At(0, begin(), vec![start("s")]),
+                    At(0, started("s"), vec![start("a")]),
+                    At(1, started("a"), vec![]),
+                    At(2, exited("a", 1), vec![term("s")]),
+                    PhaseIs(Phase::Running),
+                    At(3, exited("s", 0), vec![SANDBOX]),
+                    PhaseIs(Phase::Failed),
+                ],
+            ),
+            (
+                "a sidecar being restarted counts as alive",
+                TestPod::new(Never).sidecar("s").app("a"),
+                vec![
+                    At(0, begin(), vec![start("s")]),
+                    At(0, started("s"), vec![start("a")]),
+                    At(0, started("a"), vec![]),
+                    At(5, exited("s", 1), vec![start("s")]),
+                    At(6, exited("a", 0), vec![]),
+                    PhaseIs(Phase::Running),
+                    Deadline(None),
+                    At(7, started("s"), vec![term("s")]),
+                    PhaseIs(Phase::Running),
+                    At(8, exited("s", 0), vec![SANDBOX]),
+                    PhaseIs(Phase::Succeeded),
+                ],
+            ),
         ];
         for (name, pod, steps) in cases {
             run(name, pod, &steps);
@@ -2094,19 +2209,88 @@ mod tests {
                 .concat(),
             ),
             (
-                "Kill at the deadline, apps first then sidecars in reverse",
+                "at the deadline: Kill for the apps, Term for the waiting sidecars, Kill 2 s later",
                 [
                     all_running(),
                     vec![
                         At(10, stop(), vec![term("a"), term("b")]),
                         At(11, exited("a", 0), vec![]),
+                        Deadline(Some(40)),
                         At(39, tick(), vec![]),
-                        At(40, tick(), vec![kill("b"), kill("s2"), kill("s1")]),
+                        At(40, tick(), vec![kill("b"), term("s2"), term("s1")]),
+                        Deadline(Some(42)),
+                        At(40, killed("b", 9), vec![]),
+                        PhaseIs(Phase::Running),
+                        At(41, exited("s1", 0), vec![]),
+                        At(41, tick(), vec![]),
+                        At(42, tick(), vec![kill("s2")]),
                         Deadline(None),
-                        At(41, killed("s1", 9), vec![]),
-                        At(41, killed("b", 9), vec![]),
-                        At(41, killed("s2", 9), vec![SANDBOX]),
+                        At(42, killed("s2", 9), vec![SANDBOX]),
                         PhaseIs(Phase::Failed),
+                    ],
+                ]
+                .concat(),
+            ),
+            (
+                "a sidecar whose turn comes just before the deadline still gets 2 s",
+                [
+                    all_running(),
+                    vec![
+                        At(10, stop(), vec![term("a"), term("b")]),
+                        At(20, exited("a", 0), vec![]),
+                        At(39, exited("b", 0), vec![term("s2")]),
+                        Deadline(Some(40)),
+                        At(40, tick(), vec![term("s1")]),
+                        Deadline(Some(41)),
+                        At(41, tick(), vec![kill("s2")]),
+                        Deadline(Some(42)),
+                        At(41, killed("s2", 9), vec![]),
+                        At(42, tick(), vec![kill("s1")]),
+                        At(42, killed("s1", 9), vec![SANDBOX]),
+                        PhaseIs(Phase::Succeeded),
+                    ],
+                ]
+                .concat(),
+            ),
+            (
+                "a shorter grace hastens Kill, never sooner than 2 s after Term",
+                [
+                    all_running(),
+                    vec![
+                        At(10, stop(), vec![term("a"), term("b")]),
+                        Deadline(Some(40)),
+                        Grace(5),
+                        At(11, stop(), vec![]),
+                        Deadline(Some(16)),
+                        At(
+                            16,
+                            tick(),
+                            vec![kill("a"), kill("b"), term("s2"), term("s1")],
+                        ),
+                        Deadline(Some(18)),
+                        At(16, killed("a", 9), vec![]),
+                        At(16, killed("b", 9), vec![]),
+                        At(17, tick(), vec![]),
+                        At(18, tick(), vec![kill("s2"), kill("s1")]),
+                    ],
+                ]
+                .concat(),
+            ),
+            (
+                "a second Stop with 1 s right after the first: Kill 2 s after each Term",
+                [
+                    all_running(),
+                    vec![
+                        At(10, stop(), vec![term("a"), term("b")]),
+                        Grace(1),
+                        At(10, stop(), vec![]),
+                        Deadline(Some(11)),
+                        At(11, tick(), vec![term("s2"), term("s1")]),
+                        Deadline(Some(12)),
+                        At(12, tick(), vec![kill("a"), kill("b")]),
+                        Deadline(Some(13)),
+                        At(13, tick(), vec![kill("s2"), kill("s1")]),
+                        Deadline(None),
                     ],
                 ]
                 .concat(),
@@ -2204,7 +2388,7 @@ mod tests {
                 ],
             ),
             (
-                "a container starting after the deadline is killed",
+                "a container starting after the deadline gets Term, then Kill 2 s later",
                 TestPod::new(Always).app("a").app("b"),
                 vec![
                     At(0, begin(), vec![start("a"), start("b")]),
@@ -2212,8 +2396,11 @@ mod tests {
                     At(1, stop(), vec![term("a")]),
                     At(2, exited("a", 0), vec![]),
                     Deadline(None),
-                    At(40, started("b"), vec![kill("b")]),
-                    At(40, killed("b", 9), vec![SANDBOX]),
+                    At(40, started("b"), vec![term("b")]),
+                    Deadline(Some(42)),
+                    At(41, tick(), vec![]),
+                    At(42, tick(), vec![kill("b")]),
+                    At(42, killed("b", 9), vec![SANDBOX]),
                 ],
             ),
             (
@@ -2245,10 +2432,12 @@ mod tests {
                     At(0, started("s"), vec![start("a")]),
                     At(0, started("a"), vec![]),
                     At(5, exited("a", 0), vec![term("s")]),
+                    PhaseIs(Phase::Running),
                     Deadline(Some(35)),
                     At(6, stop(), vec![]),
                     Deadline(Some(35)),
                     At(35, tick(), vec![kill("s")]),
+                    PhaseIs(Phase::Running),
                     At(36, killed("s", 9), vec![SANDBOX]),
                     PhaseIs(Phase::Succeeded),
                 ],
@@ -2259,8 +2448,10 @@ mod tests {
         }
     }
 
+    /// As the kubelet's: the pod is given 1 s, and every container still its Term
+    /// and 2 s before Kill.
     #[test]
-    fn zero_grace_kills_at_once() {
+    fn zero_grace_still_terms_first() {
         let cases = [
             (
                 "stop",
@@ -2270,11 +2461,33 @@ mod tests {
                     At(0, started("s"), vec![start("a"), start("b")]),
                     At(0, started("a"), vec![]),
                     At(0, started("b"), vec![]),
-                    At(10, stop(), vec![kill("a"), kill("b"), kill("s")]),
+                    At(10, stop(), vec![term("a"), term("b")]),
+                    Deadline(Some(11)),
+                    At(11, tick(), vec![term("s")]),
+                    Deadline(Some(12)),
+                    At(12, tick(), vec![kill("a"), kill("b")]),
+                    Deadline(Some(13)),
+                    At(12, killed("a", 9), vec![]),
+                    At(12, killed("b", 9), vec![]),
+                    At(13, tick(), vec![kill("s")]),
                     Deadline(None),
-                    At(10, killed("a", 9), vec![]),
-                    At(10, killed("s", 9), vec![]),
-                    At(10, killed("b", 9), vec![SANDBOX]),
+                    At(13, killed("s", 9), vec![SANDBOX]),
+                ],
+            ),
+            (
+                "stop, the apps leave on Term",
+                TestPod::new(Always).grace(0).sidecar("s").app("a"),
+                vec![
+                    At(0, begin(), vec![start("s")]),
+                    At(0, started("s"), vec![start("a")]),
+                    At(0, started("a"), vec![]),
+                    At(10, stop(), vec![term("a")]),
+                    At(10, exited("a", 0), vec![term("s")]),
+                    Deadline(Some(12)),
+                    At(11, tick(), vec![]),
+                    At(12, tick(), vec![kill("s")]),
+                    At(12, killed("s", 9), vec![SANDBOX]),
+                    PhaseIs(Phase::Succeeded),
                 ],
             ),
             (
@@ -2284,8 +2497,12 @@ mod tests {
                     At(0, begin(), vec![start("s")]),
                     At(0, started("s"), vec![start("a")]),
                     At(0, started("a"), vec![]),
-                    At(3, exited("a", 0), vec![kill("s")]),
-                    At(3, killed("s", 9), vec![SANDBOX]),
+                    At(3, exited("a", 0), vec![term("s")]),
+                    PhaseIs(Phase::Running),
+                    Deadline(Some(5)),
+                    At(4, tick(), vec![]),
+                    At(5, tick(), vec![kill("s")]),
+                    At(5, killed("s", 9), vec![SANDBOX]),
                     PhaseIs(Phase::Succeeded),
                 ],
             ),
@@ -2520,11 +2737,56 @@ mod tests {
         let ready = status.condition(ConditionType::ContainersReady).unwrap();
         assert_eq!(ready.status, ConditionStatus::False);
         assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
+        // The kubelet's GeneratePodInitializedCondition on a Succeeded pod.
+        let initialized = status.condition(ConditionType::Initialized).unwrap();
+        assert_eq!(initialized.status, ConditionStatus::True);
+        assert_eq!(initialized.reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(initialized.message, None);
+        assert_eq!(initialized.last_transition_time, Some(clock.at(2).wall));
         let sandbox = status
             .condition(ConditionType::PodReadyToStartContainers)
             .unwrap();
         assert_eq!(sandbox.status, ConditionStatus::False);
         assert_eq!(sandbox.last_transition_time, Some(clock.at(4).wall));
+    }
+
+    #[test]
+    fn conditions_while_a_sidecar_outlives_the_apps() {
+        let pod = TestPod::new(Never).sidecar("s").app("a");
+        let steps = [
+            At(0, begin(), vec![start("s")]),
+            At(1, started("s"), vec![start("a")]),
+            At(2, started("a"), vec![]),
+            At(3, exited("a", 0), vec![term("s")]),
+        ];
+        let (mut pod, clock) = run("sidecar outlives", pod, &steps);
+        let status = pod.status();
+        assert_eq!(status.phase, Phase::Running);
+        for kind in [ConditionType::Ready, ConditionType::ContainersReady] {
+            let ready = status.condition(kind).unwrap();
+            assert_eq!(ready.status, ConditionStatus::False, "{kind:?}");
+            assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
+            assert_eq!(
+                ready.message.as_deref(),
+                Some("containers with unready status: [a]")
+            );
+            assert_eq!(ready.last_transition_time, Some(clock.at(3).wall));
+        }
+        let initialized = status.condition(ConditionType::Initialized).unwrap();
+        assert_eq!(initialized.status, ConditionStatus::True);
+        assert_eq!(initialized.reason, None);
+        assert!(status.container("s").unwrap().ready);
+
+        assert_eq!(pod.handle(killed("s", 15), clock.at(4)), vec![SANDBOX]);
+        let status = pod.status();
+        assert_eq!(status.phase, Phase::Succeeded);
+        let ready = status.condition(ConditionType::Ready).unwrap();
+        assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(ready.last_transition_time, Some(clock.at(3).wall));
+        let initialized = status.condition(ConditionType::Initialized).unwrap();
+        assert_eq!(initialized.status, ConditionStatus::True);
+        assert_eq!(initialized.reason.as_deref(), Some("PodCompleted"));
+        assert_eq!(initialized.last_transition_time, Some(clock.at(1).wall));
     }
 
     #[test]
@@ -2601,6 +2863,30 @@ mod tests {
             assert_eq!(restored.status(), original.status(), "at {secs}s");
         }
         assert!(restored.is_finished());
+    }
+
+    /// The time of a `Term` is not in the snapshot: the pod's deadline stands alone.
+    #[test]
+    fn a_restored_lifecycle_kills_a_termed_container_at_the_deadline() {
+        let pod = TestPod::new(Always).grace(1).app("a");
+        let steps = [
+            At(0, begin(), vec![start("a")]),
+            At(0, started("a"), vec![]),
+            At(10, stop(), vec![term("a")]),
+            Deadline(Some(12)),
+        ];
+        let (original, clock) = run("original", pod, &steps);
+        let snapshot = original.snapshot(clock.at(10));
+        let pod = TestPod::new(Always).grace(1).app("a");
+        let later = Clock {
+            mono: Instant::now() + Duration::from_secs(1000),
+            wall: clock.wall,
+        };
+        let mut restored =
+            Lifecycle::restore(&pod.0, Backoff::default(), &snapshot, later.at(10)).unwrap();
+        assert_eq!(restored.next_deadline(), Some(later.at(11).mono));
+        assert_eq!(restored.handle(tick(), later.at(11)), vec![kill("a")]);
+        assert_eq!(restored.next_deadline(), None);
     }
 
     #[test]
