@@ -1006,3 +1006,48 @@ spec:
     remove_pod(&env, "quitter", &uid, false);
     env.finish();
 }
+
+#[test]
+fn termination_messages_come_from_the_file_or_the_log_tail() {
+    let env = PodEnv::new();
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: messages }
+spec:
+  restartPolicy: Never
+  containers:
+    - name: file
+      image: busybox
+      command: ["sh", "-c", "echo boom > /dev/termination-log; exit 2"]
+    - name: tail
+      image: busybox
+      terminationMessagePolicy: FallbackToLogsOnError
+      command: ["sh", "-c", "echo first; echo last words; exit 3"]
+    - name: custom
+      image: busybox
+      terminationMessagePath: /tmp/why
+      terminationMessagePolicy: FallbackToLogsOnError
+      command: ["sh", "-c", "echo not this; printf 'file wins' > /tmp/why; exit 4"]
+    - name: user
+      image: busybox
+      securityContext: { runAsUser: 1000 }
+      command: ["sh", "-c", "echo from-uid-$(id -u) > /dev/termination-log"]
+    - name: quiet
+      image: busybox
+      command: ["sh", "-c", "echo only a log line; exit 5"]
+"#;
+    let pod = env.run("messages", yaml);
+    let uid = uid_of(&pod);
+    let done = env.wait_phase("messages", "Failed", true);
+    let message =
+        |name: &str| PodEnv::container(&done, name)["state"]["terminated"]["message"].clone();
+    assert_eq!(message("file"), "boom\n", "{done}");
+    assert_eq!(message("tail"), "first\nlast words\n", "{done}");
+    assert_eq!(message("custom"), "file wins", "{done}");
+    assert_eq!(message("user"), "from-uid-1000\n", "{done}");
+    // The default policy (File) never falls back to the log.
+    assert!(message("quiet").is_null(), "{done}");
+    remove_pod(&env, "messages", &uid, false);
+    env.finish();
+}

@@ -149,6 +149,8 @@ pub enum Input {
         exit_code: i32,
         signal: Option<i32>,
         oom_killed: bool,
+        /// What it wrote to its terminationMessagePath (or its log's tail).
+        message: Option<String>,
     },
     /// The container's process is gone and its exit status is unknown (it was
     /// not our child: a supervisor of the pod that has since died started it). Taken as
@@ -421,6 +423,7 @@ enum Ending {
         exit_code: i32,
         signal: Option<i32>,
         oom_killed: bool,
+        message: Option<String>,
     },
     Lost,
 }
@@ -481,11 +484,13 @@ impl Lifecycle {
                 exit_code,
                 signal,
                 oom_killed,
+                message,
             } => {
                 let ending = Ending::Exited {
                     exit_code,
                     signal,
                     oom_killed,
+                    message,
                 };
                 self.on_exit(&container, ending, now);
             }
@@ -741,6 +746,7 @@ impl Lifecycle {
                 exit_code,
                 signal,
                 oom_killed,
+                message,
             } => {
                 let reason = match (oom_killed, exit_code) {
                     (true, _) => "OOMKilled",
@@ -751,7 +757,7 @@ impl Lifecycle {
                     exit_code,
                     signal,
                     reason: reason.to_owned(),
-                    message: None,
+                    message,
                     started_at,
                     finished_at: now.wall,
                 }
@@ -1344,6 +1350,8 @@ mod tests {
             restart_policy,
             tty: false,
             stdin: false,
+            termination_message_path: model::DEFAULT_TERMINATION_MESSAGE_PATH.into(),
+            termination_message_from_logs: false,
         }
     }
 
@@ -1363,6 +1371,7 @@ mod tests {
             exit_code,
             signal: None,
             oom_killed: false,
+            message: None,
         }
     }
 
@@ -1372,6 +1381,7 @@ mod tests {
             exit_code: 128 + signal,
             signal: Some(signal),
             oom_killed: false,
+            message: None,
         }
     }
 
@@ -1381,6 +1391,7 @@ mod tests {
             exit_code: 137,
             signal: Some(9),
             oom_killed: true,
+            message: None,
         }
     }
 

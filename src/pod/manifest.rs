@@ -1203,12 +1203,27 @@ impl Admission<'_> {
         if stdin_once == Some(true) {
             self.warn(&format!("{field}.stdinOnce"), "ignored");
         }
-        if termination_message_path.is_some_and(|path| path != "/dev/termination-log") {
-            self.warn(&format!("{field}.terminationMessagePath"), "ignored");
+        let termination_message_path = termination_message_path
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| model::DEFAULT_TERMINATION_MESSAGE_PATH.to_string());
+        if !termination_message_path.starts_with('/')
+            || termination_message_path.split('/').any(|part| part == "..")
+        {
+            return Err(self.invalid(
+                format!("{field}.terminationMessagePath"),
+                "must be an absolute path without \"..\"",
+            ));
         }
-        if termination_message_policy.is_some_and(|policy| policy != "File") {
-            self.warn(&format!("{field}.terminationMessagePolicy"), "ignored");
-        }
+        let termination_message_from_logs = match termination_message_policy.as_deref() {
+            None | Some("File") => false,
+            Some("FallbackToLogsOnError") => true,
+            Some(other) => {
+                return Err(self.invalid(
+                    format!("{field}.terminationMessagePolicy"),
+                    format!("unsupported value {other:?}: \"File\" or \"FallbackToLogsOnError\""),
+                ))
+            }
+        };
         let working_dir = working_dir.filter(|dir| !dir.is_empty());
         if let Some(dir) = &working_dir {
             if !dir.starts_with('/') {
@@ -1251,6 +1266,8 @@ impl Admission<'_> {
             restart_policy,
             tty: tty.unwrap_or(false),
             stdin: stdin.unwrap_or(false),
+            termination_message_path,
+            termination_message_from_logs,
         })
     }
 
@@ -2755,10 +2772,6 @@ status:
                 ),
                 "web.yaml: spec.containers[0].volumeMounts[0].mountPropagation: HostToContainer is not applied",
             ),
-            (
-                app(", terminationMessagePath: /tmp/end"),
-                "web.yaml: spec.containers[0].terminationMessagePath: ignored",
-            ),
         ];
         for (text, expected) in cases {
             let warnings = admit_ok(&text).warnings;
@@ -2801,6 +2814,8 @@ status:
             ("apiVersion: v1\n".into(), "web.yaml: kind: required"),
             ("apiVersion: v1\nkind: Pod\nmetadata: {name: a, name: b}\n".into(), "web.yaml: metadata: duplicate entry"),
             (pod("{containers: [{name: [x], image: i}]}"), "web.yaml: spec.containers[0].name: invalid type: sequence, expected a string at line 4"),
+            (app(", terminationMessagePath: end.log"), "web.yaml: spec.containers[0].terminationMessagePath: must be an absolute path"),
+            (app(", terminationMessagePolicy: Always"), "web.yaml: spec.containers[0].terminationMessagePolicy: unsupported value \"Always\""),
             (app(", tty: \"yes\""), "web.yaml: spec.containers[0].tty: invalid type: string \"yes\", expected a boolean"),
             (app(", comand: [x]"), "web.yaml: spec.containers[0].comand: unknown field"),
             (format!("{HEAD}specs: {{}}\n"), "web.yaml: specs: unknown field"),

@@ -55,6 +55,18 @@ pub struct Container {
     pub restart_policy: Option<RestartPolicy>,
     pub tty: bool,
     pub stdin: bool,
+    /// Where the container may write why it ended (its `terminated.message`).
+    #[serde(default = "default_termination_message_path")]
+    pub termination_message_path: String,
+    /// `FallbackToLogsOnError`: an empty message after a failure is the log's tail.
+    #[serde(default)]
+    pub termination_message_from_logs: bool,
+}
+
+pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
+
+fn default_termination_message_path() -> String {
+    DEFAULT_TERMINATION_MESSAGE_PATH.to_string()
 }
 
 impl Container {

@@ -102,6 +102,10 @@ impl PodPaths {
     pub fn volume(&self, name: &str) -> PathBuf {
         self.dir.join("volumes").join(name)
     }
+    /// The file a container's terminationMessagePath is (one run at a time).
+    pub fn termination_log(&self, container: &str) -> PathBuf {
+        self.dir.join("termination").join(container)
+    }
     /// A container's bundle folder (config.json, and the overlay's rootfs/upper/work).
     pub fn bundle(&self, container: &str) -> PathBuf {
         self.dir.join("bundles").join(container)
@@ -495,6 +499,10 @@ pub fn member_spec(
     let mut mounts = base_mounts(paths, c.security.privileged);
     mounts.extend(pod_file_mounts(paths));
     mounts.extend(volume_mounts(pod, c, paths)?);
+    mounts.push(
+        json!({ "destination": c.termination_message_path, "type": "bind",
+        "source": paths.termination_log(&c.name), "options": ["rbind", "rprivate"] }),
+    );
     let mut linux = json!({
         "cgroupsPath": cgroup,
         "namespaces": [
@@ -572,6 +580,8 @@ mod tests {
             restart_policy: None,
             tty: false,
             stdin: false,
+            termination_message_path: DEFAULT_TERMINATION_MESSAGE_PATH.into(),
+            termination_message_from_logs: false,
         }
     }
 

@@ -39,6 +39,11 @@ use crate::image::{ImageStore, Rootfs};
 use crate::oci::console::ConsoleListener;
 use crate::oci::{CreateOptions, Runtime, Stdio};
 
+/// The most of a terminationMessagePath file, and of a log's tail, that
+/// becomes a container's termination message (the kubelet's limits).
+const MAX_TERMINATION_MESSAGE: u64 = 4096;
+const MAX_LOG_MESSAGE: usize = 2048;
+
 /// How long an adopted process's exit event may come after its pidfd woke.
 const EXIT_EVENT_PATIENCE: Duration = Duration::from_millis(200);
 
@@ -578,6 +583,7 @@ impl Supervisor {
         let rootfs = Rootfs::mount(&self.store, &resolved, &bundle).map_err(|e| e.to_string())?;
         let sandbox_pid = self.sandbox_pid.ok_or("the sandbox is not running")?;
         volumes::make_sub_paths(&self.pod, &c, &self.dir.paths).map_err(|e| e.to_string())?;
+        self.reset_termination_log(name)?;
         let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, name);
         let spec = member_spec(
             &self.pod,
@@ -779,6 +785,7 @@ impl Supervisor {
             self.delete_container(&name);
             let input = match exit {
                 Some((exit_code, signal)) => Input::Exited {
+                    message: self.termination_message(&name, exit_code),
                     container: name,
                     exit_code,
                     signal,
@@ -789,6 +796,47 @@ impl Supervisor {
             self.feed(input);
         }
         false
+    }
+
+    /// What a container that ended left in its terminationMessagePath (at most
+    /// 4 KiB, as the kubelet reads), or with FallbackToLogsOnError after a
+    /// failure, the last 80 lines (at most 2 KiB) of its run's log.
+    fn termination_message(&self, name: &str, exit_code: i32) -> Option<String> {
+        let mut text = Vec::new();
+        if let Ok(file) = File::open(self.dir.paths.termination_log(name)) {
+            let _ = file.take(MAX_TERMINATION_MESSAGE).read_to_end(&mut text);
+        }
+        let from_logs = self
+            .container(name)
+            .is_some_and(|c| c.termination_message_from_logs);
+        if text.is_empty() && from_logs && exit_code != 0 {
+            let run = super::logs::runs(&self.dir.logs_dir(), name)
+                .last()
+                .copied();
+            if let Some(run) = run {
+                let path = log_path(&self.dir.logs_dir(), name, run);
+                let mut log = Vec::new();
+                let _ = super::logs::print_log(&path, 0, &mut log);
+                let lines: Vec<&[u8]> = log.split_inclusive(|b| *b == b'\n').collect();
+                text = lines[lines.len().saturating_sub(80)..].concat();
+                let cut = text.len().saturating_sub(MAX_LOG_MESSAGE);
+                text.drain(..cut);
+            }
+        }
+        let text = String::from_utf8_lossy(&text).into_owned();
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// A fresh, empty terminationMessagePath file for a container's next run,
+    /// writable by whatever user the container runs as.
+    fn reset_termination_log(&self, name: &str) -> Fallible<()> {
+        let path = self.dir.paths.termination_log(name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        }
+        File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))
     }
 
     fn serve_api(&mut self, api: &UnixListener) {
