@@ -203,6 +203,52 @@ fn task_status(c: &Ctrd, id: &str) -> Option<(i32, String)> {
     task_status_in(&c.ok(&["tasks", "ls"]), id)
 }
 
+/// Lines piped into a slow reader (the shell's `read`, a byte at a time):
+/// more than the FIFO, the pipe and both copies hold (~340 KB), so CloseIO
+/// comes while the stdin copy is still busy. (`ctr` sends CloseIO only for
+/// an EOF it reads after Create has returned; like runc's shim, the shim
+/// then keeps stdin open.)
+const LINES: usize = 60_000;
+const SLOW_CAT: &str = "while read l; do echo \"$l\"; done; echo eof";
+
+/// Pipes LINES numbered lines into `ctr args…` and checks that all of them,
+/// then EOF, came back.
+fn assert_lines_through(c: &Ctrd, args: &[&str]) {
+    let ctr = shell_quote(&c.ctr_argv(args));
+    let out = run_timeout(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("seq 1 {LINES} | {ctr}")),
+        CTR_TIMEOUT,
+    );
+    assert!(out.status.success(), "{args:?}: {}", show(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    let want: Vec<String> = (1..=LINES).map(|i| i.to_string()).collect();
+    assert_eq!(lines.len(), LINES + 1, "{args:?}: lines lost");
+    assert!(
+        lines[..LINES].iter().zip(&want).all(|(a, b)| a == b) && lines[LINES] == "eof",
+        "{args:?}: lines out of order or changed"
+    );
+}
+
+/// Live (not zombie) processes in pid namespace `ns` (an `ns_link`).
+fn live_in_pid_namespace(ns: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+            !matches!(state, Some('Z') | Some('X') | None)
+                && std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                    .is_ok_and(|l| l.to_string_lossy() == ns)
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// `ctr run -d --log-uri URI` of a container writing a line to stdout and one
 /// to stderr; `seen` tells when the output has arrived; then it is removed.
 fn log_uri_run(c: &Ctrd, short: &str, uri: &str, seen: impl FnMut() -> bool) {
@@ -296,27 +342,26 @@ fn containerd_shim_ctr() {
         show(&out)
     );
 
-    // Stdin: what ctr reads reaches the container, and CloseIO ends it (EOF).
-    let id = c.id("stdin");
-    let ctr = shell_quote(&c.ctr_argv(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        &id,
-        "sh",
-        "-c",
-        "cat; echo after-eof",
-    ]));
-    let out = run_timeout(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("printf 'piped-in\\n' | {ctr}")),
-        CTR_TIMEOUT,
-    );
-    assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(stdout(&out), "piped-in\nafter-eof\n", "{}", show(&out));
+    // Stdin: what ctr reads reaches the container, and CloseIO ends it (EOF)
+    // without losing what is still in the stdin FIFO: every line reaches a
+    // slow reader, then EOF.
+    for round in 0..2 {
+        let id = c.id(&format!("lines{round}"));
+        assert_lines_through(
+            &c,
+            &[
+                "run",
+                "--rm",
+                "--runtime",
+                RUNTIME,
+                IMAGE,
+                &id,
+                "sh",
+                "-c",
+                SLOW_CAT,
+            ],
+        );
+    }
 
     // A command that is not in the image: the error names it, nothing is left.
     let bad = c.id("bad");
@@ -342,6 +387,7 @@ fn containerd_shim_ctr() {
     c.ok(&[
         "run",
         "-d",
+        "--null-io",
         "--runtime",
         RUNTIME,
         IMAGE,
@@ -353,6 +399,72 @@ fn containerd_shim_ctr() {
     assert_eq!(status, "RUNNING");
     assert_eq!(c.shims_of(&id).len(), 1, "shims: {:?}", c.shims());
     assert!(c.states(&c.ns).contains(&id), "no peapod state for {id}");
+
+    // --null-io: the container's streams are /dev/null (containerd's NullIO).
+    for fd in 0..3 {
+        let target = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
+        assert_eq!(target, Path::new("/dev/null"), "fd {fd} of --null-io");
+    }
+
+    // An exec id in use: AlreadyExists, as containerd's runc shim answers.
+    let dup = [
+        "tasks",
+        "exec",
+        "--detach",
+        "--exec-id",
+        "dup",
+        &id,
+        "sleep",
+        "1000",
+    ];
+    c.ok(&dup);
+    c.fails(&dup, "already exists");
+
+    // Stdin through an exec loses nothing either.
+    assert_lines_through(
+        &c,
+        &[
+            "tasks",
+            "exec",
+            "--exec-id",
+            "lines",
+            &id,
+            "sh",
+            "-c",
+            SLOW_CAT,
+        ],
+    );
+
+    // A container in det's pid namespace: when its init exits, what it
+    // left behind is killed before the task is reported stopped.
+    let pid_ns = ns_link(pid, "pid");
+    let before = live_in_pid_namespace(&pid_ns);
+    let joined = c.id("joined");
+    let with_ns = format!("pid:/proc/{pid}/ns/pid");
+    c.ok(&[
+        "run",
+        "-d",
+        "--null-io",
+        "--with-ns",
+        &with_ns,
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &joined,
+        "sh",
+        "-c",
+        "sleep 999 & sleep 0.2; exit 3",
+    ]);
+    wait_until("joined to stop", Duration::from_secs(10), || {
+        task_status(&c, &joined).map(|s| s.1) == Some("STOPPED".into())
+    });
+    wait_until(
+        "the left-behind sleep to die",
+        Duration::from_secs(3),
+        || live_in_pid_namespace(&pid_ns) == before,
+    );
+    c.ok(&["tasks", "delete", &joined]);
+    c.ok(&["containers", "delete", &joined]);
 
     assert_execs(&c.sock, &c.ns, &id);
 
@@ -977,10 +1089,16 @@ fn containerd_shim_protocol_and_bad_input() {
         c.states(&c.ns)
     );
 
-    // delete cleans up after a dead container, twice without complaint.
+    // delete cleans up after a dead container, twice without complaint,
+    // and answers with the init's pid from the bundle.
+    std::fs::write(bundle.join("init.pid"), "4242").unwrap();
     for _ in 0..2 {
         let out = shim_action(&c, &bundle, &id, "delete");
         assert!(out.status.success(), "delete: {}", show(&out));
+        use containerd_shim_protos::protobuf::Message;
+        let resp = containerd_shim_protos::api::DeleteResponse::parse_from_bytes(&out.stdout)
+            .unwrap_or_else(|e| panic!("delete printed no DeleteResponse: {e}"));
+        assert_eq!((resp.pid, resp.exit_status), (4242, 137));
     }
     assert!(c.shims().is_empty());
     c.finish();

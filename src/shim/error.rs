@@ -7,6 +7,8 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
     Precondition(String),
     #[error("{0}")]
     InvalidArgument(String),
@@ -41,6 +43,7 @@ impl From<Error> for ttrpc::Error {
             Error::Runtime {
                 not_found: true, ..
             } => ttrpc::Code::NOT_FOUND,
+            Error::AlreadyExists(_) => ttrpc::Code::ALREADY_EXISTS,
             Error::Precondition(_) => ttrpc::Code::FAILED_PRECONDITION,
             Error::InvalidArgument(_) => ttrpc::Code::INVALID_ARGUMENT,
             _ => ttrpc::Code::UNKNOWN,
@@ -73,6 +76,10 @@ mod tests {
         assert_eq!(
             code(Error::Precondition("x".into())),
             ttrpc::Code::FAILED_PRECONDITION
+        );
+        assert_eq!(
+            code(Error::AlreadyExists("x".into())),
+            ttrpc::Code::ALREADY_EXISTS
         );
         assert_eq!(code(Error::Other("x".into())), ttrpc::Code::UNKNOWN);
     }

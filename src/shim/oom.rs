@@ -11,11 +11,9 @@ use tokio::task::JoinHandle;
 
 use super::stats::{cgroup_dir, unified};
 use super::stdio::async_fd;
+use super::task::Queued;
 
-type Events = mpsc::UnboundedSender<(
-    &'static str,
-    Box<dyn containerd_shim_protos::protobuf::MessageDyn>,
-)>;
+type Events = mpsc::UnboundedSender<Queued>;
 
 fn owned(fd: i32) -> Option<OwnedFd> {
     // SAFETY: a fresh descriptor from a syscall, owned from here on.
@@ -104,7 +102,7 @@ async fn v2_loop(fd: OwnedFd, dir: PathBuf, id: String, events: Events) {
 }
 
 fn send(events: &Events, id: &str) {
-    let _ = events.send((
+    let _ = events.send(Queued::Event(
         topics::TASK_OOM_EVENT_TOPIC,
         Box::new(TaskOOM {
             container_id: id.to_string(),

@@ -21,7 +21,9 @@ pub struct Runtime {
 }
 
 /// The standard streams a runtime invocation (and so a detached container
-/// created by it) gets; `None` is /dev/null.
+/// created by it) gets: stdin `None` is /dev/null (or `run`'s input); stdout
+/// and stderr `None` are captured in memory for the shim, so `create` and
+/// `exec` always name all three (`open_streams`).
 #[derive(Default)]
 pub struct ChildStdio {
     pub stdin: Option<OwnedFd>,

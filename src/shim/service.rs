@@ -171,7 +171,13 @@ impl Shim for PeapodShim {
             log::info!("delete {}: {e}", self.id);
         }
         super::task::unmount_rootfs(&bundle.join("rootfs"));
+        // containerd publishes this pid in the TaskExit of the dead task.
+        let pid = std::fs::read_to_string(bundle.join(super::task::INIT_PID_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+            .unwrap_or(0);
         Ok(DeleteResponse {
+            pid,
             exit_status: 128 + libc::SIGKILL as u32,
             exited_at: Some(now()).into(),
             ..Default::default()

@@ -16,7 +16,6 @@ use std::time::Duration;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::reaper::Reaper;
@@ -35,8 +34,13 @@ pub struct IoPaths {
 /// What the shim keeps of a process's streams while it runs.
 #[derive(Default)]
 pub struct Streams {
-    /// Closing stdin (CloseIO) drops the sender.
-    stdin_close: Option<watch::Sender<bool>>,
+    /// A write end of the stdin FIFO: while the shim holds it, the copy into
+    /// the process never sees EOF, even when the client goes away (a
+    /// containerd restart); CloseIO drops it, and the copy ends once
+    /// everything the client wrote has been copied.
+    stdin_writer: Option<OwnedFd>,
+    /// The stdin copy, stopped when the process is deleted.
+    stdin_copy: Option<JoinHandle<()>>,
     /// The terminal's master side (ResizePty).
     pub console: Option<Arc<OwnedFd>>,
     /// Output copies to finish before the exit is reported.
@@ -47,6 +51,9 @@ static SEQ: AtomicUsize = AtomicUsize::new(0);
 
 /// How long an output FIFO may wait for containerd to open its reading end.
 const READER_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a `binary://` logger may take to say it is ready.
+const LOGGER_WAIT: Duration = Duration::from_secs(10);
 
 /// A listening console socket: the runtime sends the terminal master to it.
 pub struct ConsoleSocket {
@@ -175,17 +182,23 @@ fn open_fifo(path: &str) -> Result<OwnedFd, Error> {
         .map_err(|e| Error::io(format!("open {path}"), e))
 }
 
-/// The stdin FIFO, read-only and non-blocking: epoll reports nothing until a
-/// writer (containerd's client) has come, and a hang-up once it is gone
-/// again, so the copy ends, and the process sees EOF, when the client closes
-/// its end. (Read-write, it would never end.)
-fn open_stdin_fifo(path: &str) -> Result<OwnedFd, Error> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map(OwnedFd::from)
-        .map_err(|e| Error::io(format!("open {path}"), e))
+/// The stdin FIFO: its read end (read-only, non-blocking) for the copy, and
+/// a write end for the shim to hold until CloseIO, as containerd's runc shim
+/// does. The copy ends, and the process sees EOF, only once both the client
+/// and the shim have closed their write ends and the FIFO is empty.
+fn open_stdin_fifo(path: &str) -> Result<(OwnedFd, OwnedFd), Error> {
+    let open = |read: bool| {
+        OpenOptions::new()
+            .read(read)
+            .write(!read)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map(OwnedFd::from)
+            .map_err(|e| Error::io(format!("open {path}"), e))
+    };
+    // The read end first: a non-blocking write-only open fails without a reader.
+    let reader = open(true)?;
+    Ok((reader, open(false)?))
 }
 
 /// An output FIFO, once its reader is there. containerd opens its reading
@@ -279,8 +292,8 @@ pub fn async_fd(fd: OwnedFd) -> std::io::Result<AsyncFd<OwnedFd>> {
 }
 
 /// Copies `from` to `to` until `from` ends (EOF, or EIO from a terminal
-/// master whose last slave closed) or `stop` turns true.
-async fn pump(from: OwnedFd, to: OwnedFd, mut stop: Option<watch::Receiver<bool>>) {
+/// master whose last slave closed) or `to` fails (its reader is gone).
+async fn pump(from: OwnedFd, to: OwnedFd) {
     if set_nonblocking(&from).is_err() || set_nonblocking(&to).is_err() {
         return;
     }
@@ -289,16 +302,7 @@ async fn pump(from: OwnedFd, to: OwnedFd, mut stop: Option<watch::Receiver<bool>
     };
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        let readable = async {
-            match stop.as_mut() {
-                Some(s) => tokio::select! {
-                    r = from.readable() => r.ok(),
-                    _ = s.changed() => None,
-                },
-                None => from.readable().await.ok(),
-            }
-        };
-        let Some(mut guard) = readable.await else {
+        let Ok(mut guard) = from.readable().await else {
             return;
         };
         let n = match guard
@@ -326,9 +330,10 @@ async fn pump(from: OwnedFd, to: OwnedFd, mut stop: Option<watch::Receiver<bool>
 }
 
 /// Starts the logging binary of a `binary://` URI with the read ends of the
-/// container's stdout and stderr as its fds 3 and 4, and waits until it
-/// closes fd 5 (ready), as containerd's shims do.
-fn start_logger(
+/// container's stdout and stderr as its fds 3 and 4, and waits (without
+/// blocking the shim, at most LOGGER_WAIT) until it closes fd 5 (ready), as
+/// containerd's shims do.
+async fn start_logger(
     uri: &str,
     id: &str,
     namespace: &str,
@@ -358,20 +363,39 @@ fn start_logger(
             Ok(())
         });
     }
-    let (_pid, _exit) = reaper
+    let (pid, _exit) = reaper
         .spawn(&mut cmd)
         .map_err(|e| Error::io(format!("cannot start logging binary {path}"), e))?;
     drop(cmd);
     drop((out_r, err_r, ready_w));
-    let mut b = [0u8; 1];
-    // Blocks until the logger closes fd 5 (or exits).
-    let _ = nix::unistd::read(ready_r.as_raw_fd(), &mut b);
+    set_nonblocking(&ready_r)?;
+    let ready = async_fd(ready_r).map_err(|e| Error::io("logger ready pipe", e))?;
+    // Readable once the logger closes fd 5 (EOF) or exits.
+    if tokio::time::timeout(LOGGER_WAIT, ready.readable())
+        .await
+        .is_err()
+    {
+        // SAFETY: plain kill of our own child, which has not exited (fd 5 is open).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        return Err(Error::Other(format!(
+            "logging binary {path} did not close fd 5 (ready) within {LOGGER_WAIT:?}"
+        )));
+    }
     Ok((out_w, err_w))
 }
 
-/// Opens what `paths` names; returns the child's stdio and what to keep.
-/// For a terminal, the child gets no stdio: the console socket brings the
-/// master, and `attach_console` starts the copies.
+fn dev_null() -> Result<OwnedFd, Error> {
+    OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| Error::io("open /dev/null", e))
+}
+
+/// Opens what `paths` names; returns the child's stdio and what to keep. A
+/// stream containerd did not name is /dev/null (containerd's NullIO). For a
+/// terminal, the child gets no stdio: the console socket brings the master,
+/// and `attach_console` starts the copies.
 pub async fn open_streams(
     paths: &IoPaths,
     id: &str,
@@ -384,30 +408,31 @@ pub async fn open_streams(
         return Ok((child, kept));
     }
     if !paths.stdin.is_empty() {
-        let fifo = open_stdin_fifo(&paths.stdin)?;
+        let (fifo, writer) = open_stdin_fifo(&paths.stdin)?;
         let (r, w) = pipe()?;
-        let (tx, rx) = watch::channel(false);
-        kept.stdin_close = Some(tx);
-        tokio::spawn(pump(fifo, w, Some(rx)));
+        kept.stdin_writer = Some(writer);
+        kept.stdin_copy = Some(tokio::spawn(pump(fifo, w)));
         child.stdin = Some(r);
     }
     if paths.stdout.starts_with("binary://") {
-        let (out, err) = start_logger(&paths.stdout, id, namespace, reaper)?;
+        let (out, err) = start_logger(&paths.stdout, id, namespace, reaper).await?;
         child.stdout = Some(out);
         child.stderr = Some(err);
         return Ok((child, kept));
     }
-    if !paths.stdout.is_empty() {
-        child.stdout = Some(open_output(&paths.stdout).await?);
-    }
-    child.stderr = if paths.stderr.is_empty() {
-        None
-    } else if paths.stderr == paths.stdout {
-        let out = child.stdout.as_ref().expect("stdout was opened");
-        Some(out.try_clone().map_err(|e| Error::io("dup", e))?)
+    let stdout = if paths.stdout.is_empty() {
+        dev_null()?
     } else {
-        Some(open_output(&paths.stderr).await?)
+        open_output(&paths.stdout).await?
     };
+    child.stderr = Some(if paths.stderr.is_empty() {
+        dev_null()?
+    } else if paths.stderr == paths.stdout {
+        stdout.try_clone().map_err(|e| Error::io("dup", e))?
+    } else {
+        open_output(&paths.stderr).await?
+    });
+    child.stdout = Some(stdout);
     Ok((child, kept))
 }
 
@@ -418,25 +443,23 @@ async fn attach_console(paths: &IoPaths, master: OwnedFd) -> Result<Streams, Err
     if !paths.stdout.is_empty() {
         let out = open_output(&paths.stdout).await?;
         let from = master.try_clone().map_err(|e| Error::io("dup", e))?;
-        kept.copies.push(tokio::spawn(pump(from, out, None)));
+        kept.copies.push(tokio::spawn(pump(from, out)));
     }
     if !paths.stdin.is_empty() {
-        let fifo = open_stdin_fifo(&paths.stdin)?;
+        let (fifo, writer) = open_stdin_fifo(&paths.stdin)?;
         let to = master.try_clone().map_err(|e| Error::io("dup", e))?;
-        let (tx, rx) = watch::channel(false);
-        kept.stdin_close = Some(tx);
-        tokio::spawn(pump(fifo, to, Some(rx)));
+        kept.stdin_writer = Some(writer);
+        kept.stdin_copy = Some(tokio::spawn(pump(fifo, to)));
     }
     kept.console = Some(master);
     Ok(kept)
 }
 
 impl Streams {
-    /// CloseIO: the process sees EOF on stdin.
+    /// CloseIO: the process sees EOF on stdin once the client has closed
+    /// its end too and what it wrote has been copied.
     pub fn close_stdin(&mut self) {
-        if let Some(tx) = self.stdin_close.take() {
-            let _ = tx.send(true);
-        }
+        self.stdin_writer = None;
     }
 
     /// Waits (a bounded time) for the output copies, so that everything the
@@ -450,8 +473,9 @@ impl Streams {
 
     /// ResizePty.
     pub fn resize(&self, width: u32, height: u32) -> Result<(), Error> {
+        // As containerd's runc shim: nothing to resize without a terminal.
         let Some(master) = &self.console else {
-            return Err(Error::Precondition("the process has no terminal".into()));
+            return Ok(());
         };
         let ws = libc::winsize {
             ws_row: height as u16,
@@ -467,6 +491,15 @@ impl Streams {
             ));
         }
         Ok(())
+    }
+}
+
+impl Drop for Streams {
+    fn drop(&mut self) {
+        // A client may hold the stdin FIFO open after the process is gone.
+        if let Some(copy) = self.stdin_copy.take() {
+            copy.abort();
+        }
     }
 }
 

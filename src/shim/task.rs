@@ -25,7 +25,7 @@ use containerd_shim_protos::protobuf::MessageDyn;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::topics;
 use containerd_shim_protos::ttrpc::{self, r#async::TtrpcContext};
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use super::error::Error;
 use super::reaper::Reaper;
@@ -113,6 +113,9 @@ struct Container {
     rootfs_mounted: bool,
     /// The init's exit, held back until its running execs' exits are out.
     pending_init_exit: Option<i32>,
+    /// The container has no pid namespace of its own: when its init exits,
+    /// the rest of its processes are killed (`kill --all`), as runc's shim does.
+    kill_all_on_exit: bool,
     oom_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -131,14 +134,26 @@ impl Container {
     }
 }
 
-type Event = (&'static str, Box<dyn MessageDyn>);
+/// What goes through the event queue: an event, or a marker the forwarder
+/// acknowledges once everything queued before it is published.
+pub(super) enum Queued {
+    Event(&'static str, Box<dyn MessageDyn>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The init's pid, in the bundle: `delete` (containerd's cleanup after a
+/// dead shim) reads it back, as runc's shim reads its `init.pid`.
+pub(super) const INIT_PID_FILE: &str = "init.pid";
+
+/// How long Shutdown waits for queued events to reach containerd.
+const FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct TaskService {
     runtime: Arc<Runtime>,
     reaper: Arc<Reaper>,
     namespace: String,
     containers: Arc<Mutex<HashMap<String, Container>>>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<Queued>,
     exit: Arc<ExitSignal>,
 }
 
@@ -169,13 +184,20 @@ impl TaskService {
     ) -> Self {
         // One queue, one sender: events reach containerd in the order they
         // were produced.
-        let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Queued>();
         let ns = namespace.clone();
         tokio::spawn(async move {
-            while let Some((topic, event)) = rx.recv().await {
-                let ctx = ttrpc::context::Context::default();
-                if let Err(e) = publisher.publish(ctx, topic, &ns, event).await {
-                    log::warn!("publish {topic}: {e}");
+            while let Some(queued) = rx.recv().await {
+                match queued {
+                    Queued::Event(topic, event) => {
+                        let ctx = ttrpc::context::Context::default();
+                        if let Err(e) = publisher.publish(ctx, topic, &ns, event).await {
+                            log::warn!("publish {topic}: {e}");
+                        }
+                    }
+                    Queued::Flush(done) => {
+                        let _ = done.send(());
+                    }
                 }
             }
         });
@@ -190,7 +212,17 @@ impl TaskService {
     }
 
     fn publish(&self, topic: &'static str, event: impl MessageDyn) {
-        let _ = self.events.send((topic, Box::new(event)));
+        let _ = self.events.send(Queued::Event(topic, Box::new(event)));
+    }
+
+    /// Waits (at most FLUSH_WAIT) until the events queued so far are published.
+    async fn flush_events(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.events.send(Queued::Flush(done)).is_ok()
+            && tokio::time::timeout(FLUSH_WAIT, flushed).await.is_err()
+        {
+            log::warn!("events not all published after {FLUSH_WAIT:?}");
+        }
     }
 
     /// Watches `pid` (a child of ours by now) and reports its exit.
@@ -219,6 +251,18 @@ impl TaskService {
         let mut map = self.containers.lock().await;
         let Some(c) = map.get_mut(id) else { return };
         if exec_id.is_empty() {
+            if c.kill_all_on_exit {
+                // Without a pid namespace of its own, the init's death does
+                // not take its children with it.
+                let log = c.log();
+                if let Err(e) = self
+                    .runtime
+                    .call(Some(&log), &["kill", "--all", id, "KILL"])
+                    .await
+                {
+                    log::warn!("kill the processes left in {id}: {e}");
+                }
+            }
             let running: Vec<&Process> = c
                 .execs
                 .values()
@@ -286,7 +330,7 @@ impl TaskService {
         let bundle = PathBuf::from(&req.bundle);
         let mut map = self.containers.lock().await;
         if map.contains_key(&id) {
-            return Err(Error::Precondition(format!(
+            return Err(Error::AlreadyExists(format!(
                 "container {id:?} already exists"
             )));
         }
@@ -324,6 +368,7 @@ impl TaskService {
         init.set_pid(pid);
         init.streams = streams;
         let oom_watch = super::oom::watch(pid, id.clone(), self.events.clone());
+        let kill_all_on_exit = shares_pid_namespace(&bundle);
         map.insert(
             id.clone(),
             Container {
@@ -332,6 +377,7 @@ impl TaskService {
                 execs: HashMap::new(),
                 rootfs_mounted: mounted,
                 pending_init_exit: None,
+                kill_all_on_exit,
                 oom_watch,
             },
         );
@@ -367,7 +413,7 @@ impl TaskService {
         bundle: &Path,
         io: &IoPaths,
     ) -> Result<(i32, Streams), Error> {
-        let pid_file = bundle.join("init.pid");
+        let pid_file = bundle.join(INIT_PID_FILE);
         let log = bundle.join("log.json");
         let (child, mut streams) = open_streams(io, id, &self.namespace, &self.reaper).await?;
         let console = if io.terminal {
@@ -450,6 +496,25 @@ impl TaskService {
         p.status = Status::RUNNING;
         Ok(pid)
     }
+}
+
+/// Whether the bundle's container shares a pid namespace (one named by path,
+/// or the host's: no pid namespace entry), as runc's ShouldKillAllOnExit
+/// decides; an unreadable config counts as shared.
+fn shares_pid_namespace(bundle: &Path) -> bool {
+    let config = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let Some(config) = config else { return true };
+    pid_namespace_shared(&config)
+}
+
+fn pid_namespace_shared(config: &serde_json::Value) -> bool {
+    let own = config["linux"]["namespaces"].as_array().is_some_and(|all| {
+        all.iter()
+            .any(|ns| ns["type"] == "pid" && ns["path"].as_str().unwrap_or_default().is_empty())
+    });
+    !own
 }
 
 /// The runtime options containerd may send: CRI's `runtimeoptions.v1.Options`
@@ -628,7 +693,7 @@ impl Task for TaskService {
         let mut map = self.containers.lock().await;
         let c = container(&mut map, &req.id).map_err(ttrpc_err)?;
         if c.execs.contains_key(&req.exec_id) {
-            return Err(ttrpc_err(Error::Precondition(format!(
+            return Err(ttrpc_err(Error::AlreadyExists(format!(
                 "exec {:?} already exists in container {}",
                 req.exec_id, req.id
             ))));
@@ -674,13 +739,19 @@ impl Task for TaskService {
         let mut map = self.containers.lock().await;
         let c = container(&mut map, &req.id).map_err(ttrpc_err)?;
         let bundle = c.bundle.to_string_lossy().into_owned();
+        let paused = c.init.status == Status::PAUSED;
         let p = c.process(&req.exec_id).map_err(ttrpc_err)?;
         let (code, at) = p.exit_status();
+        // An exec is frozen with its container.
+        let status = match p.status {
+            Status::RUNNING if paused => Status::PAUSED,
+            s => s,
+        };
         Ok(StateResponse {
             id: req.id.clone(),
             bundle,
             pid: p.pid as u32,
-            status: p.status.into(),
+            status: status.into(),
             stdin: p.io.stdin.clone(),
             stdout: p.io.stdout.clone(),
             stderr: p.io.stderr.clone(),
@@ -882,6 +953,7 @@ impl Task for TaskService {
     async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> ttrpc::Result<Empty> {
         // One shim serves the whole pod: it goes with the pod's last container.
         if self.containers.lock().await.is_empty() {
+            self.flush_events().await;
             self.exit.signal();
         }
         Ok(Empty::new())
@@ -920,7 +992,20 @@ impl TaskService {
 
 #[cfg(test)]
 mod tests {
-    use super::accept_options;
+    use super::{accept_options, pid_namespace_shared};
+    use serde_json::json;
+
+    #[test]
+    fn init_exit_kills_all_without_a_pid_namespace_of_its_own() {
+        let own = json!({ "linux": { "namespaces": [{ "type": "mount" }, { "type": "pid" }] } });
+        assert!(!pid_namespace_shared(&own));
+        let joined = json!({ "linux": { "namespaces": [
+            { "type": "pid", "path": "/proc/42/ns/pid" }] } });
+        assert!(pid_namespace_shared(&joined));
+        let host = json!({ "linux": { "namespaces": [{ "type": "network" }] } });
+        assert!(pid_namespace_shared(&host));
+        assert!(pid_namespace_shared(&json!({})));
+    }
 
     #[test]
     fn runtime_options_from_cri_and_ctr_are_accepted() {
