@@ -101,11 +101,17 @@ impl Ctrd {
     }
 
     /// Our shims serving this containerd: (pid, argv).
+    /// The serving shim processes of this containerd; not the short-lived
+    /// runs of the binary's `start` and `delete` actions, which containerd
+    /// starts for every container (and which may still be exiting).
     fn shims(&self) -> Vec<(i32, Vec<String>)> {
         let sock = self.sock.to_str().unwrap();
         processes_mentioning(sock)
             .into_iter()
             .filter(|(_, argv)| argv[0].ends_with(SHIM) && argv.iter().any(|a| a == sock))
+            .filter(|(_, argv)| {
+                !matches!(argv.last().map(String::as_str), Some("start" | "delete"))
+            })
             .collect()
     }
 
