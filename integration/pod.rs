@@ -452,6 +452,41 @@ spec:
 }
 
 #[test]
+fn a_pod_stopped_without_its_supervisor_while_a_sidecar_drains_succeeded() {
+    let env = PodEnv::new();
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: drain }
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 4
+  initContainers:
+    - { name: side, image: busybox, restartPolicy: Always, command: ["sh", "-c", "trap 'sleep 30' TERM; while true; do sleep 0.1; done"] }
+  containers:
+    - { name: app, image: busybox, command: ["true"] }
+"#;
+    let pod = env.run("drain", yaml);
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    // The app is done and the sidecar is stopping: the pod is still Running.
+    wait_until("the app to end", Duration::from_secs(10), || {
+        let status = env.inspect("drain");
+        PodEnv::container(&status, "app")["state"]["terminated"]["exitCode"] == 0
+            && status["status"]["phase"] == "Running"
+    });
+    let supervisor = env.status_file(&uid)["supervisor_pid"].as_i64().unwrap() as i32;
+    nix::sys::signal::kill(Pid::from_raw(supervisor), Signal::SIGKILL).unwrap();
+    wait_until("supervisor gone", Duration::from_secs(5), || {
+        !is_alive(supervisor)
+    });
+    env.ok(&["pod", "stop", "drain"]);
+    let done = env.inspect("drain");
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    env.ok(&["pod", "rm", "drain"]);
+    env.finish();
+}
+
+#[test]
 fn killed_supervisor_leaves_containers_running_and_stop_rm_still_work() {
     let env = PodEnv::new();
     let yaml = r#"

@@ -66,6 +66,21 @@ pub struct ResolvedImage {
 }
 
 impl ResolvedImage {
+    /// The signal that asks the container to stop: the image's StopSignal (as
+    /// containerd's CRI sends it), else SIGTERM.
+    pub fn stop_signal(&self) -> nix::sys::signal::Signal {
+        let Some(wanted) = self.stop_signal.as_deref() else {
+            return nix::sys::signal::Signal::SIGTERM;
+        };
+        crate::oci::signal::parse(wanted).unwrap_or_else(|e| {
+            tracing::warn!(
+                "{}: the image's StopSignal: {e}; sending SIGTERM",
+                self.reference
+            );
+            nix::sys::signal::Signal::SIGTERM
+        })
+    }
+
     pub fn defaults(&self) -> ImageDefaults {
         ImageDefaults {
             entrypoint: self.entrypoint.clone(),

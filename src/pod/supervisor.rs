@@ -549,7 +549,12 @@ impl Supervisor {
             }
             Action::Signal { container, signal } => {
                 let (sig, all) = match signal {
-                    StopSignal::Term => (self.stop_signal(&container), false),
+                    StopSignal::Term => (
+                        self.images
+                            .get(&container)
+                            .map_or(Signal::SIGTERM, ResolvedImage::stop_signal),
+                        false,
+                    ),
                     StopSignal::Kill => (Signal::SIGKILL, true),
                 };
                 if let Err(e) = self.signal(&container, sig, all) {
@@ -642,20 +647,6 @@ impl Supervisor {
                 .map_err(|e| crate::cli::one_line(&anyhow::Error::new(e)))
         })
         .map(drop)
-    }
-
-    /// The signal that asks a container to stop: its image's StopSignal (as
-    /// containerd's CRI sends it), else SIGTERM.
-    fn stop_signal(&self, name: &str) -> Signal {
-        let wanted = self.images.get(name).and_then(|i| i.stop_signal.as_deref());
-        match wanted.map(crate::oci::signal::parse) {
-            None => Signal::SIGTERM,
-            Some(Ok(signal)) => signal,
-            Some(Err(e)) => {
-                tracing::warn!("{name}: the image's StopSignal: {e}; sending SIGTERM");
-                Signal::SIGTERM
-            }
-        }
     }
 
     /// Removes a container's OCI state and cgroup (its logs stay).

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::lifecycle::Phase;
+use super::lifecycle::{ContainerState, Phase};
 use super::model::Pod;
-use super::store::PodDir;
+use super::store::{PodDir, ResolvedImage};
 use super::supervisor::SANDBOX_ID;
 use super::volumes;
 use crate::image::Rootfs;
@@ -108,9 +108,13 @@ pub fn stop_without_supervisor(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> 
         .filter(|id| id != SANDBOX_ID)
         .collect();
     let running = |id: &str| runtime.state(id).is_ok_and(|s| s.status != "stopped");
+    let images = dir.images().unwrap_or_default();
     for id in &members {
         if running(id) {
-            let _ = runtime.kill(id, Signal::SIGTERM, false);
+            let signal = images
+                .get(id)
+                .map_or(Signal::SIGTERM, ResolvedImage::stop_signal);
+            let _ = runtime.kill(id, signal, false);
         }
     }
     let deadline = Instant::now() + pod.termination_grace;
@@ -135,8 +139,21 @@ pub fn stop_without_supervisor(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> 
         status.pids.clear();
         status.sandbox_pid = None;
         if matches!(status.phase, Phase::Pending | Phase::Running) {
-            status.phase = Phase::Failed;
-            status.status.phase = Phase::Failed;
+            // Apps that had all ended with 0 (sidecars still stopping) make a
+            // pod that succeeded, as the supervisor would have recorded it.
+            let apps = &status.status.container_statuses;
+            let succeeded = status.phase == Phase::Running
+                && !apps.is_empty()
+                && apps
+                    .iter()
+                    .all(|c| matches!(&c.state, ContainerState::Terminated(t) if t.exit_code == 0));
+            let phase = if succeeded {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            };
+            status.phase = phase;
+            status.status.phase = phase;
         }
         dir.write_status(&status).map_err(|e| e.to_string())?;
     }
