@@ -406,19 +406,35 @@ spec:
 "#;
     let pod = env.run("nonroot", yaml);
     let uid = uid_of(&pod);
-    let done = env.wait_phase("nonroot", "Failed", true);
-    // busybox has no USER: it would run as root, so it is not started.
-    let root = &PodEnv::container(&done, "root")["state"]["terminated"];
-    assert_eq!(root["reason"], "StartError", "{done}");
-    let message = root["message"].as_str().unwrap_or_default();
+    // busybox has no USER: it would run as root, so it is not created. It
+    // waits, as with the kubelet, and the pod stays Pending.
+    let mut status = Value::Null;
+    wait_until(
+        "user to end and root to wait",
+        Duration::from_secs(20),
+        || {
+            status = env.inspect("nonroot");
+            PodEnv::container(&status, "user")["state"]["terminated"]["exitCode"] == 0
+                && PodEnv::container(&status, "root")["state"]["waiting"]["reason"]
+                    == "CreateContainerConfigError"
+        },
+    );
+    let root = PodEnv::container(&status, "root");
+    let message = root["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
         message.contains("runAsNonRoot and image will run as root"),
         "{message}"
     );
-    assert!(!env.logs("nonroot", "root").contains("ran-as-"));
-    let user = PodEnv::container(&done, "user");
-    assert_eq!(user["state"]["terminated"]["exitCode"], 0, "{user}");
+    assert_eq!(root["restartCount"], 0, "{status}");
+    assert_eq!(status["status"]["phase"], "Pending", "{status}");
+    // It never ran: it has no log.
+    let logs = env.peapod(&["pod", "logs", "nonroot", "-c", "root"]);
+    assert!(!logs.status.success());
+    assert!(String::from_utf8_lossy(&logs.stderr).contains("has not run yet"));
     assert!(env.logs("nonroot", "user").contains("ran-as-1000"));
+    env.ok(&["pod", "stop", "nonroot"]);
     remove_pod(&env, "nonroot", &uid, false);
     env.finish();
 }

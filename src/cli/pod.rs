@@ -44,6 +44,17 @@ fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
     let opts = run_options(g, &a.settings);
     let (dir, pod) = run::run(&a.file, &opts).map_err(|e| anyhow!(e))?;
     println!("pod/{} started ({})", pod.name, pod.uid);
+    // A container that cannot be created, or crash-loops, is said at once.
+    if let Some(status) = dir.status() {
+        for c in status.status.containers() {
+            if let ContainerState::Waiting(w) = &c.state {
+                if !matches!(w.reason.as_str(), "ContainerCreating" | "PodInitializing") {
+                    let message = w.message.as_deref().unwrap_or_default();
+                    eprintln!("warning: container {}: {}: {message}", c.name, w.reason);
+                }
+            }
+        }
+    }
     if a.detach {
         return Ok(0);
     }

@@ -142,6 +142,15 @@ pub enum Input {
         reason: String,
         message: String,
     },
+    /// The container could not be set up, so it never got a process (its
+    /// command, user, rootfs or spec): the kubelet's `CreateContainerConfigError`
+    /// or `CreateContainerError`. It waits with that reason and is tried again
+    /// after the back-off base, whatever the restart policy, counting no restart.
+    CreateFailed {
+        container: String,
+        reason: String,
+        message: String,
+    },
     /// The container's process exited. Reason "OOMKilled" if `oom_killed`, else
     /// "Completed" for code 0 and "Error" otherwise.
     Exited {
@@ -394,6 +403,12 @@ enum Run {
     },
     /// Exited; restarts at `until`.
     BackOff { until: Instant, delay: Duration },
+    /// Could not be set up; tried again at `until` (not a restart).
+    CreateError {
+        until: Instant,
+        reason: String,
+        message: String,
+    },
     /// Exited for good.
     Exited,
 }
@@ -495,6 +510,25 @@ impl Lifecycle {
                 self.on_exit(&container, ending, now);
             }
             Input::Lost { container } => self.on_exit(&container, Ending::Lost, now),
+            Input::CreateFailed {
+                container,
+                reason,
+                message,
+            } => {
+                let (retry, stopping) = (self.backoff.base, self.deadline.is_some());
+                if let Some(m) = self.member(&container) {
+                    if matches!(m.run, Run::Starting) {
+                        m.run = match stopping {
+                            true => Run::Exited,
+                            false => Run::CreateError {
+                                until: now.mono + retry,
+                                reason,
+                                message,
+                            },
+                        };
+                    }
+                }
+            }
             Input::Tick => {}
             Input::Stop => self.begin_shutdown(now),
         }
@@ -520,7 +554,7 @@ impl Lifecycle {
                 .members
                 .iter()
                 .filter_map(|m| match m.run {
-                    Run::BackOff { until, .. } => Some(until),
+                    Run::BackOff { until, .. } | Run::CreateError { until, .. } => Some(until),
                     _ => None,
                 })
                 .min(),
@@ -583,6 +617,14 @@ impl Lifecycle {
         self.sandbox_stopped
     }
 
+    /// A container waits to be tried again (it could not be created, or it
+    /// crashed and backs off): the pod may stay Pending for long.
+    pub fn is_waiting_on_a_failure(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| matches!(m.run, Run::BackOff { .. } | Run::CreateError { .. }))
+    }
+
     /// Shutting down (after `Stop`, or because the pod finished).
     pub fn is_stopping(&self) -> bool {
         self.deadline.is_some()
@@ -627,6 +669,15 @@ impl Lifecycle {
                         Run::BackOff { until, delay } => RunSnapshot::BackOff {
                             until: wall_of(*until, now),
                             delay_ms: delay.as_millis() as u64,
+                        },
+                        Run::CreateError {
+                            until,
+                            reason,
+                            message,
+                        } => RunSnapshot::CreateError {
+                            until: wall_of(*until, now),
+                            reason: reason.clone(),
+                            message: message.clone(),
                         },
                         Run::Exited => RunSnapshot::Exited,
                     },
@@ -678,6 +729,15 @@ impl Lifecycle {
                 RunSnapshot::BackOff { until, delay_ms } => Run::BackOff {
                     until: instant_of(until, now),
                     delay: Duration::from_millis(delay_ms),
+                },
+                RunSnapshot::CreateError {
+                    until,
+                    ref reason,
+                    ref message,
+                } => Run::CreateError {
+                    until: instant_of(until, now),
+                    reason: reason.clone(),
+                    message: message.clone(),
                 },
                 RunSnapshot::Exited => Run::Exited,
             };
@@ -806,7 +866,7 @@ impl Lifecycle {
         let deadline = now.mono + self.grace;
         self.deadline = Some(self.deadline.map_or(deadline, |d| d.min(deadline)));
         for m in &mut self.members {
-            if matches!(m.run, Run::BackOff { .. }) {
+            if matches!(m.run, Run::BackOff { .. } | Run::CreateError { .. }) {
                 m.run = Run::Exited;
             }
         }
@@ -834,6 +894,8 @@ impl Lifecycle {
         for m in &mut self.members {
             if matches!(m.run, Run::BackOff { until, .. } if until <= now.mono) {
                 m.restart_count += 1;
+                m.start(actions);
+            } else if matches!(m.run, Run::CreateError { until, .. } if until <= now.mono) {
                 m.start(actions);
             }
         }
@@ -1089,6 +1151,9 @@ impl Member {
                     self.latest.clone(),
                 )
             }
+            Run::CreateError {
+                reason, message, ..
+            } => (waiting(reason, Some(message.clone())), self.latest.clone()),
             Run::Exited => match &self.latest {
                 Some(latest) => (
                     ContainerState::Terminated(latest.clone()),
@@ -1148,6 +1213,11 @@ enum RunSnapshot {
     BackOff {
         until: DateTime<Utc>,
         delay_ms: u64,
+    },
+    CreateError {
+        until: DateTime<Utc>,
+        reason: String,
+        message: String,
     },
     Exited,
 }
@@ -2942,5 +3012,55 @@ mod tests {
             (137, "ContainerStatusUnknown")
         );
         assert!(last.message.unwrap().contains("supervisor"));
+    }
+
+    #[test]
+    fn a_container_that_cannot_be_created_waits_and_is_tried_again_without_a_restart() {
+        let create_failed = |c: &str| Input::CreateFailed {
+            container: c.into(),
+            reason: "CreateContainerConfigError".into(),
+            message: "container web has runAsNonRoot and image will run as root".into(),
+        };
+        let (pod, _) = run(
+            "create error",
+            TestPod::new(Never).init("setup").app("web"),
+            &[
+                At(0, begin(), vec![start("setup")]),
+                // An init container that cannot be created holds up the rest,
+                // whatever the restart policy, and fails nothing.
+                At(0, create_failed("setup"), vec![]),
+                State("setup", "Waiting:CreateContainerConfigError"),
+                Message(
+                    "setup",
+                    Some("container web has runAsNonRoot and image will run as root"),
+                ),
+                PhaseIs(Phase::Pending),
+                Deadline(Some(10)),
+                At(9, tick(), vec![]),
+                At(10, tick(), vec![start("setup")]),
+                Restarts("setup", 0),
+                At(10, started("setup"), vec![]),
+                At(11, exited("setup", 0), vec![start("web")]),
+                At(11, create_failed("web"), vec![]),
+                PhaseIs(Phase::Pending),
+                At(21, tick(), vec![start("web")]),
+                At(21, started("web"), vec![]),
+                PhaseIs(Phase::Running),
+                Restarts("web", 0),
+                // Stopped while it waits: it ends without a run.
+                At(22, exited("web", 0), vec![SANDBOX]),
+            ],
+        );
+        assert_eq!(pod.phase(), Phase::Succeeded);
+        let (_, _) = run(
+            "create error, then stop",
+            TestPod::new(Always).app("web"),
+            &[
+                At(0, begin(), vec![start("web")]),
+                At(0, create_failed("web"), vec![]),
+                At(1, stop(), vec![SANDBOX]),
+                Finished(true),
+            ],
+        );
     }
 }

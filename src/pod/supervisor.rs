@@ -533,13 +533,19 @@ impl Supervisor {
                         self.running.insert(pid, container.clone());
                         Input::Started { container }
                     }
-                    Err(message) => {
+                    Err(StartFailure::Start(message)) => {
                         self.log_line(&container, Stream::Stderr, &format!("peapod: {message}"));
                         Input::StartFailed {
                             container,
                             reason: "StartError".into(),
                             message,
                         }
+                    }
+                    Err(StartFailure::Config(message)) => {
+                        create_failed(container, "CreateContainerConfigError", message)
+                    }
+                    Err(StartFailure::Create(message)) => {
+                        create_failed(container, "CreateContainerError", message)
                     }
                 };
                 let more = self.lifecycle.handle(input, now());
@@ -572,23 +578,31 @@ impl Supervisor {
     }
 
     /// A fresh run of `name`: new rootfs, new OCI container, same volumes and logs folder.
-    fn start_container(&mut self, name: &str) -> Fallible<i32> {
+    fn start_container(&mut self, name: &str) -> Result<i32, StartFailure> {
+        use StartFailure::{Config, Create, Start};
         let c = self
             .container(name)
-            .ok_or_else(|| format!("no container {name}"))?;
+            .ok_or_else(|| Create(format!("no container {name}")))?;
         let image = self
             .images
             .get(name)
             .cloned()
-            .ok_or_else(|| format!("no resolved image for {name}"))?;
+            .ok_or_else(|| Create(format!("no resolved image for {name}")))?;
         self.delete_container(name);
         let bundle = self.dir.paths.bundle(name);
-        Rootfs::unmount(&bundle).map_err(|e| e.to_string())?;
-        let resolved = self.store.resolve(&image.id).map_err(|e| e.to_string())?;
-        let rootfs = Rootfs::mount(&self.store, &resolved, &bundle).map_err(|e| e.to_string())?;
-        let sandbox_pid = self.sandbox_pid.ok_or("the sandbox is not running")?;
-        volumes::make_sub_paths(&self.pod, &c, &self.dir.paths).map_err(|e| e.to_string())?;
-        self.reset_termination_log(name)?;
+        Rootfs::unmount(&bundle).map_err(|e| Create(e.to_string()))?;
+        let resolved = self
+            .store
+            .resolve(&image.id)
+            .map_err(|e| Create(e.to_string()))?;
+        let rootfs =
+            Rootfs::mount(&self.store, &resolved, &bundle).map_err(|e| Create(e.to_string()))?;
+        let sandbox_pid = self
+            .sandbox_pid
+            .ok_or_else(|| Create("the sandbox is not running".into()))?;
+        volumes::make_sub_paths(&self.pod, &c, &self.dir.paths)
+            .map_err(|e| Config(e.to_string()))?;
+        self.reset_termination_log(name).map_err(Create)?;
         let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, name);
         let spec = member_spec(
             &self.pod,
@@ -599,31 +613,29 @@ impl Supervisor {
             sandbox_pid,
             &cgroup,
         )
-        .map_err(|e| e.to_string())?;
-        write_config(&bundle, &spec)?;
-        self.open_run_log(name, LogRun::Next)?;
-        let stdio = self.container_stdio(name)?;
+        .map_err(|e| Config(e.to_string()))?;
+        write_config(&bundle, &spec).map_err(Create)?;
+        self.open_run_log(name, LogRun::Next).map_err(Create)?;
+        let stdio = self.container_stdio(name).map_err(Create)?;
         // A terminal's master comes back over a console socket while the
         // container is created; the supervisor holds it for the run.
         let console = match c.tty {
             true => Some(
                 ConsoleListener::bind(&self.dir.io_dir().join("tty.sock"))
-                    .map_err(|e| e.to_string())?,
+                    .map_err(|e| Create(e.to_string()))?,
             ),
             false => None,
         };
         let socket = console.as_ref().map(|c| c.path());
-        let pid = in_child(|| create_and_start(&self.runtime, name, &bundle, stdio, socket))?;
+        let pid = in_child(|| create_and_start(&self.runtime, name, &bundle, stdio, socket))
+            .map_err(Start)?;
         if let Some(console) = console {
-            let master = console.receive_master().map_err(|e| e.to_string())?;
-            let flags = OFlag::from_bits_truncate(
-                fcntl(master.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| format!("fcntl: {e}"))?,
-            );
-            fcntl(
-                master.as_raw_fd(),
-                FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK),
-            )
-            .map_err(|e| format!("fcntl: {e}"))?;
+            let master = console.receive_master().map_err(|e| Start(e.to_string()))?;
+            let nonblocking = fcntl(master.as_raw_fd(), FcntlArg::F_GETFL).and_then(|flags| {
+                let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+                fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(flags))
+            });
+            nonblocking.map_err(|e| Start(format!("terminal: fcntl: {e}")))?;
             self.outputs.retain(|o| !(o.tty && o.container == name));
             self.outputs.push(Output {
                 container: name.to_string(),
@@ -878,8 +890,12 @@ impl Supervisor {
         if let Err(e) = self.dir.write_status(&status) {
             tracing::error!("write status: {e}");
         }
-        // Pending lasts until every app container has been started.
-        let started = phase != Phase::Pending || self.lifecycle.is_finished();
+        // Pending lasts until every app container has been started, or for
+        // as long as a container cannot be created or crash-loops: `pod run
+        // -d` returns then too, and the status tells why.
+        let started = phase != Phase::Pending
+            || self.lifecycle.is_finished()
+            || self.lifecycle.is_waiting_on_a_failure();
         if started {
             if let Some(mut ready) = self.ready.take() {
                 let _ = ready.write_all(b"ok\n");
@@ -903,6 +919,26 @@ impl Supervisor {
         if let Some(mut ready) = self.ready.take() {
             let _ = ready.write_all(format!("error {message}\n").as_bytes());
         }
+    }
+}
+
+/// Why a container did not start, in the kubelet's terms: its config could
+/// not be made (`CreateContainerConfigError`), its container could not be
+/// set up (`CreateContainerError`), or the runtime failed to create or start
+/// it (`StartError`, a run that ended at once).
+enum StartFailure {
+    Config(String),
+    Create(String),
+    Start(String),
+}
+
+/// A container that was never created: no run and no log; it is tried again.
+fn create_failed(container: String, reason: &str, message: String) -> Input {
+    tracing::warn!("{container}: {reason}: {message}");
+    Input::CreateFailed {
+        container,
+        reason: reason.into(),
+        message,
     }
 }
 
