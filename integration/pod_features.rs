@@ -943,13 +943,10 @@ fn busybox_variant(env: &PodEnv, name: &str, config: Value) -> String {
         .unwrap();
     assert!(out.status.success(), "untar busybox: {out:?}");
     let blobs = dir.join("blobs/sha256");
-    let read = |digest: &str| -> Value {
-        let hex = digest.trim_start_matches("sha256:");
-        serde_json::from_slice(&std::fs::read(blobs.join(hex)).unwrap()).unwrap()
-    };
+    let read = |digest: &str| read_json(&blobs.join(digest.trim_start_matches("sha256:")));
     let write = |doc: &Value| -> (String, usize) {
         let bytes = serde_json::to_vec(doc).unwrap();
-        let hex = hex_digest(&sha2::Sha256::digest(&bytes));
+        let hex = hex::encode(sha2::Sha256::digest(&bytes));
         std::fs::write(blobs.join(&hex), &bytes).unwrap();
         (format!("sha256:{hex}"), bytes.len())
     };
@@ -977,10 +974,6 @@ fn busybox_variant(env: &PodEnv, name: &str, config: Value) -> String {
         &reference,
     ]);
     reference
-}
-
-fn hex_digest(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_json(path: &Path) -> Value {

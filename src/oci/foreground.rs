@@ -6,14 +6,13 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::console::{copy_window_size, RawMode};
+use super::console::{copy_window_size, set_nonblocking, RawMode};
 use super::error::{Context, Result};
 
 /// A process's end as a shell reports it: its exit code, or 128 + the signal.
@@ -170,7 +169,7 @@ fn copy_stdin(buf: &mut [u8], master: BorrowedFd) -> bool {
 
 /// Reads what is left in the pty after the process ended.
 fn drain(master: BorrowedFd) {
-    let _ = fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let _ = set_nonblocking(master);
     let mut buf = [0u8; 8192];
     while copy_once(master, &mut std::io::stdout(), &mut buf) {}
 }

@@ -11,14 +11,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::PollTimeout;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -631,11 +630,8 @@ impl Supervisor {
             .map_err(Start)?;
         if let Some(console) = console {
             let master = console.receive_master().map_err(|e| Start(e.to_string()))?;
-            let nonblocking = fcntl(master.as_raw_fd(), FcntlArg::F_GETFL).and_then(|flags| {
-                let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-                fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(flags))
-            });
-            nonblocking.map_err(|e| Start(format!("terminal: fcntl: {e}")))?;
+            crate::oci::console::set_nonblocking(master.as_fd())
+                .map_err(|e| Start(format!("terminal: fcntl: {e}")))?;
             self.outputs.retain(|o| !(o.tty && o.container == name));
             self.outputs.push(Output {
                 container: name.to_string(),

@@ -219,13 +219,13 @@ pub fn make_sub_paths(
 fn open_sub_path(base: &Path, sub: &str) -> std::io::Result<OwnedFd> {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::{mkdirat, Mode};
-    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let open = |dir: Option<&OwnedFd>, name: &Path| -> nix::Result<OwnedFd> {
+    let folder = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let open = |dir: Option<&OwnedFd>, name: &Path, flags: OFlag| -> nix::Result<OwnedFd> {
         let fd = openat(dir.map(|d| d.as_raw_fd()), name, flags, Mode::empty())?;
         // SAFETY: openat just returned this fd; nobody else owns it.
         Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     };
-    let mut dir = open(None, base)?;
+    let mut dir = open(None, base, folder)?;
     let parts: Vec<_> = Path::new(sub).components().collect();
     for (i, part) in parts.iter().enumerate() {
         let std::path::Component::Normal(name) = part else {
@@ -236,19 +236,17 @@ fn open_sub_path(base: &Path, sub: &str) -> std::io::Result<OwnedFd> {
         if i + 1 == parts.len() {
             // The last may be a file of the volume (a file mounted alone).
             let file = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-            if let Ok(fd) = openat(Some(dir.as_raw_fd()), name, file, Mode::empty()) {
-                // SAFETY: openat just returned this fd; nobody else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            if let Ok(fd) = open(Some(&dir), name, file) {
                 let kind = nix::sys::stat::fstat(fd.as_raw_fd())?.st_mode & libc::S_IFMT;
                 if kind == libc::S_IFREG {
                     return Ok(fd);
                 }
             }
         }
-        dir = match open(Some(&dir), name) {
+        dir = match open(Some(&dir), name, folder) {
             Err(nix::Error::ENOENT) => {
                 match mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755)) {
-                    Ok(()) | Err(nix::Error::EEXIST) => open(Some(&dir), name)?,
+                    Ok(()) | Err(nix::Error::EEXIST) => open(Some(&dir), name, folder)?,
                     Err(e) => return Err(e.into()),
                 }
             }

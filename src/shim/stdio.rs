@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::fcntl::OFlag;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
@@ -273,11 +273,7 @@ fn logger_command(uri: &str) -> (String, Vec<String>) {
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> Result<(), Error> {
-    let flags =
-        fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL).map_err(|e| Error::io("fcntl", e.into()))?;
-    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(|e| Error::io("fcntl", e.into()))?;
-    Ok(())
+    crate::oci::console::set_nonblocking(fd.as_fd()).map_err(|e| Error::io("fcntl", e.into()))
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
