@@ -806,8 +806,8 @@ impl Supervisor {
             let _ = file.take(MAX_TERMINATION_MESSAGE).read_to_end(&mut text);
         }
         let from_logs = self
-            .container(name)
-            .is_some_and(|c| c.termination_message_from_logs);
+            .containers()
+            .any(|c| c.name == name && c.termination_message_from_logs);
         if text.is_empty() && from_logs && exit_code != 0 {
             let run = super::logs::runs(&self.dir.logs_dir(), name)
                 .last()
