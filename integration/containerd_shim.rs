@@ -106,12 +106,18 @@ impl Ctrd {
     /// starts for every container (and which may still be exiting).
     fn shims(&self) -> Vec<(i32, Vec<String>)> {
         let sock = self.sock.to_str().unwrap();
-        processes_mentioning(sock)
+        let all = processes_mentioning(sock)
             .into_iter()
             .filter(|(_, argv)| argv[0].ends_with(SHIM) && argv.iter().any(|a| a == sock))
             .filter(|(_, argv)| {
                 !matches!(argv.last().map(String::as_str), Some("start" | "delete"))
             })
+            .collect::<Vec<_>>();
+        // A shim's child between fork and exec (the peapod CLI it runs) still
+        // shows the shim's command line: it is not another shim.
+        let pids: Vec<i32> = all.iter().map(|(pid, _)| *pid).collect();
+        all.into_iter()
+            .filter(|(pid, _)| !parent_of(*pid).is_some_and(|p| pids.contains(&p)))
             .collect()
     }
 
@@ -621,6 +627,33 @@ mod cri {
     }
 }
 
+/// CreateContainer + StartContainer in `pod`; returns the container's id.
+async fn create_and_start(
+    client: &mut cri::Client,
+    pod: &str,
+    config: cri::ContainerConfig,
+    sandbox: &cri::PodSandboxConfig,
+    name: &str,
+) -> String {
+    let id = client
+        .create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.into(),
+            config: Some(config),
+            sandbox_config: Some(sandbox.clone()),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
+        .into_inner()
+        .container_id;
+    client
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+    id
+}
+
 /// What ContainerStatus says of `id`: state, exit code, reason, pid.
 async fn container_status(
     client: &mut cri::Client,
@@ -765,22 +798,8 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
             16 << 20,
         ),
     ] {
-        let id = client
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(container(name, command, memory)),
-                sandbox_config: Some(sandbox.clone()),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("CreateContainer {name}: {e}"))
-            .into_inner()
-            .container_id;
-        client
-            .start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap_or_else(|e| panic!("StartContainer {name}: {e}"));
+        let config = container(name, command, memory);
+        let id = create_and_start(&mut client, &pod, config, &sandbox, name).await;
         ids.insert(name, id);
     }
 
@@ -895,6 +914,64 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
     assert_eq!(String::from_utf8_lossy(&exec.stdout), "exec-out\n");
     assert_eq!(String::from_utf8_lossy(&exec.stderr), "exec-err\n");
 
+    // ExecSync (and so every exec probe) is confined by the container's seccomp
+    // profile: containerd's RuntimeDefault, and a Localhost one that forbids mkdir.
+    let profile = c.base.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let probe = "grep Seccomp: /proc/self/status; \
+                 unshare -U true 2>/dev/null && echo unshare-ok || echo unshare-denied; \
+                 mkdir /tmp/d 2>/dev/null && echo mkdir-ok || echo mkdir-denied";
+    for (name, profile_type, localhost_ref, expected) in [
+        (
+            "rtdefault",
+            cri::security_profile::ProfileType::RuntimeDefault,
+            String::new(),
+            "Seccomp:\t2\nunshare-denied\nmkdir-ok\n",
+        ),
+        (
+            "localhost",
+            cri::security_profile::ProfileType::Localhost,
+            profile.to_string_lossy().into_owned(),
+            "Seccomp:\t2\nunshare-ok\nmkdir-denied\n",
+        ),
+    ] {
+        let mut config = container(name, &["sleep", "1000"], 0);
+        let security = config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .unwrap();
+        security.seccomp = Some(cri::SecurityProfile {
+            profile_type: profile_type as i32,
+            localhost_ref,
+        });
+        let id = create_and_start(&mut client, &pod, config, &sandbox, name).await;
+        let exec = client
+            .exec_sync(cri::ExecSyncRequest {
+                container_id: id.clone(),
+                cmd: ["sh", "-c", probe].iter().map(|s| s.to_string()).collect(),
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            String::from_utf8_lossy(&exec.stdout),
+            expected,
+            "ExecSync in {name}: {}",
+            String::from_utf8_lossy(&exec.stderr)
+        );
+        ids.insert(name, id);
+    }
+
     // The CRI log files.
     for (name, line) in [
         ("one", " stdout F one"),
@@ -913,6 +990,12 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
     let shim = c.shims()[0].0;
     c.restart();
     let mut client = cri::connect(&c.sock).await;
+    // The socket answers before CRI has recovered its containers.
+    let end = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = client.status(cri::StatusRequest { verbose: false }).await {
+        assert!(Instant::now() < end, "CRI not ready after a restart: {e}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for (name, pid) in [("one", pids[0]), ("two", pids[1])] {
         let (state, _, _, now) = container_status(&mut client, &ids[name]).await;
         assert_eq!(
@@ -958,6 +1041,15 @@ async fn cri_pod(c: &Ctrd, cg_parent: &str) {
     assert!(!socket.exists(), "the pod's shim left {}", socket.display());
     let left = c.states("k8s.io");
     assert!(left.is_empty(), "peapod state left: {left:?}");
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..]
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Runs the shim binary as containerd does (`… start` / `… delete`, working

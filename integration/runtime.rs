@@ -183,21 +183,7 @@ fn exec_runs_in_the_container_with_overrides() {
     );
 
     // The exec'd process is in the container's namespaces and cgroup.
-    let pid_file = env.work.path().join("exec.pid");
-    env.ok(&[
-        "exec",
-        "--detach",
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-        "sleep",
-        "1000",
-    ]);
-    let exec_pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let exec_pid = env.exec_detached(&id, &["sleep", "1000"]);
     for ns in ["net", "ipc", "uts", "pid", "mnt"] {
         assert_eq!(ns_inode(exec_pid, ns), ns_inode(pid, ns), "{ns} namespace");
     }
@@ -709,6 +695,90 @@ fn bundle_without_cgroups_path_and_tmpcopyup_mounts() {
             "empty default cgroup parent {} left",
             parent.display()
         );
+    }
+    env.finish();
+}
+
+/// The lines of /proc/PID/status that say how a process is confined.
+fn confinement(pid: i32) -> Vec<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let keys = [
+        "Uid:",
+        "Gid:",
+        "Groups:",
+        "CapInh:",
+        "CapPrm:",
+        "CapEff:",
+        "CapBnd:",
+        "CapAmb:",
+        "NoNewPrivs:",
+        "Seccomp:",
+        "Seccomp_filters:",
+    ];
+    let mut lines: Vec<String> = status
+        .lines()
+        .filter(|l| keys.iter().any(|k| l.starts_with(k)))
+        .map(String::from)
+        .collect();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    lines.extend(
+        limits
+            .lines()
+            .filter(|l| l.starts_with("Max open files") || l.starts_with("Max processes"))
+            .map(String::from),
+    );
+    lines.push(std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap());
+    lines
+}
+
+/// An exec'd process is confined exactly as the container's own process:
+/// seccomp filter (loaded before the capability drop without no_new_privs, last
+/// with it), no_new_privs, every capability set, rlimits, user and groups, cgroups.
+#[test]
+fn exec_inherits_the_containers_confinement() {
+    let env = TestEnv::new("exec-confined");
+    for nnp in [true, false] {
+        let id = env.id(if nnp { "nnp" } else { "privs" });
+        let mut config = env.config(&id, &["sleep", "1000"]);
+        let caps = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"];
+        config["process"]["noNewPrivileges"] = json!(nnp);
+        config["process"]["user"] =
+            json!({ "uid": 1000, "gid": 1000, "additionalGids": [2000, 3000] });
+        config["process"]["capabilities"] = json!({
+            "bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps,
+            "ambient": ["CAP_NET_BIND_SERVICE"]
+        });
+        config["process"]["rlimits"] = json!([
+            { "type": "RLIMIT_NOFILE", "hard": 512, "soft": 256 },
+            { "type": "RLIMIT_NPROC", "hard": 4000, "soft": 3000 }
+        ]);
+        config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1 }]
+        });
+        let bundle = env.bundle(&id, &config);
+        env.ok(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
+        let init = env.state(&id)["pid"].as_i64().unwrap() as i32;
+        let init_view = confinement(init);
+        assert!(
+            init_view.iter().any(|l| l == "Seccomp:\t2"),
+            "{init_view:?}"
+        );
+
+        let exec_pid = env.exec_detached(&id, &["sleep", "1000"]);
+        assert_eq!(confinement(exec_pid), init_view, "no_new_privs {nnp}");
+
+        // The filter really applies to what exec runs.
+        let out = env.ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "mkdir /tmp/d && echo made || echo denied; grep Seccomp: /proc/self/status",
+        ]);
+        assert_eq!(out, "denied\nSeccomp:\t2\n", "no_new_privs {nnp}");
+        env.ok(&["delete", "--force", &id]);
     }
     env.finish();
 }

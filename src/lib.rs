@@ -6,3 +6,4 @@ pub mod logging;
 pub mod oci;
 pub mod pod;
 pub mod shim;
+pub mod sys;

@@ -10,8 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+/// The binary under test: this build's, or `PEAPOD_TEST_BIN` (to run today's
+/// tests against an older build and see which of them it fails).
 pub fn peapod_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_peapod")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("PEAPOD_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_peapod").into())
+    })
 }
 
 pub fn repo() -> PathBuf {
@@ -254,6 +259,28 @@ impl TestEnv {
         self.ok(&["run", "--detach", "--bundle", bundle.to_str().unwrap(), &id]);
         let pid = self.state(&id)["pid"].as_i64().unwrap() as i32;
         (id, pid)
+    }
+
+    /// Runs `args` in container `id` with `exec --detach`; returns its pid.
+    pub fn exec_detached(&self, id: &str, args: &[&str]) -> i32 {
+        let pid_file = self
+            .work
+            .path()
+            .join(format!("exec-{}.pid", SEQ.fetch_add(1, Ordering::SeqCst)));
+        let mut argv = vec![
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ];
+        argv.extend_from_slice(args);
+        self.ok(&argv);
+        std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     /// The cgroup folders a container `id` of this test would have, that exist now.

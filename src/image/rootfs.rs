@@ -268,38 +268,7 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
 
 /// Every mount point of /proc/self/mountinfo, unescaped.
 pub fn mount_points() -> Result<Vec<PathBuf>> {
-    let info =
-        fs::read("/proc/self/mountinfo").context(|| "reading /proc/self/mountinfo".to_string())?;
-    Ok(info
-        .split(|b| *b == b'\n')
-        .filter_map(|line| line.split(|b| *b == b' ').nth(4))
-        .map(|field| PathBuf::from(OsStr::from_bytes(&unescape_octal(field))))
-        .collect())
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_octal(field: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(field.len());
-    let mut i = 0;
-    while i < field.len() {
-        let octal = field
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)))
-            .and_then(|d| {
-                u8::try_from(d.iter().fold(0u32, |n, b| n * 8 + u32::from(b - b'0'))).ok()
-            });
-        match (field[i], octal) {
-            (b'\\', Some(byte)) => {
-                out.push(byte);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
+    crate::sys::mountinfo::mount_points().context(|| "reading /proc/self/mountinfo".to_string())
 }
 
 #[cfg(test)]
@@ -564,14 +533,5 @@ mod tests {
             data,
             b"lowerdir=/a\\:b:/c\\,d,upperdir=/u\\\\x,workdir=/w".to_vec()
         );
-    }
-
-    #[test]
-    fn mountinfo_fields_are_unescaped() {
-        assert_eq!(
-            unescape_octal(b"/tmp/a\\040b\\134c"),
-            b"/tmp/a b\\c".to_vec()
-        );
-        assert_eq!(unescape_octal(b"/x\\9"), b"/x\\9".to_vec());
     }
 }

@@ -68,6 +68,17 @@ pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>
         resources["devices"] = json!(devices);
         changed = true;
     }
+    if config["process"]["noNewPrivileges"] == json!(false)
+        && config["linux"]["seccomp"].is_object()
+    {
+        // libcontainer loads the filter before the capability drop only when
+        // the field is absent; an explicit false would make it load the filter
+        // after, without CAP_SYS_ADMIN or no_new_privs, which fails.
+        if let Some(process) = config["process"].as_object_mut() {
+            process.remove("noNewPrivileges");
+            changed = true;
+        }
+    }
     let mut copy_up = vec![];
     if let Some(mounts) = config["mounts"].as_array_mut() {
         for m in mounts {

@@ -21,14 +21,10 @@ pub fn manager_of(container: &Container) -> Result<AnyCgroupManager> {
 /// Mount points of the cgroup hierarchies really mounted here (v1 controllers
 /// and/or the v2 unified tree), from one read of mountinfo.
 pub fn cgroup_mounts() -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split_whitespace().next()?;
-            let mount = pre.split_whitespace().nth(4)?;
-            matches!(fstype, "cgroup" | "cgroup2").then(|| PathBuf::from(mount))
-        })
+    crate::sys::mountinfo::mounts()
+        .into_iter()
+        .filter(|m| matches!(m.fs_type.as_str(), "cgroup" | "cgroup2"))
+        .map(|m| m.mount_point)
         .collect()
 }
 

@@ -1,16 +1,37 @@
-//! `exec`: runs another process in a running container's namespaces and cgroup.
+//! `exec`: runs another process in a container, confined as the container's
+//! own process: its namespaces, cgroup, seccomp filter, no_new_privs,
+//! capabilities, rlimits, labels and user. The container may be created (not
+//! yet started) or running; paused only with `--ignore-paused`.
+//!
+//! peapod does this itself rather than through libcontainer's tenant builder,
+//! which drops the container's seccomp filter and refuses created containers.
+//! The parent (this single-threaded CLI process) opens what the child joins,
+//! enters the container's pid namespace for its children and forks; the child
+//! (`enter.rs`) does the rest and reports over a close-on-exec channel, so a
+//! failure before execve is an error here and nothing runs.
 
+mod channel;
+mod enter;
+mod process;
+mod target;
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::container::ContainerStatus;
-use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
-use nix::unistd::Pid;
-use serde_json::{json, Value};
+use libcontainer::container::{Container, ContainerStatus};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::Spec;
 
-use super::console::ConsoleListener;
+use self::channel::Message;
+use self::enter::Entry;
+use self::target::Target;
 use super::error::{Context, Error, Result};
 use super::foreground::{self, ExitStatus};
 use super::{status_name, Runtime};
@@ -45,9 +66,16 @@ pub enum ExecOutcome {
 impl Runtime {
     pub fn exec(&self, opts: &ExecOptions) -> Result<ExecOutcome> {
         let container = self.load(opts.id)?;
-        match container.status() {
-            ContainerStatus::Created | ContainerStatus::Running => {}
-            ContainerStatus::Paused if opts.ignore_paused => {}
+        let paused = match container.status() {
+            ContainerStatus::Created | ContainerStatus::Running => false,
+            ContainerStatus::Paused if opts.ignore_paused => true,
+            ContainerStatus::Paused => {
+                return Err(Error::Status {
+                    id: opts.id.to_string(),
+                    status: "paused".into(),
+                    action: "exec in it (use --ignore-paused)",
+                })
+            }
             status => {
                 return Err(Error::Status {
                     id: opts.id.to_string(),
@@ -55,19 +83,20 @@ impl Runtime {
                     action: "exec in it",
                 })
             }
-        }
-        let process = self.exec_process(&container.bundle().join("config.json"), opts)?;
-        if let (Some(pid), Some(cwd)) = (container.pid(), process["cwd"].as_str()) {
-            // libcontainer's own failure here is an unnamed syscall error.
-            let inside = format!("/proc/{pid}/root/{}", cwd.trim_start_matches('/'));
-            if !std::path::Path::new(&inside).is_dir() {
-                return Err(Error::Invalid(format!(
-                    "exec in container {}: cwd {cwd}: no such directory in the container",
-                    opts.id
-                )));
-            }
-        }
-        let terminal = process["terminal"].as_bool().unwrap_or(false);
+        };
+        let init = container
+            .pid()
+            .ok_or_else(|| Error::Invalid(format!("container {} has no init process", opts.id)))?;
+        let config = container.bundle().join("config.json");
+        let spec = Spec::load(&config).map_err(|e| Error::Config {
+            path: config.clone(),
+            reason: format!("invalid config: {e}"),
+        })?;
+        let process = match opts.process {
+            Some(path) => process::from_file(path)?,
+            None => process::from_container(&spec, opts)?,
+        };
+        let terminal = process.terminal().unwrap_or(false);
         match (terminal, opts.console_socket, opts.detach) {
             (true, None, true) => {
                 return Err(Error::Invalid(
@@ -81,264 +110,199 @@ impl Runtime {
             }
             _ => {}
         }
-        // In the foreground with a terminal and no socket of the caller's, we take
-        // the pty master ourselves and proxy it.
-        let own_console = if terminal && opts.console_socket.is_none() {
-            Some(ConsoleListener::bind(
-                &container
-                    .root
-                    .join(format!("console-{}.sock", std::process::id())),
-            )?)
-        } else {
-            None
-        };
-        let console_socket = opts
+        // Everything that can fail without the container is checked before
+        // anything runs in it (runc exits 255 on a pid file it cannot write).
+        let pid_file = opts.pid_file.map(PidFile::prepare).transpose()?;
+        let console = opts
             .console_socket
-            .or(own_console.as_ref().map(|c| c.path()));
-
-        let process_path = container
-            .root
-            .join(format!("exec-{}.json", std::process::id()));
-        write_private(&process_path, &process)?;
-        sweep_exec_sockets(&container.root);
-        let built = ContainerBuilder::new(opts.id.to_string(), SyscallType::default())
-            .with_executor(DefaultExecutor {})
-            .with_root_path(&self.root)
-            .and_then(|b| b.with_pid_file(opts.pid_file))
-            .map(|b| {
-                b.with_console_socket(console_socket)
-                    .with_preserved_fds(opts.preserve_fds)
-                    .as_tenant()
-                    .with_process(Some(&process_path))
-                    .with_detach(terminal)
-                    .with_ignore_paused(opts.ignore_paused)
-                    .with_sub_cgroup(opts.sub_cgroup.clone())
+            .map(|path| {
+                UnixStream::connect(path)
+                    .context(|| format!("--console-socket {}: connect", path.display()))
             })
-            .and_then(|b| super::with_default_sigpipe(|| b.build()));
-        let _ = std::fs::remove_file(&process_path);
-        let pid = built.context(|| format!("exec in container {}", opts.id))?;
-
-        if opts.detach {
-            return Ok(ExecOutcome::Detached(pid));
-        }
-        let master = match &own_console {
-            Some(listener) => Some(listener.receive_master()?),
-            None => None,
+            .transpose()?;
+        let target = Target::of(&spec, init.as_raw(), opts.sub_cgroup.as_deref())
+            .map_err(|e| Error::Invalid(format!("exec in container {}: {e}", opts.id)))?;
+        let linux = spec.linux().as_ref();
+        let entry = Entry {
+            process,
+            seccomp: linux.and_then(|l| l.seccomp().clone()),
+            personality: linux.and_then(|l| l.personality().clone()),
+            namespaces: target.namespaces,
+            cgroups: target.cgroups,
+            preserve_fds: opts.preserve_fds,
         };
-        drop(own_console);
-        Ok(ExecOutcome::Exited(foreground::wait(pid, master)?))
-    }
-
-    /// The process to run: the given process.json, or the container's own process
-    /// with the command line's overrides, as runc builds it.
-    fn exec_process(&self, config: &Path, opts: &ExecOptions) -> Result<Value> {
-        if let Some(path) = opts.process {
-            let text = std::fs::read(path).map_err(|e| Error::Config {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-            let value: Value = serde_json::from_slice(&text).map_err(|e| Error::Config {
-                path: path.to_path_buf(),
-                reason: format!("invalid process: {e}"),
-            })?;
-            if value["args"].as_array().is_none_or(|a| a.is_empty()) {
-                return Err(Error::Config {
-                    path: path.to_path_buf(),
-                    reason: "args: required".into(),
-                });
-            }
-            return Ok(value);
+        if !opts.detach {
+            // From here on a signal for us is the process's: keep it pending
+            // for `foreground::wait` (the child unblocks its own mask).
+            foreground::block_signals()?;
         }
-        if opts.args.is_empty() {
-            return Err(Error::Invalid(
-                "exec: a command (or --process) is required".into(),
-            ));
+        let (ours, theirs) = channel::pair()?;
+        if let Some(pid_ns) = &target.pid_ns {
+            setns(pid_ns, CloneFlags::CLONE_NEWPID)
+                .context(|| format!("exec in container {}: join its pid namespace", opts.id))?;
         }
-        let text = std::fs::read(config).context(|| format!("read {}", config.display()))?;
-        let spec: Value = serde_json::from_slice(&text).map_err(|e| Error::Config {
-            path: config.to_path_buf(),
-            reason: format!("invalid config: {e}"),
-        })?;
-        let mut process = spec["process"].clone();
-        if !process.is_object() {
-            process = json!({});
-        }
-        apply_overrides(&mut process, opts)?;
-        Ok(process)
-    }
-}
-
-fn apply_overrides(process: &mut Value, opts: &ExecOptions) -> Result<()> {
-    process["args"] = json!(opts.args);
-    process["terminal"] = json!(opts.tty);
-    let mut env: Vec<String> = process["env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    for entry in &opts.env {
-        let key = entry.split('=').next().unwrap_or_default();
-        if key.is_empty() || !entry.contains('=') {
-            return Err(Error::Invalid(format!(
-                "--env {entry:?}: expected KEY=VALUE"
-            )));
-        }
-        env.retain(|e| e.split('=').next() != Some(key));
-        env.push(entry.clone());
-    }
-    process["env"] = json!(env);
-    if let Some(cwd) = &opts.cwd {
-        if !cwd.is_absolute() {
-            return Err(Error::Invalid(format!(
-                "--cwd {}: must be an absolute path",
-                cwd.display()
-            )));
-        }
-        process["cwd"] = json!(cwd);
-    }
-    if process["cwd"].as_str().is_none_or(str::is_empty) {
-        process["cwd"] = json!("/");
-    }
-    if let Some((uid, gid)) = opts.user {
-        process["user"]["uid"] = json!(uid);
-        process["user"]["gid"] = json!(gid.unwrap_or(0));
-    }
-    if !process["user"].is_object() {
-        process["user"] = json!({ "uid": 0, "gid": 0 });
-    }
-    if !opts.additional_gids.is_empty() {
-        process["user"]["additionalGids"] = json!(opts.additional_gids);
-    }
-    for cap in &opts.caps {
-        let cap = normalize_cap(cap)?;
-        for set in ["bounding", "effective", "permitted"] {
-            let list = &mut process["capabilities"][set];
-            if !list.is_array() {
-                *list = json!([]);
-            }
-            let arr = list.as_array_mut().expect("made an array above");
-            if !arr.iter().any(|c| c == &json!(cap)) {
-                arr.push(json!(cap));
-            }
-        }
-    }
-    if opts.no_new_privs {
-        process["noNewPrivileges"] = json!(true);
-    }
-    Ok(())
-}
-
-/// `net_admin`, `NET_ADMIN` and `CAP_NET_ADMIN` all name the same capability.
-fn normalize_cap(name: &str) -> Result<String> {
-    let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
-    full.parse::<caps::Capability>()
-        .map(|c| c.to_string())
-        .map_err(|_| Error::Invalid(format!("--cap {name}: unknown capability")))
-}
-
-fn write_private(path: &Path, value: &Value) -> Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .context(|| format!("create {}", path.display()))?;
-    f.write_all(value.to_string().as_bytes())
-        .context(|| format!("write {}", path.display()))
-}
-
-/// libcontainer leaves a socket file (`tenant-notify-*`, with a console
-/// socket also `tenant-tty-*`) in the container's state folder for every
-/// exec. Each is only used while its exec starts, and a concurrent exec's may
-/// be in use right now: those older than a minute are removed.
-fn sweep_exec_sockets(container_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(container_dir) else {
-        return;
-    };
-    let stale = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with("tenant-notify-") || name.starts_with("tenant-tty-")) {
-            continue;
-        }
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t < stale);
-        if old {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn opts(args: &[&str]) -> ExecOptions<'static> {
-        ExecOptions {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn overrides_apply_over_the_container_process() {
-        let mut p = json!({
-            "args": ["sh"], "terminal": true, "cwd": "/",
-            "env": ["PATH=/bin", "A=1"],
-            "user": {"uid": 5, "gid": 5},
-            "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}
-        });
-        let mut o = opts(&["ls", "-l"]);
-        o.env = vec!["A=2".into(), "B=3".into()];
-        o.cwd = Some("/tmp".into());
-        o.user = Some((1000, Some(1001)));
-        o.caps = vec!["net_admin".into(), "CAP_KILL".into()];
-        o.no_new_privs = true;
-        apply_overrides(&mut p, &o).unwrap();
-        assert_eq!(p["args"], json!(["ls", "-l"]));
-        assert_eq!(p["terminal"], json!(false));
-        assert_eq!(p["env"], json!(["PATH=/bin", "A=2", "B=3"]));
-        assert_eq!(p["cwd"], json!("/tmp"));
-        assert_eq!(p["user"], json!({"uid": 1000, "gid": 1001}));
-        assert_eq!(
-            p["capabilities"]["bounding"],
-            json!(["CAP_KILL", "CAP_NET_ADMIN"])
+        tracing::debug!(
+            id = opts.id,
+            init = init.as_raw(),
+            "exec: forking the process"
         );
-        assert_eq!(p["noNewPrivileges"], json!(true));
+        // SAFETY: this process is single-threaded (a CLI run, or a supervisor's
+        // forked helper), so the child may allocate and use the standard library.
+        let child = match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                drop(ours);
+                enter::run(entry, theirs)
+            }
+            Ok(ForkResult::Parent { child }) => child,
+            Err(nix::Error::ENOMEM) if target.pid_ns.is_some() => {
+                return Err(Error::Invalid(format!(
+                    "exec in container {}: its init has exited",
+                    opts.id
+                )))
+            }
+            Err(e) => return Err(e).context(|| "exec: fork".into()),
+        };
+        drop(theirs);
+        drop(entry);
+        let started = Started { child, id: opts.id };
+        let mut master = None;
+        loop {
+            match started.check(ours.receive())? {
+                None => break,
+                Some(Message::Failed(why)) => return Err(started.failed(why)),
+                Some(Message::Terminal(fd)) => {
+                    if let Some(socket) = &console {
+                        started.check(
+                            send_fd(socket, &fd, "/dev/ptmx")
+                                .map_err(|e| Error::Invalid(format!("--console-socket: {e}"))),
+                        )?;
+                    } else {
+                        master = Some(fd);
+                    }
+                }
+                Some(Message::SeccompNotify(fd)) => {
+                    started.check(send_to_listener(&spec, &container, child, &fd))?
+                }
+                // A frozen cgroup holds the process before execve until resumed.
+                Some(Message::Ready) if paused => break,
+                Some(Message::Ready) => {}
+            }
+        }
+        tracing::debug!(id = opts.id, pid = child.as_raw(), "exec: process started");
+        if let Some(file) = pid_file {
+            started.check(file.commit(child))?;
+        }
+        if opts.detach {
+            return Ok(ExecOutcome::Detached(child));
+        }
+        Ok(ExecOutcome::Exited(foreground::wait(child, master)?))
+    }
+}
+
+/// The forked child, until it has become the process: any error on our side
+/// kills and reaps it, so a failed exec leaves nothing running.
+struct Started<'a> {
+    child: Pid,
+    id: &'a str,
+}
+
+impl Started<'_> {
+    fn check<T>(&self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            let _ = kill(self.child, Signal::SIGKILL);
+            let _ = waitpid(self.child, None);
+        }
+        result
     }
 
-    #[test]
-    fn bad_overrides_are_named() {
-        let mut p = json!({});
-        let mut o = opts(&["true"]);
-        o.env = vec!["NOEQUALS".into()];
-        assert!(apply_overrides(&mut p, &o)
-            .unwrap_err()
-            .to_string()
-            .contains("--env \"NOEQUALS\""));
-        let mut o = opts(&["true"]);
-        o.cwd = Some("relative".into());
-        assert!(apply_overrides(&mut p, &o)
-            .unwrap_err()
-            .to_string()
-            .contains("--cwd relative"));
-        let mut o = opts(&["true"]);
-        o.caps = vec!["CAP_FLY".into()];
-        assert!(apply_overrides(&mut p, &o)
-            .unwrap_err()
-            .to_string()
-            .contains("--cap CAP_FLY"));
+    fn failed(&self, why: String) -> Error {
+        let _ = waitpid(self.child, None);
+        Error::Invalid(format!("exec in container {}: {why}", self.id))
     }
+}
+
+/// A pid file written atomically once the process runs; its temporary file is
+/// made first, so a folder that does not exist fails the exec before it runs.
+struct PidFile {
+    path: PathBuf,
+    temp: PathBuf,
+}
+
+impl PidFile {
+    fn prepare(path: &Path) -> Result<Self> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("--pid-file {}: not a file", path.display())))?;
+        let temp = path.with_file_name(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temp)
+            .context(|| format!("--pid-file {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            temp,
+        })
+    }
+
+    fn commit(self, pid: Pid) -> Result<()> {
+        std::fs::write(&self.temp, pid.as_raw().to_string())
+            .and_then(|()| std::fs::rename(&self.temp, &self.path))
+            .context(|| format!("--pid-file {}", self.path.display()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
+/// Sends a descriptor with SCM_RIGHTS and `text` as the message (runc sends a
+/// terminal's name, or a seccomp listener's state).
+fn send_fd(socket: &UnixStream, fd: &OwnedFd, text: &str) -> Result<()> {
+    let fds = [fd.as_raw_fd()];
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &[IoSlice::new(text.as_bytes())],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .context(|| "send a descriptor".into())
+    .map(drop)
+}
+
+/// Hands the process's seccomp notify descriptor to the profile's listener, with
+/// the container process state of the runtime spec, as runc does.
+fn send_to_listener(spec: &Spec, container: &Container, pid: Pid, fd: &OwnedFd) -> Result<()> {
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let listener = seccomp
+        .and_then(|s| s.listener_path().clone())
+        .ok_or_else(|| {
+            Error::Invalid("linux.seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into())
+        })?;
+    let state = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "fds": ["seccompFd"],
+        "pid": pid.as_raw(),
+        "metadata": seccomp.and_then(|s| s.listener_metadata().clone()).unwrap_or_default(),
+        "state": {
+            "ociVersion": "1.0.2",
+            "id": container.id(),
+            "status": "running",
+            "pid": container.pid().map(|p| p.as_raw()),
+            "bundle": Runtime::user_bundle(container),
+            "annotations": spec.annotations().clone().unwrap_or_default(),
+        },
+    });
+    let socket = UnixStream::connect(&listener)
+        .context(|| format!("linux.seccomp.listenerPath {}", listener.display()))?;
+    send_fd(&socket, fd, &state.to_string())
+        .map_err(|e| Error::Invalid(format!("seccomp listener {}: {e}", listener.display())))
 }

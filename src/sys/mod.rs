@@ -1,0 +1,3 @@
+//! System plumbing shared by the runtime layer, the pod engine and the shim.
+
+pub mod mountinfo;
