@@ -1,6 +1,7 @@
 //! Root-only integration tests: real namespaces, cgroups, mounts and processes.
 
 mod common;
+mod conformance;
 mod containerd;
 mod containerd_shim;
 mod pod;

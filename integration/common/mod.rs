@@ -263,17 +263,18 @@ impl TestEnv {
 
     /// Runs `args` in container `id` with `exec --detach`; returns its pid.
     pub fn exec_detached(&self, id: &str, args: &[&str]) -> i32 {
+        self.exec_detached_with(id, &[], args)
+    }
+
+    /// `exec_detached` with more exec flags.
+    pub fn exec_detached_with(&self, id: &str, flags: &[&str], args: &[&str]) -> i32 {
         let pid_file = self
             .work
             .path()
             .join(format!("exec-{}.pid", SEQ.fetch_add(1, Ordering::SeqCst)));
-        let mut argv = vec![
-            "exec",
-            "--detach",
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            id,
-        ];
+        let mut argv = vec!["exec", "--detach", "--pid-file", pid_file.to_str().unwrap()];
+        argv.extend_from_slice(flags);
+        argv.push(id);
         argv.extend_from_slice(args);
         self.ok(&argv);
         std::fs::read_to_string(&pid_file)
@@ -321,13 +322,14 @@ impl TestEnv {
             let d = dir.to_str().unwrap();
             assert!(!mountinfo.contains(d), "mounts left under {d}");
         }
-        for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
-            if let Ok(cg) = std::fs::read_to_string(entry.path().join("cgroup")) {
-                assert!(
-                    !cg.contains(&self.cgroup_parent),
-                    "process {:?} still in our cgroups",
-                    entry.file_name()
-                );
+        let (live, zombies) = processes_in_cgroups(&self.cgroup_parent);
+        assert!(live.is_empty(), "processes {live:?} still in our cgroups");
+        if !zombies.is_empty() {
+            // Killed processes whose parent is the machine's init, which reaps
+            // them in its own time: they hold nothing but their pid.
+            let end = Instant::now() + Duration::from_secs(10);
+            while !processes_in_cgroups(&self.cgroup_parent).1.is_empty() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
         assert_dev_null_untouched();
@@ -360,6 +362,30 @@ impl Drop for TestEnv {
             }
         }
     }
+}
+
+/// The processes whose /proc/PID/cgroup names `needle`: (alive, zombies).
+pub fn processes_in_cgroups(needle: &str) -> (Vec<i32>, Vec<i32>) {
+    let mut live = Vec::new();
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if std::fs::read_to_string(entry.path().join("cgroup")).is_ok_and(|cg| cg.contains(needle))
+        {
+            if is_alive(pid) {
+                live.push(pid);
+            } else {
+                zombies.push(pid);
+            }
+        }
+    }
+    (live, zombies)
 }
 
 pub fn assert_dev_null_untouched() {

@@ -11,9 +11,13 @@ use crate::logging::LogFormat;
     name = "peapod",
     version,
     about = "peapod: a pod runtime for Linux. With runc's verbs it is an OCI runtime.",
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    disable_version_flag = true
 )]
 pub struct Cli {
+    /// Print the version (as `peapod version`)
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    pub version: (),
     #[command(flatten)]
     pub global: GlobalOpts,
     #[command(subcommand)]
@@ -49,6 +53,8 @@ pub struct GlobalOpts {
 pub enum Command {
     /// Create a container from a bundle; its process waits for `start`
     Create(CreateArgs),
+    /// Print peapod's version, commit, OCI runtime spec and libseccomp versions
+    Version,
     /// Run the user process of a created container
     Start(IdArg),
     /// Print a container's state as OCI state JSON

@@ -6,14 +6,18 @@ mod pod;
 mod runtime;
 mod static_pods;
 
-use clap::Parser;
-
 pub use args::Cli;
 use args::Command;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    // `--version` prints what `peapod version` does (runc's lines).
+    let version: &'static str = Box::leak(format!("version {}", version_lines()).into_boxed_str());
+    let parsed = <Cli as clap::CommandFactory>::command()
+        .version(version)
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
             // --help and --version
@@ -58,6 +62,7 @@ pub fn main() -> i32 {
 
 fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    tracing::debug!(command = ?cli.command, root = %g.root.display(), "peapod {}", env!("CARGO_PKG_VERSION"));
     match cli.command {
         Command::Create(a) => runtime::create(g, a),
         Command::Start(a) => runtime::start(g, a),
@@ -70,6 +75,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::List(a) => runtime::list(g, a),
         Command::Spec(a) => runtime::spec(g, a),
         Command::Features => runtime::features(),
+        Command::Version => {
+            println!("peapod version {}", version_lines());
+            Ok(0)
+        }
         Command::Pause(a) => runtime::pause(g, a),
         Command::Resume(a) => runtime::resume(g, a),
         Command::Events(a) => runtime::events(g, a),
@@ -82,6 +91,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 
 /// The error and its causes on one line, without the repeats that nested
 /// libcontainer errors produce.
+/// peapod's version and what it was built with, as runc prints them.
+fn version_lines() -> String {
+    let seccomp = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_else(|_| "unknown".into());
+    format!(
+        "{}\ncommit: {}\nspec: {}\nlibseccomp: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("PEAPOD_COMMIT"),
+        oci_spec::runtime::VERSION,
+        seccomp
+    )
+}
+
 pub fn one_line(err: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in err.chain() {

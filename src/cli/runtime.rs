@@ -39,8 +39,10 @@ pub fn state(g: &GlobalOpts, a: IdArg) -> Result<i32> {
 }
 
 pub fn kill(g: &GlobalOpts, a: KillArgs) -> Result<i32> {
-    let signal = oci::signal::parse(&a.signal)?;
-    runtime(g)?.kill(&a.id, signal, a.all)?;
+    match oci::signal::parse_kill(&a.signal)? {
+        Some(signal) => runtime(g)?.kill(&a.id, signal, a.all)?,
+        None => runtime(g)?.probe(&a.id, a.all)?,
+    }
     Ok(0)
 }
 

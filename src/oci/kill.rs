@@ -32,4 +32,32 @@ impl Runtime {
         }
         Ok(())
     }
+
+    /// `kill ID 0`: whether the container's init (with `all`, every process in
+    /// its cgroup) is alive; an error names what is not. Nothing is signalled.
+    pub fn probe(&self, id: &str, all: bool) -> Result<()> {
+        let container = self.load(id)?;
+        let status = container.status();
+        let not_running = || Error::Status {
+            id: id.to_string(),
+            status: status_name(status).into(),
+            action: "signal it",
+        };
+        if status == ContainerStatus::Stopped {
+            return Err(not_running());
+        }
+        let pids = if all {
+            self.pids(id)?
+        } else {
+            container.pid().map(|p| p.as_raw()).into_iter().collect()
+        };
+        if pids.is_empty() {
+            return Err(not_running());
+        }
+        for pid in pids {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
+                .context(|| format!("kill container {id}: process {pid}"))?;
+        }
+        Ok(())
+    }
 }

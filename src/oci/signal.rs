@@ -18,6 +18,14 @@ pub fn parse(text: &str) -> Result<Signal> {
     name.parse::<Signal>().map_err(|_| invalid())
 }
 
+/// A `kill` argument: a signal, or 0 (runc's "is it alive?", which sends nothing).
+pub fn parse_kill(text: &str) -> Result<Option<Signal>> {
+    if text == "0" {
+        return Ok(None);
+    }
+    parse(text).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +46,12 @@ mod tests {
             let err = parse(bad).unwrap_err().to_string();
             assert_eq!(err, format!("invalid signal: {bad}"));
         }
+    }
+
+    #[test]
+    fn kill_takes_zero_as_a_probe() {
+        assert_eq!(parse_kill("0").unwrap(), None);
+        assert_eq!(parse_kill("KILL").unwrap(), Some(Signal::SIGKILL));
+        assert!(parse_kill("00x").is_err());
     }
 }
