@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::archive::Layout;
 use super::digest::Digest;
-use super::error::{Context, ImageError, Result};
+use super::error::{ImageError, Result};
 use super::layer;
 use super::manifest::{
     self, host_architecture, Compression, ConfigFile, Descriptor, Document, Kind,
@@ -18,6 +18,7 @@ use super::manifest::{
 use super::reference::{canonical_name, LOCAL_DOMAIN};
 use super::store::{write_atomic, ImageStore};
 use super::Image;
+use crate::error::Context;
 
 /// Nested indexes deeper than this are refused (a loop would never end otherwise).
 const MAX_INDEX_DEPTH: usize = 4;
@@ -284,11 +285,11 @@ fn plan_image(layout: &Layout, name: String, found: Found) -> Result<Plan> {
     }
     let size = found.config.size + found.layers.iter().map(|l| l.size).sum::<u64>();
     let image = Image {
+        config: config.image_config(&name),
         name,
         id: config_digest.to_string(),
         manifest_digest: found.digest.to_string(),
         layers: layers.iter().map(|l| l.diff_id.to_string()).collect(),
-        config: config.image_config(),
         size,
         created: config.created.clone(),
     };
@@ -354,7 +355,7 @@ mod tests {
         assert_eq!(image.config.env, vec!["A=1"]);
         assert_eq!(image.config.working_dir.as_deref(), Some("/srv"));
         assert_eq!(image.config.user.as_deref(), Some("1000:1000"));
-        assert_eq!(image.config.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(image.config.stop_signal, nix::sys::signal::Signal::SIGQUIT);
         assert_eq!(image.created.as_deref(), Some("2024-01-01T00:00:00Z"));
         assert!(image.size > 0);
         assert_eq!(store.list().unwrap(), images);

@@ -8,9 +8,10 @@ use libcontainer::workload::default::DefaultExecutor;
 
 use super::bundle::{self, Bundle};
 use super::console::ConsoleListener;
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::foreground::{self, ExitStatus};
 use super::{adjust, network, validate_id, Runtime};
+use crate::error::Context;
 
 /// A container's standard input, output and error.
 pub struct Stdio {
@@ -107,8 +108,8 @@ impl Runtime {
             // which check_console has already done.
             .with_detach(bundle.terminal())
             .with_no_pivot(opts.no_pivot);
-        super::with_default_sigpipe(|| builder.build())
-            .context(|| format!("create container {}", opts.id))
+        Ok(super::with_default_sigpipe(|| builder.build())
+            .context(|| format!("create container {}", opts.id))?)
     }
 
     /// `run`: create and start; unless detached, wait for the container's init,
@@ -156,7 +157,7 @@ impl Runtime {
             .context(|| format!("start container {}", opts.id))
         {
             let _ = self.destroy(&mut container, true);
-            return Err(e);
+            return Err(e.into());
         }
         if detach {
             return Ok(ExitStatus(0));

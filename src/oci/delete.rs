@@ -2,8 +2,9 @@ use std::path::Path;
 
 use libcontainer::container::{Container, ContainerStatus};
 
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::{adjust, cgroup, status_name, Runtime};
+use crate::error::Context;
 
 /// Alive and not a zombie.
 fn is_running(pid: i32) -> bool {
@@ -50,6 +51,7 @@ impl Runtime {
             container
                 .delete(kill)
                 .context(|| format!("delete container {id}"))
+                .map_err(Error::from)
         };
         // The parent peapod gave a bundle without a cgroupsPath goes with its
         // last container (a failed rmdir means another one is left).

@@ -7,8 +7,9 @@ use libcgroups::common::CgroupManager;
 use libcontainer::container::ContainerStatus;
 
 use super::cgroup::manager_of;
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::{status_name, Runtime};
+use crate::error::Context;
 
 impl Runtime {
     /// One stats event for a running container.

@@ -1,5 +1,6 @@
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::{status_name, Runtime};
+use crate::error::Context;
 
 impl Runtime {
     /// `pause`: freezes every process of the container (cgroup freezer).
@@ -14,7 +15,8 @@ impl Runtime {
         }
         container
             .pause()
-            .context(|| format!("pause container {id}"))
+            .context(|| format!("pause container {id}"))?;
+        Ok(())
     }
 
     /// `resume`: thaws a paused container.
@@ -29,6 +31,7 @@ impl Runtime {
         }
         container
             .resume()
-            .context(|| format!("resume container {id}"))
+            .context(|| format!("resume container {id}"))?;
+        Ok(())
     }
 }

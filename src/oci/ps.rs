@@ -2,8 +2,9 @@ use libcgroups::common::CgroupManager;
 use libcontainer::container::ContainerStatus;
 
 use super::cgroup::manager_of;
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::Runtime;
+use crate::error::Context;
 
 impl Runtime {
     /// The PIDs (in the host's pid namespace) of every process in the container's cgroup.

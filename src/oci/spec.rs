@@ -4,7 +4,8 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResources, Spec};
 
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
+use crate::error::Context;
 
 /// runc's defaults: `sh` on a terminal, three capabilities, masked /proc paths.
 pub fn default_spec(rootless: bool) -> Spec {
@@ -50,7 +51,8 @@ pub fn write_default_spec(bundle: &Path, rootless: bool) -> Result<()> {
     }
     let text = serde_json::to_string_pretty(&default_spec(rootless))
         .map_err(|e| Error::Invalid(format!("encode spec: {e}")))?;
-    std::fs::write(&path, text + "\n").context(|| format!("write {}", path.display()))
+    std::fs::write(&path, text + "\n").context(|| format!("write {}", path.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,8 +8,9 @@ use oci_spec::runtime::LinuxResources;
 use serde_json::{json, Value};
 
 use super::cgroup::manager_of;
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::{status_name, Runtime};
+use crate::error::Context;
 
 /// runc's `update` flags; each set flag overrides the same field of `--resources`.
 #[derive(Debug, Default)]

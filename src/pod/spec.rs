@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::model::{Container, Pod, VolumeSource};
+use crate::image::ImageConfig;
 
 /// The capabilities a container gets by default (containerd's and runc's set).
 pub const DEFAULT_CAPS: [&str; 14] = [
@@ -64,16 +65,6 @@ pub enum SpecError {
     UnknownVolume { container: String, volume: String },
     #[error("container {container} has runAsNonRoot and {why}")]
     NonRoot { container: String, why: String },
-}
-
-/// What the image says about the process, where the manifest does not.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageDefaults {
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
 }
 
 /// Where a pod's files live on the host: `<root>/pods/<uid>/...`.
@@ -250,7 +241,7 @@ pub fn sandbox_spec(pod: &Pod, paths: &PodPaths, rootfs: &Path, cgroup: &str) ->
 
 /// Kubernetes' rule: `command` replaces the Entrypoint (and drops Cmd), `args`
 /// replaces Cmd.
-pub fn process_args(c: &Container, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
+pub fn process_args(c: &Container, image: &ImageConfig) -> Result<Vec<String>, SpecError> {
     let args = match (c.command.is_empty(), c.args.is_empty()) {
         (true, true) => [image.entrypoint.clone(), image.cmd.clone()].concat(),
         (false, true) => c.command.clone(),
@@ -266,7 +257,7 @@ pub fn process_args(c: &Container, image: &ImageDefaults) -> Result<Vec<String>,
 }
 
 /// Image env first, the manifest's env over it (same name: the manifest wins).
-pub fn process_env(c: &Container, image: &ImageDefaults, pod: &Pod) -> Vec<String> {
+pub fn process_env(c: &Container, image: &ImageConfig, pod: &Pod) -> Vec<String> {
     let mut env: Vec<String> = image.env.clone();
     let mut set = |name: &str, value: &str| {
         env.retain(|e| e.split('=').next() != Some(name));
@@ -289,7 +280,7 @@ pub fn process_env(c: &Container, image: &ImageDefaults, pod: &Pod) -> Vec<Strin
 /// or by name through the rootfs's /etc/passwd (and /etc/group).
 pub fn process_user(
     c: &Container,
-    image: &ImageDefaults,
+    image: &ImageConfig,
     rootfs: &Path,
 ) -> Result<(u32, u32), SpecError> {
     if let (Some(uid), Some(gid)) = (c.security.run_as_user, c.security.run_as_group) {
@@ -344,7 +335,7 @@ pub fn process_user(
 /// The kubelet's check of `runAsNonRoot` against the image's user, when no
 /// `runAsUser` is given (a `runAsUser: 0` is refused at admission): an image
 /// without a user runs as root, and a user name cannot be verified.
-fn verify_non_root(c: &Container, image: &ImageDefaults) -> Result<(), SpecError> {
+fn verify_non_root(c: &Container, image: &ImageConfig) -> Result<(), SpecError> {
     if c.security.run_as_non_root != Some(true) || c.security.run_as_user.is_some() {
         return Ok(());
     }
@@ -473,7 +464,7 @@ fn volume_mounts(pod: &Pod, c: &Container, paths: &PodPaths) -> Result<Vec<Value
 pub fn member_spec(
     pod: &Pod,
     c: &Container,
-    image: &ImageDefaults,
+    image: &ImageConfig,
     paths: &PodPaths,
     rootfs: &Path,
     sandbox_pid: i32,
@@ -609,13 +600,14 @@ mod tests {
         }
     }
 
-    fn image() -> ImageDefaults {
-        ImageDefaults {
+    fn image() -> ImageConfig {
+        ImageConfig {
             entrypoint: vec!["/entry".into()],
             cmd: vec!["serve".into()],
             env: vec!["PATH=/bin".into(), "A=image".into()],
             working_dir: Some("/srv".into()),
             user: None,
+            ..Default::default()
         }
     }
 
@@ -630,7 +622,7 @@ mod tests {
         assert_eq!(process_args(&c, &img).unwrap(), ["sh", "x"]);
         c.args = vec![];
         assert_eq!(process_args(&c, &img).unwrap(), ["sh"]);
-        let empty = ImageDefaults::default();
+        let empty = ImageConfig::default();
         assert_eq!(
             process_args(&container("e"), &empty),
             Err(SpecError::NoCommand {
@@ -691,7 +683,7 @@ mod tests {
         let rootfs = rootfs_with("nobody:x:65534:65534::/:/bin/sh\n", "");
         let mut c = container("c");
         c.security.run_as_non_root = Some(true);
-        let image = |user: &str| ImageDefaults {
+        let image = |user: &str| ImageConfig {
             user: Some(user.to_string()),
             ..Default::default()
         };

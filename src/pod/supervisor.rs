@@ -557,7 +557,7 @@ impl Supervisor {
                     StopSignal::Term => (
                         self.images
                             .get(&container)
-                            .map_or(Signal::SIGTERM, ResolvedImage::stop_signal),
+                            .map_or(Signal::SIGTERM, |image| image.config.stop_signal),
                         false,
                     ),
                     StopSignal::Kill => (Signal::SIGKILL, true),
@@ -606,7 +606,7 @@ impl Supervisor {
         let spec = member_spec(
             &self.pod,
             &c,
-            &image.defaults(),
+            &image.config,
             &self.dir.paths,
             &rootfs.path(),
             sandbox_pid,
@@ -652,7 +652,7 @@ impl Supervisor {
             self.runtime
                 .kill(id, signal, all)
                 .map(|()| 0)
-                .map_err(|e| crate::cli::one_line(&anyhow::Error::new(e)))
+                .map_err(|e| crate::error::one_line(&e))
         })
         .map(drop)
     }
@@ -958,7 +958,7 @@ fn create_and_start(
     stdio: Stdio,
     console: Option<&Path>,
 ) -> Fallible<i32> {
-    let one_line = |e| crate::cli::one_line(&anyhow::Error::new(e));
+    let one_line = |e| crate::error::one_line(&e);
     let container = runtime
         .create_with_stdio(&options(id, bundle, console), stdio)
         .map_err(one_line)?;

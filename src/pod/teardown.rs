@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 
 use super::lifecycle::{ContainerState, Phase};
 use super::model::Pod;
-use super::store::{PodDir, ResolvedImage};
+use super::store::PodDir;
 use super::supervisor::SANDBOX_ID;
 use super::volumes;
 use crate::image::Rootfs;
@@ -113,7 +113,7 @@ pub fn stop_without_supervisor(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> 
         if running(id) {
             let signal = images
                 .get(id)
-                .map_or(Signal::SIGTERM, ResolvedImage::stop_signal);
+                .map_or(Signal::SIGTERM, |image| image.config.stop_signal);
             let _ = runtime.kill(id, signal, false);
         }
     }

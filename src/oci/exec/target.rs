@@ -10,7 +10,8 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::enter::{CgroupJoin, Namespace};
-use crate::oci::error::{Context, Error, Result};
+use crate::error::Context;
+use crate::oci::error::{Error, Result};
 use crate::sys::mountinfo::{self, Mount};
 
 pub struct Target {
