@@ -1,11 +1,11 @@
 //! The pod engine: a Kubernetes Pod manifest run on this node.
 
+pub mod admission;
 pub mod api;
 pub mod exits;
 pub mod idle;
 pub mod lifecycle;
 pub mod logs;
-pub mod manifest;
 pub mod model;
 pub mod poll;
 pub mod run;
