@@ -11,6 +11,7 @@ pub mod poll;
 pub mod run;
 pub mod spec;
 pub mod static_pods;
+pub mod status;
 pub mod store;
 pub mod supervisor;
 pub mod teardown;

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::pod::lifecycle::Phase;
 use crate::pod::model::Pod;
+use crate::pod::status::Phase;
 
 /// What a manifest file says now.
 #[derive(Debug, Clone)]
