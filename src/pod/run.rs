@@ -11,8 +11,8 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::unistd::{fork, pipe2, setsid, ForkResult};
 
+use super::admission;
 use super::lifecycle::Backoff;
-use super::manifest;
 use super::model::Pod;
 use super::store::{PodDir, PodStore, ResolvedImage};
 use super::supervisor::{Mode, Settings, Supervisor, PAUSE_IMAGE};
@@ -27,7 +27,7 @@ pub struct RunOptions {
 /// Admits the manifest and starts the pod; returns once the supervisor reports
 /// the pod started (or failed to set up, which removes everything again).
 pub fn run(manifest_path: &Path, opts: &RunOptions) -> Result<(PodDir, Pod), String> {
-    let admitted = manifest::load(manifest_path).map_err(|e| e.to_string())?;
+    let admitted = admission::load(manifest_path).map_err(|e| e.to_string())?;
     for warning in &admitted.warnings {
         eprintln!("peapod: warning: {warning}");
     }

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::lifecycle::{Phase, PodStatusView};
 use super::model::Pod;
 use super::spec::PodPaths;
+use super::status::{Phase, PodStatusView};
 use crate::error::{Context, IoError, JsonError};
 use crate::image::{Image, ImageConfig};
 
@@ -68,6 +68,8 @@ pub struct StatusFile {
     /// Host PIDs of running containers, by name (for `pod stop` without a supervisor).
     pub pids: std::collections::BTreeMap<String, i32>,
     pub finished: bool,
+    /// Written as Kubernetes' v1 PodStatus.
+    #[serde(with = "super::status::k8s_json")]
     pub status: PodStatusView,
     /// What a replacement supervisor carries on from (see `pod adopt`).
     #[serde(default)]

@@ -27,10 +27,11 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use super::exits::{Exit, ExitEvents};
-use super::lifecycle::{Action, Backoff, Input, Lifecycle, Now, Phase, StopSignal};
+use super::lifecycle::{Action, Backoff, Input, Lifecycle, Now, StopSignal};
 use super::logs::{format_record, log_path, open_log, LineSplitter, Stream};
 use super::model::{Container, Pod};
 use super::spec::{cgroup_path, member_spec, sandbox_spec, SANDBOX_CGROUP};
+use super::status::Phase;
 use super::store::{PodDir, ResolvedImage, StatusFile};
 use super::teardown;
 use super::volumes;
@@ -386,7 +387,8 @@ impl Supervisor {
             .lifecycle
             .as_ref()
             .ok_or("the pod's status.json has no lifecycle record to carry on from")?;
-        self.lifecycle = Lifecycle::restore(&self.pod, self.settings.backoff, snapshot, now())?;
+        self.lifecycle = Lifecycle::restore(&self.pod, self.settings.backoff, snapshot, now())
+            .map_err(|e| e.to_string())?;
         self.open_outputs()?;
         // Subscribed before the look at which processes still run, so that
         // no exit falls between.

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::lifecycle::{ContainerState, Phase};
 use super::model::Pod;
+use super::status::{ContainerState, Phase};
 use super::store::PodDir;
 use super::supervisor::SANDBOX_ID;
 use super::volumes;
