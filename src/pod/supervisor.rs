@@ -25,6 +25,7 @@ use nix::sys::stat::Mode as FileMode;
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use oci_spec::runtime::Spec;
 
 use super::exits::{Exit, ExitEvents};
 use super::lifecycle::{Action, Backoff, Input, Lifecycle, Now, StopSignal};
@@ -364,11 +365,12 @@ impl Supervisor {
         let bundle = self.dir.paths.bundle(SANDBOX_ID);
         let rootfs = Rootfs::mount(&self.store, &pause, &bundle).map_err(|e| e.to_string())?;
         let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, SANDBOX_CGROUP);
-        let spec = sandbox_spec(&self.pod, &self.dir.paths, &rootfs.path(), &cgroup);
-        write_config(&bundle, &spec)?;
+        let spec = sandbox_spec(&self.pod, &self.dir.paths, &rootfs.path(), &cgroup)
+            .map_err(|e| e.to_string())?;
         let stdio = null_stdio()?;
-        let pid = in_child(|| create_and_start(&self.runtime, SANDBOX_ID, &bundle, stdio, None))
-            .map_err(|e| format!("sandbox: {e}"))?;
+        let pid =
+            in_child(|| create_and_start(&self.runtime, SANDBOX_ID, &bundle, spec, stdio, None))
+                .map_err(|e| format!("sandbox: {e}"))?;
         self.sandbox_pid = Some(pid);
         self.feed(Input::Begin);
         Ok(())
@@ -615,7 +617,6 @@ impl Supervisor {
             &cgroup,
         )
         .map_err(|e| Config(e.to_string()))?;
-        write_config(&bundle, &spec).map_err(Create)?;
         self.open_run_log(name, LogRun::Next).map_err(Create)?;
         let stdio = self.container_stdio(name).map_err(Create)?;
         // A terminal's master comes back over a console socket while the
@@ -628,7 +629,7 @@ impl Supervisor {
             false => None,
         };
         let socket = console.as_ref().map(|c| c.path());
-        let pid = in_child(|| create_and_start(&self.runtime, name, &bundle, stdio, socket))
+        let pid = in_child(|| create_and_start(&self.runtime, name, &bundle, spec, stdio, socket))
             .map_err(Start)?;
         if let Some(console) = console {
             let master = console.receive_master().map_err(|e| Start(e.to_string()))?;
@@ -951,18 +952,19 @@ fn options<'a>(id: &'a str, bundle: &'a Path, console: Option<&'a Path>) -> Crea
     }
 }
 
-/// Creates and starts one OCI container (in a helper process, see `in_child`);
-/// returns the pid of its process.
+/// Creates and starts one OCI container from its spec (in a helper process, see
+/// `in_child`); returns the pid of its process.
 fn create_and_start(
     runtime: &Runtime,
     id: &str,
     bundle: &Path,
+    spec: Spec,
     stdio: Stdio,
     console: Option<&Path>,
 ) -> Fallible<i32> {
     let one_line = |e| crate::error::one_line(&e);
     let container = runtime
-        .create_with_stdio(&options(id, bundle, console), stdio)
+        .create_with_spec(&options(id, bundle, console), spec, stdio)
         .map_err(one_line)?;
     runtime.start(id).map_err(one_line)?;
     container
@@ -985,13 +987,4 @@ fn null_stdio() -> Fallible<Stdio> {
         stdout: open()?,
         stderr: open()?,
     })
-}
-
-fn write_config(bundle: &Path, spec: &serde_json::Value) -> Fallible<()> {
-    let path = bundle.join("config.json");
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(spec).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| format!("write {}: {e}", path.display()))
 }
