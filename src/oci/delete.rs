@@ -3,8 +3,9 @@ use std::path::Path;
 use libcontainer::container::{Container, ContainerStatus};
 
 use super::error::{Error, Result};
-use super::{adjust, cgroup, status_name, Runtime};
+use super::{adjust, status_name, Runtime};
 use crate::error::Context;
+use crate::sys::cgroup::Layout;
 
 /// Alive and not a zombie.
 fn is_running(pid: i32) -> bool {
@@ -58,7 +59,7 @@ impl Runtime {
         let default_parent = Path::new("/").join(adjust::DEFAULT_CGROUP_PARENT);
         if let Some(parent) = cgroup_path.as_deref().and_then(Path::parent) {
             if result.is_ok() && parent == default_parent {
-                cgroup::remove_empty(parent);
+                Layout::host().cgroup(parent).remove_if_empty();
             }
         }
         let adjusted = adjust::adjusted_dir(&self.root, &id);
@@ -96,7 +97,8 @@ impl Runtime {
         {
             return false;
         }
-        cgroup::remove_empty(&config.cgroup_path)
+        // Sub-cgroups the container made go too, leaves first.
+        Layout::host().cgroup(&config.cgroup_path).remove().is_ok()
             && std::fs::remove_dir_all(&container.root).is_ok()
     }
 }

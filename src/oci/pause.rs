@@ -1,9 +1,13 @@
+use libcontainer::container::ContainerStatus;
+
+use super::cgroup::cgroup_of;
 use super::error::{Error, Result};
 use super::{status_name, Runtime};
 use crate::error::Context;
 
 impl Runtime {
-    /// `pause`: freezes every process of the container (cgroup freezer).
+    /// `pause`: freezes every process of the container (cgroup freezer), and
+    /// waits until they are frozen.
     pub fn pause(&self, id: &str) -> Result<()> {
         let mut container = self.load(id)?;
         if !container.can_pause() {
@@ -13,8 +17,12 @@ impl Runtime {
                 action: "pause it",
             });
         }
+        cgroup_of(&container)?
+            .freeze()
+            .map_err(|e| Error::Cgroup(format!("pause container {id}: {e}")))?;
         container
-            .pause()
+            .set_status(ContainerStatus::Paused)
+            .save()
             .context(|| format!("pause container {id}"))?;
         Ok(())
     }
@@ -29,8 +37,12 @@ impl Runtime {
                 action: "resume it",
             });
         }
+        cgroup_of(&container)?
+            .thaw()
+            .map_err(|e| Error::Cgroup(format!("resume container {id}: {e}")))?;
         container
-            .resume()
+            .set_status(ContainerStatus::Running)
+            .save()
             .context(|| format!("resume container {id}"))?;
         Ok(())
     }

@@ -444,16 +444,12 @@ impl Supervisor {
 
     /// Watches a process that is not our child, through a pidfd.
     fn watch(&mut self, pid: i32) -> Fallible<()> {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(format!(
-                "pidfd_open {pid}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: the fd was just returned to us and is owned by nobody else.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let fd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid)
+                .ok_or_else(|| format!("pidfd_open {pid}: not a pid"))?,
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(|e| format!("pidfd_open {pid}: {e}"))?;
         self.watched.push((pid, fd));
         Ok(())
     }
@@ -782,7 +778,10 @@ impl Supervisor {
             self.outputs.retain(|o| !(o.tty && o.container == name));
             // Each run has a fresh cgroup, so any OOM kill in it was in this run.
             let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, &name);
-            let oom_killed = crate::oci::cgroup::oom_kills(Path::new(&cgroup)) > 0;
+            let oom_killed = crate::sys::cgroup::Layout::host()
+                .cgroup(&cgroup)
+                .oom_kills()
+                > 0;
             // The exited container's cgroup and state go now; its logs stay.
             self.delete_container(&name);
             let input = match exit {
