@@ -157,15 +157,10 @@ pub enum PodCommand {
 
 #[derive(Args, Debug)]
 pub struct SuperviseArgs {
+    /// The pod's folder (its settings are in settings.json there)
     pub dir: PathBuf,
     #[arg(long)]
     pub ready_fd: Option<i32>,
-    #[arg(long)]
-    pub image_store: PathBuf,
-    #[arg(long)]
-    pub cgroup_prefix: String,
-    #[arg(long)]
-    pub backoff_base_ms: u64,
     /// Take over a pod whose supervisor died, instead of starting it
     #[arg(long)]
     pub adopt: bool,

@@ -1,14 +1,15 @@
 //! `peapod static`: the static-pod daemon.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 
 use super::args::{GlobalOpts, StaticArgs};
 use crate::pod::static_pods::config::{Config, ConfigFile, Overrides};
 use crate::pod::static_pods::daemon;
+use crate::pod::Engine;
 
 pub fn run(g: &GlobalOpts, a: StaticArgs) -> Result<i32> {
     let file = match &a.config {
-        Some(path) => ConfigFile::load(path).map_err(|e| anyhow!(e))?,
+        Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
     let flags = Overrides {
@@ -16,8 +17,8 @@ pub fn run(g: &GlobalOpts, a: StaticArgs) -> Result<i32> {
         node_name: a.node_name,
         rescan_seconds: a.rescan_seconds,
     };
-    let config = Config::resolve(file, flags).map_err(|e| anyhow!(e))?;
-    let opts = super::pod::run_options(g, &a.pods);
-    daemon::run(config, opts).map_err(|e| anyhow!(e))?;
+    let config = Config::resolve(file, flags)?;
+    let engine = Engine::new(&g.root, super::pod::settings(&a.pods));
+    daemon::run(config, &g.root, engine)?;
     Ok(0)
 }

@@ -1,14 +1,23 @@
 //! The pod engine: a Kubernetes Pod manifest run on this node.
+//!
+//! `engine` holds the operations the front ends call (start, stop, remove,
+//! adopt, exec, ps); `launch` starts a pod's supervisor, the long-lived
+//! single-threaded process (`supervisor/`) that runs the pod through the pure
+//! lifecycle machine (`lifecycle/`); `folder` is the pod's folder on the host,
+//! `store` the set of them.
 
 pub mod admission;
-pub mod api;
+pub mod engine;
+pub mod error;
 pub mod exits;
+pub mod folder;
 pub mod idle;
+pub mod launch;
 pub mod lifecycle;
 pub mod logs;
 pub mod model;
 pub mod poll;
-pub mod run;
+pub mod settings;
 pub mod spec;
 pub mod static_pods;
 pub mod status;
@@ -16,3 +25,7 @@ pub mod store;
 pub mod supervisor;
 pub mod teardown;
 pub mod volumes;
+
+pub use engine::Engine;
+pub use error::{Error, Result};
+pub use settings::Settings;

@@ -8,14 +8,14 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 /// Waits until one of `fds` is readable (or hung up), or `timeout` passes, or
 /// a signal interrupts; returns, for each fd in order, whether it is ready.
-pub fn readable(fds: &[BorrowedFd<'_>], timeout: PollTimeout) -> Result<Vec<bool>, String> {
+pub fn readable(fds: &[BorrowedFd<'_>], timeout: PollTimeout) -> nix::Result<Vec<bool>> {
     let mut polled: Vec<PollFd> = fds
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
     match poll(&mut polled, timeout) {
         Ok(_) | Err(Errno::EINTR) => {}
-        Err(e) => return Err(format!("poll: {e}")),
+        Err(e) => return Err(e),
     }
     Ok(polled
         .iter()

@@ -15,6 +15,7 @@ use oci_spec::runtime::{
 };
 use oci_spec::OciSpecError;
 
+use super::folder::PodFolder;
 use super::model::{Container, Pod, VolumeSource};
 use crate::image::ImageConfig;
 use crate::oci::spec::{empty_capabilities, empty_linux, empty_process, empty_spec, every_device};
@@ -62,9 +63,6 @@ const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// The cgroup folder name of the sandbox: `_` cannot appear in a container name.
-pub const SANDBOX_CGROUP: &str = "_sandbox";
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SpecError {
     #[error("container {container}: no command: neither the image nor the manifest gives one")]
@@ -85,46 +83,6 @@ pub enum SpecError {
 impl From<OciSpecError> for SpecError {
     fn from(e: OciSpecError) -> Self {
         SpecError::Build(e.to_string())
-    }
-}
-
-/// Where a pod's files live on the host: `<root>/pods/<uid>/...`.
-#[derive(Debug, Clone)]
-pub struct PodPaths {
-    pub dir: PathBuf,
-}
-
-impl PodPaths {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir }
-    }
-    pub fn hosts(&self) -> PathBuf {
-        self.dir.join("etc/hosts")
-    }
-    pub fn hostname(&self) -> PathBuf {
-        self.dir.join("etc/hostname")
-    }
-    pub fn resolv_conf(&self) -> PathBuf {
-        self.dir.join("etc/resolv.conf")
-    }
-    /// The pod's /dev/shm: a tmpfs shared by every container of the pod.
-    pub fn shm(&self) -> PathBuf {
-        self.dir.join("shm")
-    }
-    pub fn volume(&self, name: &str) -> PathBuf {
-        self.dir.join("volumes").join(name)
-    }
-    /// The file a container's terminationMessagePath is (one run at a time).
-    pub fn termination_log(&self, container: &str) -> PathBuf {
-        self.dir.join("termination").join(container)
-    }
-    /// A container's bundle folder (config.json, and the overlay's rootfs/upper/work).
-    pub fn bundle(&self, container: &str) -> PathBuf {
-        self.dir.join("bundles").join(container)
-    }
-    /// The OCI runtime's state folder for this pod's containers.
-    pub fn oci_root(&self) -> PathBuf {
-        self.dir.join("oci")
     }
 }
 
@@ -204,7 +162,7 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn base_mounts(paths: &PodPaths, privileged: bool) -> Result<Vec<Mount>, SpecError> {
+fn base_mounts(paths: &PodFolder, privileged: bool) -> Result<Vec<Mount>, SpecError> {
     // Privileged containers get a writable /sys, as with containerd.
     let sys_options: &[&str] = if privileged {
         &["nosuid", "noexec", "nodev"]
@@ -248,7 +206,7 @@ fn base_mounts(paths: &PodPaths, privileged: bool) -> Result<Vec<Mount>, SpecErr
     ])
 }
 
-fn pod_file_mounts(paths: &PodPaths) -> Result<Vec<Mount>, SpecError> {
+fn pod_file_mounts(paths: &PodFolder) -> Result<Vec<Mount>, SpecError> {
     [
         ("/etc/hosts", paths.hosts()),
         ("/etc/hostname", paths.hostname()),
@@ -305,7 +263,7 @@ fn annotations(pod: &Pod, container: Option<&str>) -> HashMap<String, String> {
 /// The pause container: holds the namespaces, runs nothing but `/pause`.
 pub fn sandbox_spec(
     pod: &Pod,
-    paths: &PodPaths,
+    paths: &PodFolder,
     rootfs: &Path,
     cgroup: &str,
 ) -> Result<Spec, SpecError> {
@@ -560,7 +518,7 @@ fn resources(c: &Container) -> Result<LinuxResources, SpecError> {
     Ok(r)
 }
 
-fn volume_mounts(pod: &Pod, c: &Container, paths: &PodPaths) -> Result<Vec<Mount>, SpecError> {
+fn volume_mounts(pod: &Pod, c: &Container, paths: &PodFolder) -> Result<Vec<Mount>, SpecError> {
     let mut mounts = vec![];
     for m in &c.mounts {
         let volume = pod
@@ -593,7 +551,7 @@ pub fn member_spec(
     pod: &Pod,
     c: &Container,
     image: &ImageConfig,
-    paths: &PodPaths,
+    paths: &PodFolder,
     rootfs: &Path,
     sandbox_pid: i32,
     cgroup: &str,
@@ -889,7 +847,7 @@ mod tests {
         c.resources.memory_limit_bytes = Some(64 << 20);
         c.security.allow_privilege_escalation = Some(false);
         let p = pod(vec![c.clone()]);
-        let paths = PodPaths::new("/run/peapod/pods/u-1".into());
+        let paths = PodFolder::new("/run/peapod/pods/u-1".into());
         let spec = member_spec(
             &p,
             &c,
@@ -1011,7 +969,7 @@ mod tests {
                 kind: HostPathType::default(),
             },
         });
-        let paths = PodPaths::new("/run/peapod/pods/u-1".into());
+        let paths = PodFolder::new("/run/peapod/pods/u-1".into());
         let expected = |text: &str| -> serde_json::Value { serde_json::from_str(text).unwrap() };
 
         let sandbox =

@@ -8,8 +8,9 @@ use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use super::folder::PodFolder;
 use super::model::{HostPathType, Pod, VolumeSource};
-use super::spec::{hosts_file, PodPaths};
+use super::spec::hosts_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -71,7 +72,7 @@ fn mount_tmpfs(path: &Path, options: &str, what: &'static str) -> Result<(), Vol
 }
 
 /// Makes the pod's files and volumes. On error, whatever was made is undone.
-pub fn prepare(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
+pub fn prepare(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
     let result = prepare_inner(pod, paths);
     if result.is_err() {
         let _ = release(pod, paths);
@@ -79,7 +80,7 @@ pub fn prepare(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
     result
 }
 
-fn prepare_inner(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
+fn prepare_inner(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
     let etc = paths.hosts();
     let etc = etc.parent().expect("hosts is inside etc");
     fs::create_dir_all(etc).map_err(io("create", etc))?;
@@ -179,7 +180,7 @@ fn check_host_path(name: &str, path: &str, kind: HostPathType) -> Result<(), Vol
 pub fn make_sub_paths(
     pod: &Pod,
     c: &super::model::Container,
-    paths: &PodPaths,
+    paths: &PodFolder,
 ) -> Result<(), VolumeError> {
     for m in &c.mounts {
         let Some(sub) = &m.sub_path else { continue };
@@ -258,7 +259,7 @@ fn open_sub_path(base: &Path, sub: &str) -> std::io::Result<OwnedFd> {
 
 /// Unmounts the pod's shm and memory volumes. Volume contents stay until the
 /// pod folder is removed (emptyDir lives as long as the pod).
-pub fn release(pod: &Pod, paths: &PodPaths) -> Result<(), VolumeError> {
+pub fn release(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
     let mut first_err = None;
     let mut unmount = |path: &Path, what: &'static str| {
         // Unknown (mountinfo unreadable) counts as not mounted: nothing to undo.

@@ -542,9 +542,9 @@ mod tests {
     /// its lifecycle carries on, and it is written back meaning the same.
     #[test]
     fn a_status_file_written_before_k8s_openapi_is_read_and_adopted() {
-        let file: crate::pod::store::StatusFile =
+        let file: crate::pod::folder::StatusFile =
             serde_json::from_str(STATUS_FILE_BEFORE_K8S_OPENAPI).unwrap();
-        assert_eq!(file.phase, Phase::Running);
+        assert_eq!(file.phase(), Phase::Running);
         assert_eq!((file.supervisor_pid, file.sandbox_pid), (4242, Some(4250)));
         assert_eq!(file.pids["web"], 4310);
         assert_eq!(file.starts[&4300], 123470);
@@ -585,9 +585,11 @@ mod tests {
         assert_eq!(adopted.handle(tick(), now), vec![start("worker")]);
 
         // Written back, it says the same; k8s-openapi adds the (empty) imageID
-        // every ContainerStatus has.
+        // every ContainerStatus has, and the top-level copy of the phase
+        // (status.phase says it) is no longer written.
         let mut before: serde_json::Value =
             serde_json::from_str(STATUS_FILE_BEFORE_K8S_OPENAPI).unwrap();
+        before.as_object_mut().unwrap().remove("phase");
         for list in ["initContainerStatuses", "containerStatuses"] {
             for c in before["status"][list].as_array_mut().unwrap() {
                 c["imageID"] = "".into();

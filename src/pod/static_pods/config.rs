@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::error::{Result, StaticError};
+
 /// The kubelet's usual `staticPodPath`.
 pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
 /// The kubelet's `fileCheckFrequency`.
@@ -20,13 +22,16 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
-    pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self> {
+        let file = |reason: String| StaticError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file(format!("cannot read: {e}")))?;
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        serde_yaml_ng::from_str(&text).map_err(|e| file(e.to_string()))
     }
 }
 
@@ -46,10 +51,13 @@ pub struct Overrides {
 }
 
 impl Config {
-    pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Self, String> {
+    pub fn resolve(file: ConfigFile, flags: Overrides) -> Result<Self> {
         let node_name = match flags.node_name.or(file.node_name) {
             Some(name) => {
-                super::source::check_node_name(&name).map_err(|e| format!("nodeName: {e}"))?
+                super::source::check_node_name(&name).map_err(|e| StaticError::Setting {
+                    field: "nodeName",
+                    reason: e.to_string(),
+                })?
             }
             None => super::source::host_node_name()?,
         };
@@ -58,17 +66,20 @@ impl Config {
             .or(file.rescan_seconds)
             .unwrap_or(DEFAULT_RESCAN_SECONDS);
         if rescan == 0 {
-            return Err("rescanSeconds: must be at least 1".into());
+            return Err(StaticError::Setting {
+                field: "rescanSeconds",
+                reason: "must be at least 1".into(),
+            });
         }
         let manifest_dir = flags
             .manifest_dir
             .or(file.manifest_dir)
             .unwrap_or_else(|| DEFAULT_MANIFEST_DIR.into());
         if !manifest_dir.is_absolute() {
-            return Err(format!(
-                "manifestDir: {}: must be an absolute path",
-                manifest_dir.display()
-            ));
+            return Err(StaticError::Setting {
+                field: "manifestDir",
+                reason: format!("{}: must be an absolute path", manifest_dir.display()),
+            });
         }
         Ok(Self {
             manifest_dir,
@@ -82,7 +93,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn file(text: &str) -> Result<ConfigFile, String> {
+    fn file(text: &str) -> Result<ConfigFile> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("static.yaml");
         std::fs::write(&path, text).unwrap();
@@ -117,12 +128,12 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = file("manifestDirs: /x\n").unwrap_err();
+        let err = file("manifestDirs: /x\n").unwrap_err().to_string();
         assert!(
             err.contains("static.yaml") && err.contains("manifestDirs"),
             "{err}"
         );
-        let err = file("rescanSeconds: soon\n").unwrap_err();
+        let err = file("rescanSeconds: soon\n").unwrap_err().to_string();
         assert!(err.contains("rescanSeconds"), "{err}");
         for (flags, field) in [
             (
@@ -149,7 +160,9 @@ mod tests {
                 "manifestDir",
             ),
         ] {
-            let err = Config::resolve(ConfigFile::default(), flags).unwrap_err();
+            let err = Config::resolve(ConfigFile::default(), flags)
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(field), "{err}");
         }
     }

@@ -3,7 +3,7 @@
 //! it is starting. Every event leads to the same step, `reconcile`: read the
 //! folder, list the static pods, `plan`, act. Nothing it does blocks for long:
 //! pods start without waiting for them, and old pods are stopped and removed
-//! by `peapod pod rm --force` child processes it reaps.
+//! by forked children (running the engine's removal) that it reaps.
 //!
 //! When a file counts as written: 100 ms after IN_CLOSE_WRITE (a writer may
 //! reopen it to append) or 10 ms after IN_MOVED_TO (so that a burst is read
@@ -22,7 +22,6 @@ use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
@@ -36,12 +35,15 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use super::config::Config;
+use super::error::{Result, StaticError};
 use super::plan::{self, Action, Declared, FileReport, FileState, FileView, PodState, PodView};
 use super::source::{self, FILE_ANNOTATION, SOURCE_ANNOTATION};
-use crate::pod::api;
-use crate::pod::run::{self, Launch, RunOptions};
+use crate::error::{one_line, Context};
+use crate::pod::engine::{self, Engine};
+use crate::pod::folder::{write_json_atomic, PodFolder};
+use crate::pod::launch::{self, Launch};
 use crate::pod::status::Phase;
-use crate::pod::store::{write_json_atomic, PodDir, PodStore};
+use crate::pod::store::PodStore;
 
 /// Quiet time after a file is closed (a writer may reopen it to append)
 /// before the folder is read; one read for a burst.
@@ -62,26 +64,20 @@ pub fn status_path(root: &Path) -> PathBuf {
 }
 
 /// Runs until SIGTERM or SIGINT.
-pub fn run(config: Config, opts: RunOptions) -> Result<(), String> {
-    let dir = state_dir(&opts.root);
+pub fn run(config: Config, root: &Path, engine: Engine) -> Result<()> {
+    let dir = state_dir(root);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(&dir)
-        .map_err(|e| format!("create {}: {e}", dir.display()))?;
+        .context(|| format!("create {}", dir.display()))?;
     let lock_path = dir.join("daemon.lock");
-    let lock =
-        File::create(&lock_path).map_err(|e| format!("create {}: {e}", lock_path.display()))?;
-    let _lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
-        if e == Errno::EWOULDBLOCK {
-            format!(
-                "another peapod static daemon runs with --root {}",
-                opts.root.display()
-            )
-        } else {
-            format!("lock {}: {e}", lock_path.display())
-        }
-    })?;
+    let lock = File::create(&lock_path).context(|| format!("create {}", lock_path.display()))?;
+    let _lock = match Flock::lock(lock, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((_, Errno::EWOULDBLOCK)) => return Err(StaticError::Running(root.to_path_buf())),
+        Err((_, e)) => return Err(e).context(|| format!("lock {}", lock_path.display()))?,
+    };
     let mut mask = SigSet::empty();
     for signal in [
         Signal::SIGTERM,
@@ -92,10 +88,10 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), String> {
         mask.add(signal);
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .map_err(|e| format!("block signals: {e}"))?;
+        .context(|| "block signals".into())?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(|e| format!("signalfd: {e}"))?;
-    let mut daemon = Daemon::new(config, opts)?;
+        .context(|| "signalfd".into())?;
+    let mut daemon = Daemon::new(config, root, engine)?;
     tracing::info!(
         "peapod static: pods of node {} from {} (rescan every {}s)",
         daemon.config.node_name,
@@ -111,7 +107,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), String> {
             .into_iter()
             .chain(daemon.launches.iter().map(|launch| launch.ready.as_fd()))
             .collect();
-        let ready = crate::pod::poll::readable(&fds, timeout)?;
+        let ready = crate::pod::poll::readable(&fds, timeout).context(|| "poll".into())?;
         drop(fds);
         if ready[0] {
             while let Ok(Some(info)) = signals.read_signal() {
@@ -165,8 +161,8 @@ struct Status<'a> {
 
 struct Daemon {
     config: Config,
-    opts: RunOptions,
-    store: PodStore,
+    root: PathBuf,
+    engine: Engine,
     inotify: Inotify,
     watch: Option<WatchDescriptor>,
     /// Manifest names modified and not closed yet, with the last modification.
@@ -177,7 +173,7 @@ struct Daemon {
     /// The last text read from each file, and what it declared.
     seen: HashMap<PathBuf, (String, Declared)>,
     launches: Vec<Launch>,
-    /// `peapod pod rm` children: pid to (uid, pod name).
+    /// Children removing a pod: pid to (uid, pod name).
     removers: HashMap<Pid, (String, String)>,
     /// Pods whose start or removal failed: the error, and when to try again.
     held: HashMap<String, (String, Instant)>,
@@ -190,12 +186,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn new(config: Config, opts: RunOptions) -> Result<Self, String> {
-        let inotify = Inotify::init().map_err(|e| format!("inotify: {e}"))?;
+    fn new(config: Config, root: &Path, engine: Engine) -> Result<Self> {
+        let inotify = Inotify::init().context(|| "inotify".into())?;
         Ok(Self {
-            store: PodStore::new(&opts.root),
             config,
-            opts,
+            root: root.to_path_buf(),
+            engine,
             inotify,
             watch: None,
             writing: HashMap::new(),
@@ -381,7 +377,7 @@ impl Daemon {
     fn declared(&mut self, path: &Path) -> Declared {
         let text = match source::read_manifest(path) {
             Ok(text) => text,
-            Err(e) => return Declared::Invalid(e),
+            Err(e) => return Declared::Invalid(e.to_string()),
         };
         if let Some((seen, declared)) = self.seen.get(path) {
             if *seen == text {
@@ -396,6 +392,7 @@ impl Daemon {
                 Declared::Pod(Box::new(admitted.pod))
             }
             Err(e) => {
+                let e = e.to_string();
                 tracing::error!("invalid manifest (its last good pod, if any, keeps running): {e}");
                 Declared::Invalid(e)
             }
@@ -407,7 +404,7 @@ impl Daemon {
 
     /// The static pods in the store, and what state each is in.
     fn pods(&self) -> Vec<PodView> {
-        self.store
+        self.store()
             .list()
             .into_iter()
             .filter(|(_, pod)| {
@@ -464,12 +461,13 @@ impl Daemon {
         match action {
             Action::Start { path, pod } => {
                 let (uid, name) = (pod.uid.clone(), format!("{}/{}", pod.namespace, pod.name));
-                match run::launch(*pod, &self.opts) {
+                match self.engine.launch(*pod) {
                     Ok(launch) => {
                         tracing::info!("{}: starting pod {name} (uid {uid})", path.display());
                         self.launches.push(launch);
                     }
                     Err(e) => {
+                        let e = one_line(&e);
                         tracing::error!("{}: pod {name} cannot start: {e}", path.display());
                         if let Some(report) = self.files.get_mut(&path) {
                             report.state = FileState::Failed;
@@ -498,7 +496,7 @@ impl Daemon {
                 self.remove(&uid, &format!("{}/{}", pod.namespace, pod.name));
             }
             Action::Revive { uid } => {
-                let dir = self.store.pod_dir(&uid);
+                let folder = self.store().folder(&uid);
                 let name = pods
                     .iter()
                     .find(|p| p.uid == uid)
@@ -506,11 +504,12 @@ impl Daemon {
                 tracing::warn!(
                     "the supervisor of pod {name} (uid {uid}) is gone: adopting the pod"
                 );
-                match run::adopt(&dir, &self.opts) {
+                match launch::adopt(&folder) {
                     Ok(()) => tracing::info!("pod {name} (uid {uid}) adopted"),
                     Err(e) => {
                         tracing::warn!(
-                            "pod {name} (uid {uid}) cannot be adopted ({e}): removing it to start it anew"
+                            "pod {name} (uid {uid}) cannot be adopted ({}): removing it to start it anew",
+                            one_line(&e)
                         );
                         self.remove(&uid, &name);
                     }
@@ -524,26 +523,43 @@ impl Daemon {
         self.held.insert(uid.to_string(), (error, until));
     }
 
-    /// Stops (with the pod's grace period) and removes the pod in a child
-    /// process: `peapod pod rm --force`, the path people use.
+    fn store(&self) -> &PodStore {
+        self.engine.store()
+    }
+
+    /// Stops (with the pod's grace period) and removes the pod in a forked
+    /// child, so that a long grace period holds up nothing else.
     fn remove(&mut self, uid: &str, name: &str) {
-        let child = Command::new("/proc/self/exe")
-            .arg("--root")
-            .arg(&self.opts.root)
-            .args(["pod", "rm", "--force", uid])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn();
-        match child {
-            Ok(child) => {
-                self.removers.insert(
-                    Pid::from_raw(child.id() as i32),
-                    (uid.to_string(), name.to_string()),
+        let store = self.store().clone();
+        // SAFETY: the daemon is single-threaded, so the child may run Rust code.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let _ = nix::sys::signal::sigprocmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&SigSet::empty()),
+                    None,
                 );
+                let code = match store.find(uid) {
+                    Ok((folder, pod)) => match engine::remove(&store, &folder, &pod, true) {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            tracing::error!("pod {name} (uid {uid}): {}", one_line(&e));
+                            1
+                        }
+                    },
+                    // Gone already.
+                    Err(_) => 0,
+                };
+                // SAFETY: leave the child without the daemon's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                self.removers
+                    .insert(child, (uid.to_string(), name.to_string()));
             }
             Err(e) => {
-                tracing::error!("pod {name} (uid {uid}): cannot run peapod pod rm: {e}");
-                self.hold(uid, format!("cannot run peapod pod rm: {e}"));
+                tracing::error!("pod {name} (uid {uid}): cannot fork to remove it: {e}");
+                self.hold(uid, format!("cannot fork to remove it: {e}"));
             }
         }
     }
@@ -563,7 +579,7 @@ impl Daemon {
                     tracing::error!(
                         "removing pod {name} (uid {uid}) failed ({status:?}); trying again at the next rescan"
                     );
-                    self.hold(&uid, format!("peapod pod rm failed: {status:?}"));
+                    self.hold(&uid, format!("removal failed: {status:?}"));
                 }
             }
             // A supervisor that ended may leave a pod to revive.
@@ -577,6 +593,7 @@ impl Daemon {
         match launch.wait() {
             Ok(_) => tracing::info!("pod {name} (uid {uid}) started"),
             Err(e) => {
+                let e = one_line(&e);
                 tracing::error!("pod {name} (uid {uid}) failed to start: {e}");
                 self.hold(&uid, e);
             }
@@ -601,33 +618,23 @@ impl Daemon {
                 .map(|(uid, _)| uid.as_str())
                 .collect(),
         };
-        if let Err(e) = write_json_atomic(&status_path(&self.opts.root), &status) {
+        if let Err(e) = write_json_atomic(&status_path(&self.root), &status) {
             tracing::error!("write status: {e}");
         }
     }
 }
 
 /// A pod not being started or removed by us: supervised, finished, or orphaned.
-fn supervised_state(dir: &PodDir) -> PodState {
-    let status = dir.status();
+fn supervised_state(folder: &PodFolder) -> PodState {
+    let status = folder.status();
     if let Some(status) = &status {
         if status.finished {
-            return PodState::Finished(status.phase);
+            return PodState::Finished(status.phase());
         }
     }
-    let phase = status.as_ref().map_or(Phase::Pending, |s| s.phase);
-    if api::supervisor_alive(dir) {
-        return PodState::Running(phase);
-    }
-    // A supervisor too busy to answer is not dead: its process still runs
-    // `pod supervise` on this folder (a zombie's command line is empty).
-    let alive = status.is_some_and(|s| {
-        std::fs::read(format!("/proc/{}/cmdline", s.supervisor_pid)).is_ok_and(|cmdline| {
-            let dir = dir.dir().as_os_str().as_encoded_bytes();
-            cmdline.split(|b| *b == 0).any(|arg| arg == dir)
-        })
-    });
-    if alive {
+    let phase = status.as_ref().map_or(Phase::Pending, |s| s.phase());
+    // A supervisor too busy to answer is not dead: it still holds its lock.
+    if folder.supervised() {
         PodState::Running(phase)
     } else {
         PodState::Unsupervised

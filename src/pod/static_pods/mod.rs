@@ -4,7 +4,9 @@
 
 pub mod config;
 pub mod daemon;
+pub mod error;
 pub mod plan;
 pub mod source;
 
+pub use error::StaticError;
 pub use source::FILE_ANNOTATION;

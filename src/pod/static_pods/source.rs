@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1 as k8s;
 use sha2::{Digest, Sha256};
 
+use super::error::{Result, StaticError};
+use crate::error::Context;
 use crate::pod::admission::{self, Admitted};
 
 /// "file": the pod comes from a manifest folder.
@@ -46,23 +48,26 @@ pub fn manifest_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Reads a manifest, refusing one too large to be a pod.
-pub fn read_manifest(path: &Path) -> Result<String, String> {
+pub fn read_manifest(path: &Path) -> Result<String> {
+    let file = |reason: String| StaticError::File {
+        path: path.to_path_buf(),
+        reason,
+    };
     let size = std::fs::metadata(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?
+        .map_err(|e| file(format!("cannot read: {e}")))?
         .len();
     if size > MAX_MANIFEST_BYTES {
-        return Err(format!(
-            "{}: {size} bytes: larger than the {MAX_MANIFEST_BYTES} bytes a manifest may have",
-            path.display()
-        ));
+        return Err(file(format!(
+            "{size} bytes: larger than the {MAX_MANIFEST_BYTES} bytes a manifest may have"
+        )));
     }
-    std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    std::fs::read_to_string(path).map_err(|e| file(format!("cannot read: {e}")))
 }
 
 /// Admits `text`, read from `path`, as a static pod of `node`: named
 /// `<name>-<node>`, its uid a hash of the decoded pod (so comments and layout
 /// do not count), the node and the file, and annotated with its source.
-pub fn admit(text: &str, path: &Path, node: &str) -> Result<Admitted, String> {
+pub fn admit(text: &str, path: &Path, node: &str) -> Result<Admitted> {
     let file = path.display().to_string();
     admission::parse_adjusted(text, &file, |pod, warnings| {
         let hash = config_hash(pod, node, path);
@@ -85,7 +90,7 @@ pub fn admit(text: &str, path: &Path, node: &str) -> Result<Admitted, String> {
             chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         );
     })
-    .map_err(|e| e.to_string())
+    .map_err(StaticError::from)
 }
 
 /// 128 bits of SHA-256 over the pod as decoded, the node and the file, in hex.
@@ -97,13 +102,13 @@ fn config_hash(pod: &k8s::Pod, node: &str, path: &Path) -> String {
 }
 
 /// The node's name by default: the host name, lower-cased.
-pub fn host_node_name() -> Result<String, String> {
-    let name = nix::unistd::gethostname().map_err(|e| format!("gethostname: {e}"))?;
+pub fn host_node_name() -> Result<String> {
+    let name = nix::unistd::gethostname().context(|| "gethostname".into())?;
     check_node_name(&name.to_string_lossy().to_ascii_lowercase())
 }
 
 /// A node name becomes part of pod names: a DNS-1123 subdomain.
-pub fn check_node_name(name: &str) -> Result<String, String> {
+pub fn check_node_name(name: &str) -> Result<String> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name.split('.').all(|part| {
@@ -118,9 +123,7 @@ pub fn check_node_name(name: &str) -> Result<String, String> {
     if ok {
         Ok(name.to_string())
     } else {
-        Err(format!(
-            "invalid node name {name:?}: must be a DNS-1123 subdomain (lowercase letters, digits, '-' and '.')"
-        ))
+        Err(StaticError::NodeName(name.to_string()))
     }
 }
 
@@ -199,12 +202,15 @@ mod tests {
             Path::new("/m/web.yaml"),
             "n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.starts_with("/m/web.yaml: spec.containers[0].image"),
             "{err}"
         );
-        let err = admit("", Path::new("/m/empty.yaml"), "n").unwrap_err();
+        let err = admit("", Path::new("/m/empty.yaml"), "n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("/m/empty.yaml: "), "{err}");
     }
 
