@@ -3,7 +3,7 @@
 //! runc shim drives runc.
 
 use std::ffi::OsString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,37 +32,31 @@ pub struct Pidfd(Option<OwnedFd>);
 
 impl Pidfd {
     fn open(pid: i32) -> Self {
-        // SAFETY: plain syscall; the descriptor is owned from here on.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        // SAFETY: a fresh descriptor (when not negative).
-        Pidfd((fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+        let fd = rustix::process::Pid::from_raw(pid).and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
+        Pidfd(fd)
     }
 
     fn signal(&self, signal: i32) -> Result<(), Error> {
         let Some(fd) = &self.0 else {
             return Err(Error::NotFound("the process has no pid".into()));
         };
-        // SAFETY: pidfd_send_signal with a pidfd we own and no siginfo.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                fd.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::ESRCH) => Error::NotFound("process already finished".into()),
-                Some(libc::EINVAL) => {
-                    Error::InvalidArgument(format!("signal: invalid signal {signal}"))
-                }
-                _ => Error::io("kill", e),
-            });
+        if signal <= 0 || signal > libc::SIGRTMAX() {
+            return Err(Error::InvalidArgument(format!(
+                "signal: invalid signal {signal}"
+            )));
         }
-        Ok(())
+        // SAFETY: a signal number in 1..=SIGRTMAX (checked above); real-time
+        // signals (systemd's SIGRTMIN+3) are valid for pidfd_send_signal too.
+        let sig = unsafe { rustix::process::Signal::from_raw_unchecked(signal) };
+        rustix::process::pidfd_send_signal(fd, sig).map_err(|e| match e {
+            rustix::io::Errno::SRCH => Error::NotFound("process already finished".into()),
+            rustix::io::Errno::INVAL => {
+                Error::InvalidArgument(format!("signal: invalid signal {signal}"))
+            }
+            e => Error::io("kill", e.into()),
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -33,14 +33,11 @@ pub struct ChildStdio {
 
 /// An anonymous in-memory file (stdout of `ps`, stdin of `update`).
 fn memfile(name: &str) -> Result<File, Error> {
-    let cname = std::ffi::CString::new(name).unwrap();
-    // SAFETY: plain syscall; the fd is owned by the File on success.
-    let fd = unsafe { libc::memfd_create(cname.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::io("memfd_create", std::io::Error::last_os_error()));
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    let cname = std::ffi::CString::new(name)
+        .map_err(|_| Error::InvalidArgument(format!("memfd name {name:?}")))?;
+    nix::sys::memfd::memfd_create(&cname, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+        .map(File::from)
+        .map_err(|e| Error::io("memfd_create", e.into()))
 }
 
 fn read_all(mut f: File) -> String {

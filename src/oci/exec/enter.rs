@@ -189,14 +189,10 @@ fn become_process(entry: Entry, channel: &Channel) -> Step<Infallible> {
 /// Every descriptor from `first` up is closed at execve (ours are already).
 fn mark_cloexec_from(first: i32) {
     let first = first as libc::c_uint;
-    // SAFETY: close_range only changes descriptor flags of this process.
+    // SAFETY: close_range (glibc's wrapper; nix and rustix have none) only
+    // changes descriptor flags of this process.
     let done = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
+        libc::close_range(first, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32)
     } == 0;
     if done {
         return;
