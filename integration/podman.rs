@@ -324,7 +324,8 @@ network_config_dir = "{b}/networks"
 
     /// Removes what this test made outside its temporary folder (also after a
     /// failure): processes, mounts, cgroups and podman's host-wide folders.
-    /// Returns the new top-level folders found in /sys/fs/cgroup (see DESIGN.md).
+    /// Returns the new top-level folders found in /sys/fs/cgroup (podman 4.3 was
+    /// seen leaving folders there for controllers this host does not mount).
     fn cleanup(&self) -> Vec<PathBuf> {
         let base = self.base.path().to_str().unwrap().to_string();
         for (pid, _) in processes_mentioning(&base) {

@@ -91,7 +91,12 @@ pub fn receive_fd(stream: &UnixStream) -> Result<OwnedFd> {
 
 /// Copies the window size of `from` (our terminal) to `to` (the container's pty).
 pub fn copy_window_size(from: BorrowedFd, to: BorrowedFd) {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ/TIOCSWINSZ read and write a winsize we own.
     unsafe {
         if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {

@@ -1,6 +1,7 @@
 //! The runtime layer: OCI container lifecycle over youki's libcontainer.
 //!
-//! Everything here must run in a single-threaded process (see DESIGN.md):
+//! Everything here must run in a single-threaded process (see the README's
+//! Architecture section):
 //! libcontainer clones from the calling thread and runs Rust code in the child.
 
 mod adjust;

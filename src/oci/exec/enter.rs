@@ -191,9 +191,9 @@ fn mark_cloexec_from(first: i32) {
     let first = first as libc::c_uint;
     // SAFETY: close_range (glibc's wrapper; nix and rustix have none) only
     // changes descriptor flags of this process.
-    let done = unsafe {
-        libc::close_range(first, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32)
-    } == 0;
+    let done =
+        unsafe { libc::close_range(first, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as i32) }
+            == 0;
     if done {
         return;
     }
