@@ -159,7 +159,7 @@ impl StaticEnv {
         )
         .ok()?;
         let apps = status["status"]["containerStatuses"].as_array()?;
-        let all_running = status["phase"] == "Running"
+        let all_running = status["status"]["phase"] == "Running"
             && !apps.is_empty()
             && apps.iter().all(|c| c["state"]["running"].is_object())
             && apps.iter().all(|c| {
