@@ -8,6 +8,7 @@ pub mod logs;
 pub mod manifest;
 pub mod model;
 pub mod poll;
+pub mod probe;
 pub mod run;
 pub mod spec;
 pub mod static_pods;
