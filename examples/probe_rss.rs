@@ -8,10 +8,16 @@
 //! -f -p 127.0.0.1:PORT -h DIR`) from PROBES containers for SECONDS, then
 //! prints its RSS (total, anonymous, file) and the CPU time per probe. With
 //! PROBES 0 it runs the same loop with nothing to probe: the baseline.
+//!
+//!     probe_rss netns PID ROUNDS
+//!
+//! compares the two ways of making a socket in the network namespace of PID:
+//! setns() there and back in this process (what `probe::Target` does), and a
+//! forked helper per socket that joins the namespace and sends the socket
+//! back over a socketpair.
 
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollTimeout};
 use peapod::pod::probe::{
     Check, Checks, Context, Due, Handler, Health, HttpGet, Probe, Prober, Scheme, Target, Timing,
     Verdict,
@@ -19,6 +25,11 @@ use peapod::pod::probe::{
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("netns") {
+        let pid: i32 = args.get(1).and_then(|a| a.parse().ok()).expect("a pid");
+        let rounds: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1000);
+        return netns_cost(pid, rounds);
+    }
     let number =
         |i: usize, default: u64| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (port, probes, seconds) = (number(0, 8080) as u16, number(1, 3) as usize, number(2, 30));
@@ -67,36 +78,14 @@ fn main() {
                 Check::probe(&p.handler, &ctx, p.timing.timeout, now),
             );
         }
-        let wake = [
-            prober.next_deadline(),
-            checks.deadline(),
-            Some(begun + Duration::from_secs(1)),
-        ]
-        .into_iter()
-        .flatten()
-        .filter(|t| *t > now)
-        .min()
-        .unwrap_or(now + Duration::from_secs(1))
-        .min(end);
-        let ms = wake.saturating_duration_since(now).as_millis().max(1) as i32;
+        let wake = prober
+            .next_deadline()
+            .map_or(end, |d| d.min(end))
+            .min(now + Duration::from_secs(1));
         peapod::pod::idle::release_code_pages();
-        let fds = checks.fds();
-        let mut polled: Vec<PollFd> = fds
-            .iter()
-            .map(|(fd, events)| PollFd::new(*fd, *events))
-            .collect();
-        let _ = poll(
-            &mut polled,
-            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-        );
-        let fired: Vec<bool> = polled
-            .iter()
-            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(polled);
-        drop(fds);
+        let ended = checks.wait(wake);
         let now = Instant::now();
-        for ((due, began), outcome) in checks.dispatch(&fired, now) {
+        for ((due, began), outcome) in ended {
             ran += 1;
             if outcome.verdict != Verdict::Success {
                 failed += 1;
@@ -131,4 +120,75 @@ fn cpu_time() -> Duration {
     let tv =
         |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
     tv(usage.user_time()) + tv(usage.system_time())
+}
+
+fn netns_cost(pid: i32, rounds: u32) {
+    use nix::sys::socket::{
+        recvmsg, sendmsg, socketpair, ControlMessage, ControlMessageOwned, MsgFlags,
+    };
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let target = Target::inside(pid).expect("open the namespace");
+    let addr = "127.0.0.1:80".parse().expect("an address");
+    let began = Instant::now();
+    for _ in 0..rounds {
+        drop(target.socket(&addr).expect("socket"));
+    }
+    let setns = began.elapsed() / rounds;
+    let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("open the namespace");
+    let began = Instant::now();
+    for _ in 0..rounds {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .expect("socketpair");
+        // SAFETY: this process is single-threaded; the child only makes syscalls and exits.
+        match unsafe { nix::unistd::fork() }.expect("fork") {
+            nix::unistd::ForkResult::Child => {
+                let _ = nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET);
+                let sock = nix::sys::socket::socket(
+                    AddressFamily::Inet,
+                    SockType::Stream,
+                    SockFlag::SOCK_CLOEXEC,
+                    None,
+                )
+                .expect("socket");
+                let fds = [sock.as_raw_fd()];
+                let _ = sendmsg::<()>(
+                    theirs.as_raw_fd(),
+                    &[std::io::IoSlice::new(b"s")],
+                    &[ControlMessage::ScmRights(&fds)],
+                    MsgFlags::empty(),
+                    None,
+                );
+                // SAFETY: leave at once.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(theirs);
+                let mut buf = [0u8; 1];
+                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+                let msg = recvmsg::<()>(
+                    ours.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut space),
+                    MsgFlags::empty(),
+                )
+                .expect("recvmsg");
+                for cmsg in msg.cmsgs().expect("cmsgs") {
+                    if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                        // SAFETY: the fd was just received and is ours alone.
+                        drop(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+                    }
+                }
+                let _ = nix::sys::wait::waitpid(child, None);
+            }
+        }
+    }
+    let forked = began.elapsed() / rounds;
+    println!("socket in a netns: setns there and back {setns:?}, forked helper {forked:?} (per socket, {rounds} rounds)");
 }

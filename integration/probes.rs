@@ -12,7 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::poll::{poll, PollFd, PollTimeout};
 use nix::sched::{setns, unshare, CloneFlags};
 use peapod::pod::probe::hooks::{self, Subject};
 use peapod::pod::probe::{
@@ -115,30 +114,14 @@ fn context<'a>(
     }
 }
 
-/// Runs one check to its end with its own poll loop.
-fn run(mut check: Check) -> Outcome {
+/// Runs one check to its end.
+fn run(check: Check) -> Outcome {
+    let mut checks = Checks::default();
+    checks.add((), check);
     loop {
-        let now = Instant::now();
-        let wait = check.deadline().map_or(Duration::from_secs(60), |d| {
-            d.saturating_duration_since(now)
-        });
-        let ms = wait.as_millis().clamp(1, 60_000) as i32;
-        let fired = match check.fd() {
-            Some(fd) => {
-                let mut fds = [PollFd::new(fd, check.events())];
-                let _ = poll(&mut fds, PollTimeout::try_from(ms).unwrap());
-                fds[0].revents().is_some_and(|r| !r.is_empty())
-            }
-            None => {
-                std::thread::sleep(wait);
-                false
-            }
-        };
-        let now = Instant::now();
-        if fired || check.deadline().is_some_and(|d| now >= d) {
-            if let Some(outcome) = check.ready(now) {
-                return outcome;
-            }
+        let far = Instant::now() + Duration::from_secs(60);
+        if let Some(((), outcome)) = checks.wait(far).pop() {
+            return outcome;
         }
     }
 }
@@ -196,26 +179,10 @@ fn drive(
                 Check::probe(&p.handler, ctx, p.timing.timeout, now),
             );
         }
-        let wake = [prober.next_deadline(), checks.deadline(), Some(end)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(end);
-        let ms = wake
-            .saturating_duration_since(now)
-            .as_millis()
-            .clamp(1, 1000) as i32;
-        let fds = checks.fds();
-        let mut polled: Vec<PollFd> = fds.iter().map(|(fd, ev)| PollFd::new(*fd, *ev)).collect();
-        let _ = poll(&mut polled, PollTimeout::try_from(ms).unwrap());
-        let fired: Vec<bool> = polled
-            .iter()
-            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
-        drop(polled);
-        drop(fds);
+        let wake = prober.next_deadline().map_or(end, |d| d.min(end));
+        let ended = checks.wait(wake);
         let now = Instant::now();
-        for ((due, began), outcome) in checks.dispatch(&fired, now) {
+        for ((due, began), outcome) in ended {
             for event in prober.finished(&due, began, &outcome, now) {
                 let done = stop(Some(&event));
                 events.push(event);

@@ -16,7 +16,7 @@
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use nix::poll::PollFlags;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::exec::ExecCheck;
 use super::grpc::GrpcCheck;
@@ -240,6 +240,33 @@ impl<K: Clone + PartialEq> Checks<K> {
     /// The earliest deadline.
     pub fn deadline(&self) -> Option<Instant> {
         self.running.iter().filter_map(|(_, c)| c.deadline()).min()
+    }
+
+    /// One poll() on these checks alone, until one moves or `until` comes;
+    /// returns the checks that ended (for a loop of their own: the
+    /// supervisor polls [`Checks::fds`] with its other fds).
+    pub fn wait(&mut self, until: Instant) -> Vec<(K, Outcome)> {
+        let now = Instant::now();
+        let wake = self.deadline().map_or(until, |d| d.min(until));
+        let ms = wake
+            .saturating_duration_since(now)
+            .as_millis()
+            .min(i32::MAX as u128) as i32;
+        let fired: Vec<bool> = {
+            let fds = self.fds();
+            let mut polled: Vec<PollFd> =
+                fds.iter().map(|(fd, ev)| PollFd::new(*fd, *ev)).collect();
+            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+            match poll(&mut polled, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return vec![],
+            }
+            polled
+                .iter()
+                .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+                .collect()
+        };
+        self.dispatch(&fired, Instant::now())
     }
 
     /// After poll(): `fired[i]` says whether the i-th fd of [`Checks::fds`]

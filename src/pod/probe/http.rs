@@ -518,8 +518,8 @@ mod tests {
             headers: vec![],
             len: 0,
         };
-        assert_eq!(body(&until_close, b"x", false).1, false);
-        assert_eq!(body(&until_close, b"x", true).1, true);
+        assert!(!body(&until_close, b"x", false).1);
+        assert!(body(&until_close, b"x", true).1);
         let big = vec![b'a'; BODY_LIMIT + 5];
         assert!(
             body(&until_close, &big, false).1,
