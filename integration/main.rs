@@ -8,5 +8,6 @@ mod containerd_shim;
 mod pod;
 mod pod_features;
 mod podman;
+mod probes;
 mod runtime;
 mod static_pods;

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod model;
 pub mod poll;
+pub mod probe;
 pub mod settings;
 pub mod spec;
 pub mod static_pods;
