@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod image;
 pub mod logging;
+pub mod net;
 pub mod oci;
 pub mod pod;
 pub mod shim;
