@@ -5,6 +5,7 @@ mod common;
 mod conformance;
 mod containerd;
 mod containerd_shim;
+mod net;
 mod pod;
 mod pod_features;
 mod podman;

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod error;
 pub mod image;
 pub mod logging;
+pub mod net;
 pub mod oci;
 pub mod pod;
 pub mod shim;
