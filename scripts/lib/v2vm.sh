@@ -18,6 +18,8 @@ V2_CI_TESTS=(
 	runtime::exec_inherits_the_containers_confinement
 	# pods: containers under the pod's cgroup, removed at stop
 	pod::pod_shares_net_ipc_uts_and_runs_init_containers_in_order
+	# device rules (on v2 an eBPF program on the container's cgroup)
+	pod_features::security_context_user_capabilities_read_only_root_and_no_new_privs
 	# pod limits: memory.max, cpu.max
 	pod_features::resource_limits_reach_the_container_cgroup
 	# OOM kill seen through memory.events
@@ -34,7 +36,9 @@ V2_CI_TESTS=(
 # cgroup v2 code is fixed: the CI pass skips them (scripts/test-v2-full runs
 # them all the same). Format: "test name|why".
 # shellcheck disable=SC2034 # used by the scripts that source this file
-V2_KNOWN_FAILURES=()
+V2_KNOWN_FAILURES=(
+	"pod_features::security_context_user_capabilities_read_only_root_and_no_new_privs|a block device node made with mknod in the container (b 7:0) can be opened: linux.resources.devices is not enforced on v2, where it needs an eBPF device program on the cgroup; libcontainer/libcgroups are built without their cgroupsv2_devices feature (Cargo.toml), so libcgroups' v2 manager skips devices"
+)
 
 # v2_integration_binary: builds the integration tests (not run) and prints the
 # test binary's path.
