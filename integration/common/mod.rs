@@ -41,8 +41,24 @@ pub fn busybox_rootfs() -> PathBuf {
     path
 }
 
-/// Polls `cond` until it holds, failing the test after `deadline`.
+/// How much longer than on a host the deadlines are: `PEAPOD_TEST_DEADLINE_SCALE`
+/// (a whole number, default 1), set by the scripts that run the tests in an
+/// emulated guest (scripts/in-v2vm), where everything is 10-25x slower.
+pub fn deadline_scale() -> u32 {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| {
+        std::env::var("PEAPOD_TEST_DEADLINE_SCALE")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n| n >= 1)
+            .unwrap_or(1)
+    })
+}
+
+/// Polls `cond` until it holds, failing the test after `deadline` (times
+/// `deadline_scale()`).
 pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = deadline * deadline_scale();
     let end = Instant::now() + deadline;
     let mut pause = Duration::from_millis(2);
     while !cond() {
