@@ -5,6 +5,8 @@ mod common;
 mod conformance;
 mod containerd;
 mod containerd_shim;
+mod copy_up;
+mod image;
 mod net;
 mod pod;
 mod pod_features;

@@ -1,4 +1,6 @@
 //! Test fixtures: layer tars and OCI image layouts built in memory, digests computed.
+//! Public for the integration tests (root-only: unpacking owners and device nodes,
+//! overlay mounts), which reach the crate from outside.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,63 +14,55 @@ use tar::{EntryType, Header};
 use super::digest::Digest;
 use super::manifest::host_architecture;
 
-pub(crate) const MTIME: u64 = 1_700_000_000;
-pub(crate) const MT_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub(crate) const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const MTIME: u64 = 1_700_000_000;
+pub const MT_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
-/// Tests that mount or chown need root: without it they fail, never pass quietly.
-pub(crate) fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (it mounts overlays and sets owners); run scripts/test as root"
-    );
-}
-
 /// A layer tar, entry by entry.
-pub(crate) struct LayerTar {
+pub struct LayerTar {
     builder: tar::Builder<Vec<u8>>,
+    /// Who owns the entries that name no owner: the user running the test (0:0 for
+    /// root), so that unpacking them needs no privilege.
+    uid: u64,
+    gid: u64,
 }
 
 impl LayerTar {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         LayerTar {
             builder: tar::Builder::new(Vec::new()),
+            uid: nix::unistd::geteuid().as_raw().into(),
+            gid: nix::unistd::getegid().as_raw().into(),
         }
     }
 
-    fn header(kind: EntryType, mode: u32) -> Header {
+    fn header(&self, kind: EntryType, mode: u32) -> Header {
         let mut h = Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
+        h.set_uid(self.uid);
+        h.set_gid(self.gid);
         h.set_mtime(MTIME);
         h.set_size(0);
         h
     }
 
-    pub(crate) fn dir(mut self, path: &str, mode: u32) -> Self {
-        let mut h = Self::header(EntryType::Directory, mode);
+    pub fn dir(mut self, path: &str, mode: u32) -> Self {
+        let mut h = self.header(EntryType::Directory, mode);
         self.builder.append_data(&mut h, path, io::empty()).unwrap();
         self
     }
 
-    pub(crate) fn file(self, path: &str, data: &[u8], mode: u32) -> Self {
-        self.file_as(path, data, mode, 0, 0)
+    pub fn file(self, path: &str, data: &[u8], mode: u32) -> Self {
+        let (uid, gid) = (self.uid, self.gid);
+        self.file_as(path, data, mode, uid, gid)
     }
 
-    pub(crate) fn file_as(
-        mut self,
-        path: &str,
-        data: &[u8],
-        mode: u32,
-        uid: u64,
-        gid: u64,
-    ) -> Self {
-        let mut h = Self::header(EntryType::Regular, mode);
+    pub fn file_as(mut self, path: &str, data: &[u8], mode: u32, uid: u64, gid: u64) -> Self {
+        let mut h = self.header(EntryType::Regular, mode);
         h.set_uid(uid);
         h.set_gid(gid);
         h.set_size(data.len() as u64);
@@ -76,34 +70,34 @@ impl LayerTar {
         self
     }
 
-    pub(crate) fn symlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(EntryType::Symlink, 0o777);
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        let mut h = self.header(EntryType::Symlink, 0o777);
         self.builder.append_link(&mut h, path, target).unwrap();
         self
     }
 
-    pub(crate) fn hardlink(mut self, path: &str, target: &str) -> Self {
-        let mut h = Self::header(EntryType::Link, 0o644);
+    pub fn hardlink(mut self, path: &str, target: &str) -> Self {
+        let mut h = self.header(EntryType::Link, 0o644);
         self.builder.append_link(&mut h, path, target).unwrap();
         self
     }
 
-    pub(crate) fn char_dev(mut self, path: &str, major: u32, minor: u32) -> Self {
-        let mut h = Self::header(EntryType::Char, 0o666);
+    pub fn char_dev(mut self, path: &str, major: u32, minor: u32) -> Self {
+        let mut h = self.header(EntryType::Char, 0o666);
         h.set_device_major(major).unwrap();
         h.set_device_minor(minor).unwrap();
         self.builder.append_data(&mut h, path, io::empty()).unwrap();
         self
     }
 
-    pub(crate) fn fifo(mut self, path: &str) -> Self {
-        let mut h = Self::header(EntryType::Fifo, 0o640);
+    pub fn fifo(mut self, path: &str) -> Self {
+        let mut h = self.header(EntryType::Fifo, 0o640);
         self.builder.append_data(&mut h, path, io::empty()).unwrap();
         self
     }
 
     /// PAX records for the next entry (e.g. `SCHILY.xattr.user.x`).
-    pub(crate) fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
+    pub fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
         let mut data = Vec::new();
         for (key, value) in records {
             let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
@@ -115,7 +109,7 @@ impl LayerTar {
             data.extend_from_slice(value);
             data.push(b'\n');
         }
-        let mut h = Self::header(EntryType::XHeader, 0o644);
+        let mut h = self.header(EntryType::XHeader, 0o644);
         h.set_path("PaxHeaders/entry").unwrap();
         h.set_size(data.len() as u64);
         h.set_cksum();
@@ -124,8 +118,8 @@ impl LayerTar {
     }
 
     /// An entry whose name and link are written as given, past the tar crate's checks.
-    pub(crate) fn raw(mut self, name: &[u8], kind: EntryType, link: &[u8], data: &[u8]) -> Self {
-        let mut h = Self::header(kind, 0o644);
+    pub fn raw(mut self, name: &[u8], kind: EntryType, link: &[u8], data: &[u8]) -> Self {
+        let mut h = self.header(kind, 0o644);
         h.as_old_mut().name[..name.len()].copy_from_slice(name);
         h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
         h.set_size(data.len() as u64);
@@ -134,24 +128,30 @@ impl LayerTar {
         self
     }
 
-    pub(crate) fn build(self) -> Vec<u8> {
+    pub fn build(self) -> Vec<u8> {
         self.builder.into_inner().unwrap()
     }
 }
 
-pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
+impl Default for LayerTar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(bytes).unwrap();
     gz.finish().unwrap()
 }
 
 /// An OCI image layout in memory: file name -> content.
-pub(crate) struct OciLayout {
+pub struct OciLayout {
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
 impl OciLayout {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let mut files = BTreeMap::new();
         files.insert(
             "oci-layout".to_string(),
@@ -161,7 +161,7 @@ impl OciLayout {
     }
 
     /// Stores a blob and returns its descriptor.
-    pub(crate) fn blob(&mut self, bytes: Vec<u8>, media_type: &str) -> Value {
+    pub fn blob(&mut self, bytes: Vec<u8>, media_type: &str) -> Value {
         let digest = Digest::of(&bytes);
         let desc =
             json!({"mediaType": media_type, "digest": digest.to_string(), "size": bytes.len()});
@@ -172,7 +172,7 @@ impl OciLayout {
 
     /// An image of these layer tars (bottom first) and this `config` section;
     /// returns the manifest's descriptor.
-    pub(crate) fn image(&mut self, layers: &[Vec<u8>], gzipped: bool, config: Value) -> Value {
+    pub fn image(&mut self, layers: &[Vec<u8>], gzipped: bool, config: Value) -> Value {
         let mut descs = Vec::new();
         let mut diff_ids = Vec::new();
         for tar in layers {
@@ -196,12 +196,12 @@ impl OciLayout {
     }
 
     /// A nested index blob over `manifests`; returns its descriptor.
-    pub(crate) fn nested_index(&mut self, manifests: Vec<Value>) -> Value {
+    pub fn nested_index(&mut self, manifests: Vec<Value>) -> Value {
         let index = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": manifests});
         self.blob(serde_json::to_vec(&index).unwrap(), MT_INDEX)
     }
 
-    pub(crate) fn index(&mut self, manifests: Vec<Value>) {
+    pub fn index(&mut self, manifests: Vec<Value>) {
         let index = json!({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": manifests});
         self.files.insert(
             "index.json".to_string(),
@@ -209,7 +209,7 @@ impl OciLayout {
         );
     }
 
-    pub(crate) fn tar_bytes(&self) -> Vec<u8> {
+    pub fn tar_bytes(&self) -> Vec<u8> {
         let mut builder = tar::Builder::new(Vec::new());
         for (name, bytes) in &self.files {
             let mut h = Header::new_ustar();
@@ -221,12 +221,12 @@ impl OciLayout {
         builder.into_inner().unwrap()
     }
 
-    pub(crate) fn write_tar(&self, path: &Path) -> PathBuf {
+    pub fn write_tar(&self, path: &Path) -> PathBuf {
         fs::write(path, self.tar_bytes()).unwrap();
         path.to_path_buf()
     }
 
-    pub(crate) fn write_dir(&self, dir: &Path) -> PathBuf {
+    pub fn write_dir(&self, dir: &Path) -> PathBuf {
         for (name, bytes) in &self.files {
             let path = dir.join(name);
             fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -236,22 +236,28 @@ impl OciLayout {
     }
 }
 
-pub(crate) fn annotated(mut desc: Value, key: &str, value: &str) -> Value {
+impl Default for OciLayout {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn annotated(mut desc: Value, key: &str, value: &str) -> Value {
     desc["annotations"][key] = json!(value);
     desc
 }
 
-pub(crate) fn named(desc: Value, name: &str) -> Value {
+pub fn named(desc: Value, name: &str) -> Value {
     annotated(desc, "io.containerd.image.name", name)
 }
 
-pub(crate) fn with_platform(mut desc: Value, os: &str, arch: &str) -> Value {
+pub fn with_platform(mut desc: Value, os: &str, arch: &str) -> Value {
     desc["platform"] = json!({"os": os, "architecture": arch});
     desc
 }
 
 /// A one-image archive `<dir>/<file>` named `name`.
-pub(crate) fn archive(dir: &Path, file: &str, name: &str, layers: &[Vec<u8>]) -> PathBuf {
+pub fn archive(dir: &Path, file: &str, name: &str, layers: &[Vec<u8>]) -> PathBuf {
     let mut layout = OciLayout::new();
     let manifest = layout.image(layers, true, json!({"Cmd": ["sh"]}));
     layout.index(vec![named(manifest, name)]);

@@ -93,6 +93,12 @@ pub(crate) fn unpack<R: Read>(
     Ok(diff_id)
 }
 
+/// Unpacks the uncompressed layer tar `tar` into the existing folder `dest`, as an
+/// import does with each layer once its blob is verified; `layer` names it in errors.
+pub fn unpack_tar<R: Read>(tar: R, dest: &Path, layer: &str) -> Result<()> {
+    apply(&mut tar::Archive::new(tar), dest, layer)
+}
+
 /// The blob, decompressed or not; `into_inner` gives the buffered blob back.
 enum Decoded<R: BufRead> {
     Plain(R),
@@ -527,142 +533,12 @@ pub(crate) fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()
 }
 
 #[cfg(test)]
-pub(crate) fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let path = CString::new(path.as_os_str().as_bytes()).ok()?;
-    let name = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 256];
-    // SAFETY: NUL-terminated strings; buf is writable for its length.
-    let n = unsafe {
-        libc::lgetxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    (n >= 0).then(|| {
-        buf.truncate(n as usize);
-        buf
-    })
-}
-
-#[cfg(test)]
 mod tests {
-    use std::os::unix::fs::FileTypeExt;
-
     use super::*;
     use crate::image::fixture::{self, LayerTar};
 
     fn apply_bytes(tar: &[u8], root: &Path) -> Result<()> {
-        apply(&mut tar::Archive::new(tar), root, "sha256:test")
-    }
-
-    #[test]
-    fn metadata_links_and_nodes_are_kept() {
-        fixture::require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let tar = LayerTar::new()
-            .dir("./", 0o755)
-            .dir("home/app", 0o750)
-            .file_as("home/app/tool", b"#!/bin/sh\n", 0o4755, 1000, 1000)
-            .hardlink("home/app/tool2", "home/app/tool")
-            .symlink("bin", "usr/bin")
-            .symlink("escape", "../../../../etc")
-            .char_dev("dev/null", 1, 3)
-            .fifo("run/pipe")
-            .pax(&[
-                ("SCHILY.xattr.user.peapod", b"yes"),
-                ("mtime", b"1600000000.5"),
-            ])
-            .file("etc/motd", b"hello", 0o644)
-            .build();
-        apply_bytes(&tar, tmp.path()).unwrap();
-        let root = tmp.path();
-
-        let tool = fs::symlink_metadata(root.join("home/app/tool")).unwrap();
-        assert_eq!(tool.mode() & 0o7777, 0o4755);
-        assert_eq!((tool.uid(), tool.gid()), (1000, 1000));
-        assert_eq!(tool.mtime(), fixture::MTIME as i64);
-        assert_eq!(tool.nlink(), 2);
-        assert_eq!(
-            fs::symlink_metadata(root.join("home/app/tool2"))
-                .unwrap()
-                .ino(),
-            tool.ino()
-        );
-        let app = fs::symlink_metadata(root.join("home/app")).unwrap();
-        assert_eq!(app.mode() & 0o7777, 0o750);
-        assert_eq!(
-            app.mtime(),
-            fixture::MTIME as i64,
-            "folder mtimes are set last"
-        );
-        assert_eq!(
-            fs::read_link(root.join("bin")).unwrap(),
-            Path::new("usr/bin")
-        );
-        assert_eq!(
-            fs::read_link(root.join("escape")).unwrap(),
-            Path::new("../../../../etc")
-        );
-        let null = fs::symlink_metadata(root.join("dev/null")).unwrap();
-        assert!(null.file_type().is_char_device());
-        assert_eq!(null.rdev(), stat::makedev(1, 3));
-        assert!(fs::symlink_metadata(root.join("run/pipe"))
-            .unwrap()
-            .file_type()
-            .is_fifo());
-        let motd = root.join("etc/motd");
-        assert_eq!(
-            get_xattr(&motd, "user.peapod").as_deref(),
-            Some(&b"yes"[..])
-        );
-        let motd = fs::symlink_metadata(&motd).unwrap();
-        assert_eq!(
-            (motd.mtime(), motd.mtime_nsec()),
-            (1_600_000_000, 500_000_000)
-        );
-    }
-
-    #[test]
-    fn whiteouts_become_overlay_whiteouts() {
-        fixture::require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let tar = LayerTar::new()
-            .file(".wh.gone", b"", 0o644)
-            .dir("opaque", 0o755)
-            .file("opaque/.wh..wh..opq", b"", 0o644)
-            .file("opaque/new", b"new", 0o644)
-            .file("deep/er/.wh.file", b"", 0o644)
-            .file(".wh..wh.plnk", b"", 0o644)
-            .build();
-        apply_bytes(&tar, tmp.path()).unwrap();
-        let gone = fs::symlink_metadata(tmp.path().join("gone")).unwrap();
-        assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
-        assert!(is_whiteout(
-            &fs::symlink_metadata(tmp.path().join("deep/er/file")).unwrap()
-        ));
-        assert_eq!(
-            get_xattr(&tmp.path().join("opaque"), OPAQUE_XATTR).as_deref(),
-            Some(&b"y"[..])
-        );
-        assert!(tmp.path().join("opaque/new").is_file());
-        assert!(!tmp.path().join(".wh..wh.plnk").exists() && !tmp.path().join("plnk").exists());
-    }
-
-    #[test]
-    fn own_overlay_xattrs_are_dropped() {
-        fixture::require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let tar = LayerTar::new()
-            .pax(&[("SCHILY.xattr.trusted.overlay.redirect", b"/etc")])
-            .dir("d", 0o755)
-            .build();
-        apply_bytes(&tar, tmp.path()).unwrap();
-        assert_eq!(
-            get_xattr(&tmp.path().join("d"), "trusted.overlay.redirect"),
-            None
-        );
+        unpack_tar(tar, root, "sha256:test")
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! ImageStore::resolve(reference)        -> Image           name (short or full) or id prefix
 //! ImageStore::remove(reference)         -> Image           drops the name, then unused layers and blobs
 //! ImageStore::layer_dirs(image)         -> Vec<PathBuf>    unpacked layer folders, bottom first
+//! unpack_tar(tar, dest, layer)          -> ()              an uncompressed layer tar into a folder, whiteouts as overlayfs reads them
 //!
 //! Rootfs::mount(store, image, dir)      -> Rootfs          overlay at <dir>/rootfs (upper <dir>/upper, work <dir>/work)
 //! Rootfs::path()                        -> <dir>/rootfs
@@ -51,13 +52,13 @@ mod rootfs;
 mod store;
 mod uses;
 
-#[cfg(test)]
-mod fixture;
+pub mod fixture;
 
 use serde::{Deserialize, Serialize};
 
 pub use config::ImageConfig;
 pub use error::ImageError;
+pub use layer::unpack_tar;
 pub use rootfs::{is_mounted, mount_points, Rootfs};
 pub use store::ImageStore;
 

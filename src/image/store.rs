@@ -339,7 +339,6 @@ mod tests {
 
     #[test]
     fn removing_by_id_needs_a_single_name() {
-        fixture::require_root();
         let tmp = tempfile::tempdir().unwrap();
         let store = ImageStore::open(&tmp.path().join("store")).unwrap();
         let layer = LayerTar::new().file("f", b"f", 0o644).build();

@@ -8,7 +8,7 @@ mod adjust;
 pub mod bundle;
 pub mod cgroup;
 pub mod console;
-mod copy_up;
+pub mod copy_up;
 mod create;
 mod delete;
 pub mod error;
