@@ -42,12 +42,6 @@ pub(crate) fn unpack<R: Read>(
     dest: &Path,
 ) -> Result<Digest> {
     let layer = digest.to_string();
-    let zstd = || ImageError::Zstd {
-        digest: layer.clone(),
-    };
-    if compression == Compression::Zstd {
-        return Err(zstd());
-    }
     let mut buffered = BufReader::with_capacity(64 << 10, Digester::new(blob));
     let magic = {
         let buf = buffered
@@ -55,10 +49,11 @@ pub(crate) fn unpack<R: Read>(
             .context(|| format!("layer {layer}: reading"))?;
         buf[..buf.len().min(4)].to_vec()
     };
-    if magic.starts_with(&ZSTD_MAGIC) {
-        return Err(zstd());
-    }
-    let decoded = if magic.starts_with(&GZIP_MAGIC) {
+    let decoded = if compression == Compression::Zstd || magic.starts_with(&ZSTD_MAGIC) {
+        let decoder = zstd::stream::read::Decoder::with_buffer(buffered)
+            .context(|| format!("layer {layer}: starting zstd"))?;
+        Decoded::Zstd(decoder)
+    } else if magic.starts_with(&GZIP_MAGIC) {
         Decoded::Gzip(MultiGzDecoder::new(buffered))
     } else {
         Decoded::Plain(buffered)
@@ -94,6 +89,7 @@ pub(crate) fn unpack<R: Read>(
 enum Decoded<R: BufRead> {
     Plain(R),
     Gzip(MultiGzDecoder<R>),
+    Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
 impl<R: BufRead> Decoded<R> {
@@ -101,6 +97,7 @@ impl<R: BufRead> Decoded<R> {
         match self {
             Decoded::Plain(r) => r,
             Decoded::Gzip(d) => d.into_inner(),
+            Decoded::Zstd(d) => d.finish(),
         }
     }
 }
@@ -110,6 +107,7 @@ impl<R: BufRead> Read for Decoded<R> {
         match self {
             Decoded::Plain(r) => r.read(buf),
             Decoded::Gzip(d) => d.read(buf),
+            Decoded::Zstd(d) => d.read(buf),
         }
     }
 }
@@ -779,14 +777,30 @@ mod tests {
     }
 
     #[test]
-    fn zstd_is_refused_clearly() {
-        let blob = [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
-        let digest = Digest::of(&blob);
+    fn zstd_layers_unpack_and_are_checked() {
+        let tar = LayerTar::new().file("z", b"zstd", 0o644).build();
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        let digest = Digest::of(&zst);
+        for compression in [Compression::Zstd, Compression::TarOrGzip] {
+            let dest = tempfile::tempdir().unwrap();
+            let diff_id =
+                unpack(&zst[..], &digest, zst.len() as u64, compression, dest.path()).unwrap();
+            assert_eq!(diff_id, Digest::of(&tar), "{compression:?}");
+            assert_eq!(fs::read(dest.path().join("z")).unwrap(), b"zstd");
+        }
+        // A corrupt zstd stream is reported as the digest mismatch it is.
+        let mut bad = zst.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
         let dest = tempfile::tempdir().unwrap();
-        let err = unpack(&blob[..], &digest, 8, Compression::TarOrGzip, dest.path()).unwrap_err();
-        assert!(matches!(err, ImageError::Zstd { .. }), "{err:?}");
-        assert!(err.to_string().contains(&digest.to_string()));
-        let err = unpack(&blob[..], &digest, 8, Compression::Zstd, dest.path()).unwrap_err();
-        assert!(err.to_string().contains("zstd"), "{err}");
+        let err = unpack(
+            &bad[..],
+            &digest,
+            zst.len() as u64,
+            Compression::Zstd,
+            dest.path(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err:?}");
     }
 }

@@ -40,10 +40,14 @@
 mod archive;
 mod digest;
 mod error;
+mod gc;
 mod import;
 mod layer;
+mod lastuse;
 mod manifest;
+pub mod pull;
 mod reference;
+pub mod registry;
 mod rootfs;
 mod store;
 mod uses;
@@ -54,6 +58,7 @@ mod fixture;
 use serde::{Deserialize, Serialize};
 
 pub use error::ImageError;
+pub use gc::{choose as gc_choose, Candidate, Collected, DiskUsage, GcPolicy, DEFAULT_HIGH_PERCENT, DEFAULT_LOW_PERCENT};
 pub use rootfs::{is_mounted, mount_points, Rootfs};
 pub use store::ImageStore;
 
