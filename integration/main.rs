@@ -7,5 +7,6 @@ mod containerd_shim;
 mod pod;
 mod pod_features;
 mod podman;
+mod registry;
 mod runtime;
 mod static_pods;

@@ -112,25 +112,16 @@ impl ImageStore {
         let mut scratch = Scratch::new(self)?;
         scratch.protect(&config_digest.to_string(), &store_name, &layer_names)?;
 
-        let (mut fetched_bytes, mut fetched_layers) = (0, 0);
-        for (desc, diff_id) in found.layers.iter().zip(&diff_ids) {
-            let compression = manifest::layer_compression(desc)?;
-            if self.layer_dir(diff_id).is_dir() {
-                progress.layer_present(&desc.digest);
-                continue;
+        let fetched = self.fetch_layers(&mut client, &scratch, &found.layers, &diff_ids, progress);
+        let (fetched_bytes, fetched_layers) = match fetched {
+            Ok(counts) => counts,
+            Err(e) => {
+                // Layers this pull committed and no image uses go too: a refused pull stores nothing.
+                drop(scratch);
+                let _ = self.collect_garbage_locked();
+                return Err(e);
             }
-            let lock = KeyLock::acquire(self, diff_id.hex())?;
-            // Another pull may have brought it while we waited.
-            if self.layer_dir(diff_id).is_dir() {
-                lock.done();
-                progress.layer_present(&desc.digest);
-                continue;
-            }
-            self.fetch_layer(&mut client, &scratch, desc, compression, diff_id, progress)?;
-            lock.done();
-            fetched_bytes += desc.size;
-            fetched_layers += 1;
-        }
+        };
 
         let image = Image {
             name: store_name,
@@ -152,6 +143,37 @@ impl ImageStore {
             elapsed: started.elapsed(),
             up_to_date: false,
         })
+    }
+
+    /// Fetches the layers not in the store yet; returns the bytes and layers fetched.
+    fn fetch_layers(
+        &self,
+        client: &mut Client,
+        scratch: &Scratch,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        progress: &mut dyn Progress,
+    ) -> Result<(u64, usize)> {
+        let (mut fetched_bytes, mut fetched_layers) = (0, 0);
+        for (desc, diff_id) in layers.iter().zip(diff_ids) {
+            let compression = manifest::layer_compression(desc)?;
+            if self.layer_dir(diff_id).is_dir() {
+                progress.layer_present(&desc.digest);
+                continue;
+            }
+            let lock = KeyLock::acquire(self, diff_id.hex())?;
+            // Another pull may have brought it while we waited.
+            if self.layer_dir(diff_id).is_dir() {
+                lock.done();
+                progress.layer_present(&desc.digest);
+                continue;
+            }
+            self.fetch_layer(client, scratch, desc, compression, diff_id, progress)?;
+            lock.done();
+            fetched_bytes += desc.size;
+            fetched_layers += 1;
+        }
+        Ok((fetched_bytes, fetched_layers))
     }
 
     /// An image of the store with this manifest whose layers are all there.
