@@ -27,7 +27,11 @@ const MT_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 fn busybox_archive() -> PathBuf {
     let path = crate::common::repo().join("bundles/images/busybox.tar");
-    assert!(path.is_file(), "{} missing: run scripts/setup", path.display());
+    assert!(
+        path.is_file(),
+        "{} missing: run scripts/setup",
+        path.display()
+    );
     path
 }
 
@@ -212,12 +216,31 @@ fn make_certificates(d: &Path) {
         run(Command::new("openssl").current_dir(d).args(args));
     };
     ssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "2", "-subj", "/CN=peapod test CA",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=peapod test CA",
     ]);
     ssl(&[
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
     ]);
     fs::write(
         d.join("ext.cnf"),
@@ -225,8 +248,21 @@ fn make_certificates(d: &Path) {
     )
     .unwrap();
     ssl(&[
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf",
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
     ]);
 }
 
@@ -281,12 +317,18 @@ impl Node {
 
     fn pull_cmd(&self, reference: &str, insecure: &[&str]) -> Command {
         let mut cmd = self.image_cmd(&["pull"]);
-        cmd.arg(format!("--registry-hosts-dir={}", self.path("hosts").display()))
-            .arg(format!("--registry-ca-dir={}", self.path("certs").display()))
-            .arg(format!(
-                "--registry-credentials={}",
-                self.path("config.json").display()
-            ));
+        cmd.arg(format!(
+            "--registry-hosts-dir={}",
+            self.path("hosts").display()
+        ))
+        .arg(format!(
+            "--registry-ca-dir={}",
+            self.path("certs").display()
+        ))
+        .arg(format!(
+            "--registry-credentials={}",
+            self.path("config.json").display()
+        ));
         for host in insecure {
             cmd.arg(format!("--insecure-registry={host}"));
         }
@@ -331,7 +373,11 @@ impl Node {
     /// Nothing half-done in the store: no scratch left by pulls, no image, no layer.
     fn assert_empty(&self) {
         assert!(self.store().list().unwrap().is_empty());
-        assert!(self.entries("layers").is_empty(), "{:?}", self.entries("layers"));
+        assert!(
+            self.entries("layers").is_empty(),
+            "{:?}",
+            self.entries("layers")
+        );
         assert!(self.entries("blobs/sha256").is_empty());
         let pulls: Vec<String> = self
             .entries("pulls")
@@ -407,7 +453,11 @@ impl Layout {
     fn tag(&self, mut desc: Value, tag: &str) -> String {
         desc["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
         let index = json!({"schemaVersion": 2, "manifests": [desc]});
-        fs::write(self.dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+        fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
         format!("oci:{}:{tag}", self.dir.display())
     }
 }
@@ -475,9 +525,15 @@ fn pull_by_tag_and_digest_with_gzip_and_zstd_layers() {
             fs::create_dir_all(&unpacked).unwrap();
             &unpacked
         }));
-    let index: Value = serde_json::from_slice(&fs::read(unpacked.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&fs::read(unpacked.join("index.json")).unwrap()).unwrap();
     let blob = |d: &Value| {
-        fs::read(unpacked.join("blobs/sha256").join(d.as_str().unwrap().trim_start_matches("sha256:"))).unwrap()
+        fs::read(
+            unpacked
+                .join("blobs/sha256")
+                .join(d.as_str().unwrap().trim_start_matches("sha256:")),
+        )
+        .unwrap()
     };
     let manifest: Value = serde_json::from_slice(&blob(&index["manifests"][0]["digest"])).unwrap();
     let config: Value = serde_json::from_slice(&blob(&manifest["config"]["digest"])).unwrap();
@@ -492,7 +548,10 @@ fn pull_by_tag_and_digest_with_gzip_and_zstd_layers() {
     let node = Node::new();
 
     let out = node.pull_ok(&format!("{host}/x/busybox:gzip"), &[&host]);
-    assert!(out.contains("layer "), "one line per layer on a pipe: {out}");
+    assert!(
+        out.contains("layer "),
+        "one line per layer on a pipe: {out}"
+    );
     let store = node.store();
     let gzip = store.resolve(&format!("{host}/x/busybox:gzip")).unwrap();
     assert_eq!(gzip.name, format!("{host}/x/busybox:gzip"));
@@ -509,9 +568,12 @@ fn pull_by_tag_and_digest_with_gzip_and_zstd_layers() {
     assert_eq!(zstd.config.cmd, ["sh"]);
     assert_eq!(node.entries("layers"), layers_before);
     let zstd_manifest: Value = serde_json::from_slice(
-        &fs::read(store.root().join("blobs/sha256").join(
-            zstd.manifest_digest.trim_start_matches("sha256:"),
-        ))
+        &fs::read(
+            store
+                .root()
+                .join("blobs/sha256")
+                .join(zstd.manifest_digest.trim_start_matches("sha256:")),
+        )
         .unwrap(),
     )
     .unwrap();
@@ -522,7 +584,10 @@ fn pull_by_tag_and_digest_with_gzip_and_zstd_layers() {
     // A fresh store unpacks the zstd layer itself.
     let fresh = Node::new();
     fresh.pull_ok(&format!("{host}/x/busybox:zstd"), &[&host]);
-    let image = fresh.store().resolve(&format!("{host}/x/busybox:zstd")).unwrap();
+    let image = fresh
+        .store()
+        .resolve(&format!("{host}/x/busybox:zstd"))
+        .unwrap();
     assert!(fresh.store().layer_dirs(&image).unwrap()[0]
         .join("bin/busybox")
         .is_file());
@@ -536,16 +601,25 @@ fn pull_by_tag_and_digest_with_gzip_and_zstd_layers() {
     node.pull_ok(&tagged_digest, &[&host]);
     assert_eq!(store.resolve(&tagged_digest).unwrap().id, gzip.id);
     // A digest the registry does not have.
-    let err = node.pull_err(&format!("{host}/x/busybox@sha256:{}", "0".repeat(64)), &[&host]);
+    let err = node.pull_err(
+        &format!("{host}/x/busybox@sha256:{}", "0".repeat(64)),
+        &[&host],
+    );
     assert!(err.contains("not found"), "{err}");
 
     // image ls shows name, id, digest, size and last use.
     let out = run(&mut node.image_cmd(&["ls"]));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.starts_with("NAME") && text.contains("LAST USED"), "{text}");
+    assert!(
+        text.starts_with("NAME") && text.contains("LAST USED"),
+        "{text}"
+    );
     let line = text.lines().find(|l| l.contains(":gzip")).unwrap();
     assert!(line.contains(&gzip.id["sha256:".len()..][..12]), "{line}");
-    assert!(line.contains(&gzip.manifest_digest["sha256:".len()..][..12]), "{line}");
+    assert!(
+        line.contains(&gzip.manifest_digest["sha256:".len()..][..12]),
+        "{line}"
+    );
 }
 
 #[test]
@@ -554,8 +628,16 @@ fn an_index_gives_this_platform() {
     let host = reg.host();
     let work = tempfile::tempdir().unwrap();
     let layout = Layout::new(work.path().join("multi"));
-    let native = layout.image(&[layer(&[("which", b"native".to_vec())])], host_arch(), "native");
-    let foreign = layout.image(&[layer(&[("which", b"foreign".to_vec())])], other_arch(), "foreign");
+    let native = layout.image(
+        &[layer(&[("which", b"native".to_vec())])],
+        host_arch(),
+        "native",
+    );
+    let foreign = layout.image(
+        &[layer(&[("which", b"foreign".to_vec())])],
+        other_arch(),
+        "foreign",
+    );
     let index = layout.index(vec![foreign, native]);
     let source = layout.tag(index, "multi");
     reg.push(&source, "x/multi:1", &["--all"]);
@@ -566,7 +648,11 @@ fn an_index_gives_this_platform() {
     assert_eq!(image.config.cmd, ["native"]);
     let dir = &node.store().layer_dirs(&image).unwrap()[0];
     assert_eq!(fs::read(dir.join("which")).unwrap(), b"native");
-    assert_eq!(node.entries("layers").len(), 1, "the other platform is not fetched");
+    assert_eq!(
+        node.entries("layers").len(),
+        1,
+        "the other platform is not fetched"
+    );
 
     // An index without this platform is refused, naming what it has.
     let only_foreign = Layout::new(work.path().join("foreign"));
@@ -604,7 +690,10 @@ fn an_altered_blob_is_refused_and_nothing_is_stored() {
 
     let node = Node::new();
     let err = node.pull_err(&format!("{host}/x/tampered:1"), &[&host]);
-    assert!(err.contains(&digest) && err.contains("digest mismatch"), "{err}");
+    assert!(
+        err.contains(&digest) && err.contains("digest mismatch"),
+        "{err}"
+    );
     node.assert_empty();
 }
 
@@ -672,7 +761,8 @@ fn credentials_and_tls_errors_are_clear() {
     let fresh = Node::new();
     let err = fresh.pull_err(&format!("{host}/x/private:1"), &[&host]);
     assert!(
-        err.contains(&format!("http://{host}/v2/x/private/manifests/1")) && err.contains("cannot connect"),
+        err.contains(&format!("http://{host}/v2/x/private/manifests/1"))
+            && err.contains("cannot connect"),
         "{err}"
     );
     fresh.assert_empty();
@@ -685,7 +775,11 @@ fn a_moved_tag_is_seen_by_always_not_by_if_not_present() {
     let work = tempfile::tempdir().unwrap();
     let push = |content: &str| {
         let layout = Layout::new(work.path().join(content));
-        let m = layout.image(&[layer(&[("v", content.as_bytes().to_vec())])], host_arch(), content);
+        let m = layout.image(
+            &[layer(&[("v", content.as_bytes().to_vec())])],
+            host_arch(),
+            content,
+        );
         reg.push(&layout.tag(m, "t"), "x/app:stable", &[]);
     };
     push("one");
@@ -777,7 +871,8 @@ fn a_mirror_serves_registry_k8s_io_from_loopback() {
     let image = node.store().resolve("registry.k8s.io/pause:3.9").unwrap();
     assert_eq!(image.name, "registry.k8s.io/pause:3.9");
     assert!(
-        reg.log().contains("\"GET /v2/pause/manifests/3.9 HTTP/1.1\" 200"),
+        reg.log()
+            .contains("\"GET /v2/pause/manifests/3.9 HTTP/1.1\" 200"),
         "the mirror answered"
     );
 }
@@ -806,7 +901,8 @@ impl StallingRelay {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     return;
                 };
-                let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut c_in, &mut s_out);
                 });
@@ -866,30 +962,43 @@ fn a_pull_killed_mid_transfer_leaves_nothing_complete() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_until("the pull to stall mid-layer", Duration::from_secs(60), || {
-        relay.relayed.load(Ordering::SeqCst) >= 4 << 20
-    });
+    wait_until(
+        "the pull to stall mid-layer",
+        Duration::from_secs(60),
+        || relay.relayed.load(Ordering::SeqCst) >= 4 << 20,
+    );
     let started = Instant::now();
     // Partly unpacked in its scratch folder, then SIGKILL.
-    wait_until("a partial layer in the scratch folder", Duration::from_secs(30), || {
-        node.entries("pulls").iter().any(|e| {
-            let dir = node.store_path().join("pulls").join(e);
-            e != "locks"
-                && dir.is_dir()
-                && fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some())
-        })
-    });
+    wait_until(
+        "a partial layer in the scratch folder",
+        Duration::from_secs(30),
+        || {
+            node.entries("pulls").iter().any(|e| {
+                let dir = node.store_path().join("pulls").join(e);
+                e != "locks"
+                    && dir.is_dir()
+                    && fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some())
+            })
+        },
+    );
     assert!(started.elapsed() < Duration::from_secs(30));
     pull.kill().unwrap();
     pull.wait().unwrap();
 
     let store = node.store();
-    assert!(store.list().unwrap().is_empty(), "no image after a killed pull");
+    assert!(
+        store.list().unwrap().is_empty(),
+        "no image after a killed pull"
+    );
     assert!(store.resolve(&format!("{through}/x/big:1")).is_err());
     // The small layer may be committed (verified); the big one is not.
     assert!(node.entries("layers").len() <= 1);
     let out = run(&mut node.image_cmd(&["ls"]));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1, "only the header");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "only the header"
+    );
 
     // The next pull sweeps the dead one's scratch and completes.
     drop(relay);
@@ -969,8 +1078,14 @@ fn rm_prune_and_gc_free_disk_and_keep_images_in_use() {
     let pull_all = || {
         for name in ["used", "old", "new"] {
             run(cmd(&["pull"])
-                .arg(format!("--registry-hosts-dir={}", node_dir.join("h").display()))
-                .arg(format!("--registry-credentials={}", work.path().join("none.json").display()))
+                .arg(format!(
+                    "--registry-hosts-dir={}",
+                    node_dir.join("h").display()
+                ))
+                .arg(format!(
+                    "--registry-credentials={}",
+                    work.path().join("none.json").display()
+                ))
                 .arg(format!("--insecure-registry={host}"))
                 .arg(format!("{host}/x/{name}:1")));
         }
@@ -1003,17 +1118,30 @@ fn rm_prune_and_gc_free_disk_and_keep_images_in_use() {
     // recently used unused image goes (old, pulled first), new stays, used stays.
     pull_all();
     let gc = |high: &str, low: &str| {
-        let out = run(&mut cmd(&["gc", "--high-threshold", high, "--low-threshold", low]));
+        let out = run(&mut cmd(&[
+            "gc",
+            "--high-threshold",
+            high,
+            "--low-threshold",
+            low,
+        ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let text = gc("90", "50");
-    assert_eq!(text.trim(), "freed 0 B", "below the high threshold: nothing");
+    assert_eq!(
+        text.trim(),
+        "freed 0 B",
+        "below the high threshold: nothing"
+    );
     assert_eq!(store.list().unwrap().len(), 3);
     let text = gc("45", "38");
     let removed: Vec<&str> = text.lines().filter(|l| l.starts_with("removed")).collect();
     assert_eq!(removed, [format!("removed {host}/x/old:1")], "{text}");
     let names: Vec<String> = store.list().unwrap().into_iter().map(|i| i.name).collect();
-    assert_eq!(names, [format!("{host}/x/new:1"), format!("{host}/x/used:1")]);
+    assert_eq!(
+        names,
+        [format!("{host}/x/new:1"), format!("{host}/x/used:1")]
+    );
     // Asked for more than can be freed: everything unused goes, the mounted image stays.
     let text = gc("1", "0");
     assert!(text.contains("new:1") && !text.contains("used:1"), "{text}");
@@ -1023,5 +1151,8 @@ fn rm_prune_and_gc_free_disk_and_keep_images_in_use() {
     Rootfs::unmount(rootfs.dir()).unwrap();
     run(&mut cmd(&["prune"]));
     assert!(store.list().unwrap().is_empty());
-    assert!(fs::read_dir(store_path.join("layers")).unwrap().next().is_none());
+    assert!(fs::read_dir(store_path.join("layers"))
+        .unwrap()
+        .next()
+        .is_none());
 }

@@ -341,7 +341,11 @@ pub struct ImageGcArgs {
 #[derive(Args, Debug, Clone, Default)]
 pub struct RegistryArgs {
     /// Registry (host[:port]) that may be reached over plain HTTP; repeat or comma-separate
-    #[arg(long = "insecure-registry", env = "PEAPOD_INSECURE_REGISTRIES", value_delimiter = ',')]
+    #[arg(
+        long = "insecure-registry",
+        env = "PEAPOD_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
     pub insecure_registries: Vec<String>,
     /// Folder of <registry>/hosts.toml: mirrors and endpoints, as containerd's (default /etc/peapod/certs.d)
     #[arg(long, env = "PEAPOD_REGISTRY_HOSTS_DIR")]

@@ -37,10 +37,14 @@ impl GcPolicy {
     /// The kubelet's validation: both within 0-100, low below high (high 100 turns GC off).
     pub fn new(high_percent: u8, low_percent: u8) -> std::result::Result<Self, String> {
         if high_percent > 100 {
-            return Err(format!("imageGCHighThresholdPercent: {high_percent}: must be 0-100"));
+            return Err(format!(
+                "imageGCHighThresholdPercent: {high_percent}: must be 0-100"
+            ));
         }
         if low_percent > 100 {
-            return Err(format!("imageGCLowThresholdPercent: {low_percent}: must be 0-100"));
+            return Err(format!(
+                "imageGCLowThresholdPercent: {low_percent}: must be 0-100"
+            ));
         }
         if low_percent >= high_percent && high_percent != 100 {
             return Err(format!(
@@ -77,7 +81,8 @@ pub struct DiskUsage {
 
 impl DiskUsage {
     pub fn of(path: &Path) -> Result<DiskUsage> {
-        let st = nix::sys::statvfs::statvfs(path).context(|| format!("statfs {}", path.display()))?;
+        let st =
+            nix::sys::statvfs::statvfs(path).context(|| format!("statfs {}", path.display()))?;
         let unit = st.fragment_size() as u64;
         Ok(DiskUsage {
             capacity: st.blocks() as u64 * unit,
@@ -159,7 +164,10 @@ impl ImageStore {
         lastuse::get(self.root(), &image.id)
             .or_else(|| {
                 let digest = Digest::parse(&image.manifest_digest).ok()?;
-                std::fs::metadata(self.blob_path(&digest)).ok()?.modified().ok()
+                std::fs::metadata(self.blob_path(&digest))
+                    .ok()?
+                    .modified()
+                    .ok()
             })
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
@@ -252,9 +260,16 @@ mod tests {
         // At 85 %: free down to 80 %, i.e. 5 GiB.
         assert_eq!(p.bytes_to_free(usage(85)), Some(5 * gib));
         assert_eq!(p.bytes_to_free(usage(95)), Some(15 * gib));
-        assert_eq!(GcPolicy::new(100, 90).unwrap().bytes_to_free(usage(99)), None);
-        assert!(GcPolicy::new(80, 85).unwrap_err().contains("must be less than"));
-        assert!(GcPolicy::new(101, 5).unwrap_err().contains("imageGCHighThresholdPercent"));
+        assert_eq!(
+            GcPolicy::new(100, 90).unwrap().bytes_to_free(usage(99)),
+            None
+        );
+        assert!(GcPolicy::new(80, 85)
+            .unwrap_err()
+            .contains("must be less than"));
+        assert!(GcPolicy::new(101, 5)
+            .unwrap_err()
+            .contains("imageGCHighThresholdPercent"));
         assert!(GcPolicy::new(90, 90).is_err());
     }
 

@@ -783,8 +783,14 @@ mod tests {
         let digest = Digest::of(&zst);
         for compression in [Compression::Zstd, Compression::TarOrGzip] {
             let dest = tempfile::tempdir().unwrap();
-            let diff_id =
-                unpack(&zst[..], &digest, zst.len() as u64, compression, dest.path()).unwrap();
+            let diff_id = unpack(
+                &zst[..],
+                &digest,
+                zst.len() as u64,
+                compression,
+                dest.path(),
+            )
+            .unwrap();
             assert_eq!(diff_id, Digest::of(&tar), "{compression:?}");
             assert_eq!(fs::read(dest.path().join("z")).unwrap(), b"zstd");
         }

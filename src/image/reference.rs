@@ -496,7 +496,10 @@ mod tests {
             r("busybox"),
             s("docker.io/library/busybox:latest", "latest")
         );
-        assert_eq!(r("busybox:1.36"), s("docker.io/library/busybox:1.36", "1.36"));
+        assert_eq!(
+            r("busybox:1.36"),
+            s("docker.io/library/busybox:1.36", "1.36")
+        );
         assert_eq!(r("foo/bar"), s("docker.io/foo/bar:latest", "latest"));
         assert_eq!(
             r("index.docker.io/busybox"),
@@ -510,13 +513,13 @@ mod tests {
             r("localhost:5000/team/app"),
             s("localhost:5000/team/app:latest", "latest")
         );
-        assert_eq!(
-            r("127.0.0.1:5000/app:v1"),
-            s("127.0.0.1:5000/app:v1", "v1")
-        );
+        assert_eq!(r("127.0.0.1:5000/app:v1"), s("127.0.0.1:5000/app:v1", "v1"));
         assert_eq!(
             r(&format!("busybox@{digest}")),
-            (format!("docker.io/library/busybox@{digest}"), digest.clone())
+            (
+                format!("docker.io/library/busybox@{digest}"),
+                digest.clone()
+            )
         );
         assert_eq!(
             r(&format!("quay.io/a/b:1@{digest}")),

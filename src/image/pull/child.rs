@@ -54,7 +54,10 @@ pub fn pull_args(images: &[String], store: &Path, settings: &RegistrySettings) -
     for host in &settings.insecure {
         args.push(format!("--insecure-registry={host}"));
     }
-    args.push(format!("--registry-hosts-dir={}", settings.hosts_dir.display()));
+    args.push(format!(
+        "--registry-hosts-dir={}",
+        settings.hosts_dir.display()
+    ));
     args.push(format!("--registry-ca-dir={}", settings.ca_dir.display()));
     if let Some(credentials) = &settings.credentials {
         args.push(format!("--registry-credentials={}", credentials.display()));
@@ -145,9 +148,8 @@ pub fn outcomes(output: &str, images: &[String], status: &str) -> Vec<PullOutcom
         .map(|image| {
             said.iter()
                 .find(|o| match o {
-                    PullOutcome::Pulled { reference, .. } | PullOutcome::Failed { reference, .. } => {
-                        reference == image
-                    }
+                    PullOutcome::Pulled { reference, .. }
+                    | PullOutcome::Failed { reference, .. } => reference == image,
                 })
                 .cloned()
                 .unwrap_or_else(|| PullOutcome::Failed {
@@ -181,7 +183,9 @@ mod tests {
             }
         );
         match &got[2] {
-            PullOutcome::Failed { error, .. } => assert!(error.contains("exit status: 1"), "{error}"),
+            PullOutcome::Failed { error, .. } => {
+                assert!(error.contains("exit status: 1"), "{error}")
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -29,9 +29,11 @@ pub use progress::{for_output, human_size, JsonLines, Lines, Progress, Silent, T
 
 use super::digest::{self, Digest};
 use super::error::{Context, ImageError, Result};
-use super::layer;
 use super::lastuse;
-use super::manifest::{self, host_architecture, Compression, ConfigFile, Descriptor, Document, Kind};
+use super::layer;
+use super::manifest::{
+    self, host_architecture, Compression, ConfigFile, Descriptor, Document, Kind,
+};
 use super::reference::{self, remote_name, RemoteName};
 use super::registry::{Client, RegistrySettings, MAX_CONFIG};
 use super::store::{write_atomic, ImageStore};
@@ -81,7 +83,13 @@ impl ImageStore {
 
         let manifest_lock = KeyLock::acquire(self, found.digest.hex())?;
         if let Some(image) = self.complete_image(&found.digest)? {
-            let image = self.commit(Image { name: store_name, ..image }, &[])?;
+            let image = self.commit(
+                Image {
+                    name: store_name,
+                    ..image
+                },
+                &[],
+            )?;
             manifest_lock.done();
             return Ok(Pulled {
                 image,
@@ -198,7 +206,9 @@ impl ImageStore {
         progress: &mut dyn Progress,
     ) -> Result<()> {
         let digest = desc.digest()?;
-        let dir = scratch.dir().join(format!("layer-{}", &diff_id.hex()[..12]));
+        let dir = scratch
+            .dir()
+            .join(format!("layer-{}", &diff_id.hex()[..12]));
         DirBuilder::new()
             .mode(0o755)
             .create(&dir)

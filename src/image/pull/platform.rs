@@ -95,16 +95,28 @@ mod tests {
         assert!(offered(&index).contains("linux/arm/v7"));
 
         // amd64: no variant first, then v1..v3; arm64 takes one without a variant.
-        let index = vec![desc(1, "linux", "amd64", Some("v3")), desc(2, "linux", "amd64", Some("v2"))];
-        assert_eq!(pick_for(&index, "amd64").unwrap().digest.as_bytes()[7], b'2');
+        let index = vec![
+            desc(1, "linux", "amd64", Some("v3")),
+            desc(2, "linux", "amd64", Some("v2")),
+        ];
+        assert_eq!(
+            pick_for(&index, "amd64").unwrap().digest.as_bytes()[7],
+            b'2'
+        );
         let index = vec![desc(1, "linux", "arm64", None)];
         assert!(pick_for(&index, "arm64").is_some());
         let index = vec![desc(1, "linux", "arm", Some("v8"))];
-        assert!(pick_for(&index, "arm").is_none(), "arm v8 is not a 32-bit variant we run");
+        assert!(
+            pick_for(&index, "arm").is_none(),
+            "arm v8 is not a 32-bit variant we run"
+        );
 
         // No platforms at all: the first manifest.
         let mut plain = desc(9, "linux", "amd64", None);
         plain.platform = None;
-        assert_eq!(pick_for(&[plain], "arm64").unwrap().digest.as_bytes()[7], b'9');
+        assert_eq!(
+            pick_for(&[plain], "arm64").unwrap().digest.as_bytes()[7],
+            b'9'
+        );
     }
 }

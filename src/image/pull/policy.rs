@@ -62,7 +62,10 @@ pub enum Decision {
     UseLocal,
     Pull,
     /// Waiting reason and message, as the kubelet sets them.
-    Wait { reason: WaitingReason, message: String },
+    Wait {
+        reason: WaitingReason,
+        message: String,
+    },
 }
 
 /// The container's waiting reason while its image is not there.
@@ -324,11 +327,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(decide("busybox:1", IfNotPresent, Present, true), Decision::UseLocal);
+        assert_eq!(
+            decide("busybox:1", IfNotPresent, Present, true),
+            Decision::UseLocal
+        );
         match decide("Bad Name", Always, Absent, false) {
             Decision::Wait { reason, message } => {
                 assert_eq!(reason.as_str(), "InvalidImageName");
-                assert!(message.starts_with("Failed to apply default image tag \"Bad Name\": "), "{message}");
+                assert!(
+                    message.starts_with("Failed to apply default image tag \"Bad Name\": "),
+                    "{message}"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -354,7 +363,12 @@ mod tests {
         assert_eq!(delays, [10, 20, 40, 80, 160, 300, 300]);
         // Idle for more than twice the maximum: back to the start.
         b.failed(&key, now + Duration::from_secs(601));
-        assert_eq!(b.remaining(&key, now + Duration::from_secs(601)).unwrap().as_secs(), 10);
+        assert_eq!(
+            b.remaining(&key, now + Duration::from_secs(601))
+                .unwrap()
+                .as_secs(),
+            10
+        );
         b.succeeded(&key);
         assert!(!b.in_back_off(&key, now + Duration::from_secs(601)));
     }
@@ -378,7 +392,10 @@ mod tests {
             "Container image \"x\" already present on machine"
         );
         let f = failed("x", "boom");
-        assert_eq!((f.kind, f.reason, f.message.as_str()), ("Warning", "Failed", "Failed to pull image \"x\": boom"));
+        assert_eq!(
+            (f.kind, f.reason, f.message.as_str()),
+            ("Warning", "Failed", "Failed to pull image \"x\": boom")
+        );
         assert_eq!(back_off("x").reason, "BackOff");
         assert_eq!(never_pull("x").reason, "ErrImageNeverPull");
     }

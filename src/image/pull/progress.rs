@@ -111,7 +111,9 @@ impl Progress for Terminal {
             return;
         }
         self.drawn = Some(now);
-        let elapsed = self.started.map_or(Duration::ZERO, |t| now.duration_since(t));
+        let elapsed = self
+            .started
+            .map_or(Duration::ZERO, |t| now.duration_since(t));
         let mut out = io::stdout().lock();
         let _ = write!(
             out,
@@ -143,9 +145,18 @@ pub struct JsonLines<W: Write>(pub W);
 #[derive(Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub(crate) enum Event<'a> {
-    Resolved { name: &'a str, manifest: &'a str },
-    Layer { digest: &'a str, size: u64, seconds: f64 },
-    LayerPresent { digest: &'a str },
+    Resolved {
+        name: &'a str,
+        manifest: &'a str,
+    },
+    Layer {
+        digest: &'a str,
+        size: u64,
+        seconds: f64,
+    },
+    LayerPresent {
+        digest: &'a str,
+    },
 }
 
 impl<W: Write> JsonLines<W> {
@@ -186,7 +197,8 @@ impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.done += n as u64;
-        self.progress.layer_progress(self.digest, self.done, self.size);
+        self.progress
+            .layer_progress(self.digest, self.done, self.size);
         Ok(n)
     }
 }

@@ -107,7 +107,9 @@ pub(crate) fn sweep(store: &ImageStore) -> Result<()> {
         Err(e) => return Err(e).context(|| format!("reading {}", pulls.display())),
     };
     for entry in entries {
-        let path = entry.context(|| format!("reading {}", pulls.display()))?.path();
+        let path = entry
+            .context(|| format!("reading {}", pulls.display()))?
+            .path();
         let ext = path.extension().and_then(|e| e.to_str());
         if !matches!(ext, Some(LOCK_EXT | NEW_LOCK_EXT)) {
             continue;
@@ -202,7 +204,11 @@ mod tests {
         drop(live);
         assert!(!dir.exists());
         assert!(uses::layers_in_use(store.root()).unwrap().is_empty());
-        assert_eq!(fs::read_dir(pulls_dir(&store)).unwrap().count(), 1, "only locks/");
+        assert_eq!(
+            fs::read_dir(pulls_dir(&store)).unwrap().count(),
+            1,
+            "only locks/"
+        );
     }
 
     #[test]

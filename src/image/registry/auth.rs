@@ -12,9 +12,15 @@ use super::error::RegistryError;
 /// What config.json holds for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Credential {
-    Basic { user: String, password: String },
+    Basic {
+        user: String,
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken`), exchanged at the token endpoint.
-    IdentityToken { user: String, token: String },
+    IdentityToken {
+        user: String,
+        token: String,
+    },
 }
 
 impl std::fmt::Debug for Credential {
@@ -89,15 +95,20 @@ impl Credentials {
                     .decode(auth.trim())
                     .ok()
                     .and_then(|d| String::from_utf8(d).ok())
-                    .ok_or_else(|| invalid(format!("auths.{key:?}.auth: not base64 of user:password")))?;
+                    .ok_or_else(|| {
+                        invalid(format!("auths.{key:?}.auth: not base64 of user:password"))
+                    })?;
                 let (u, p) = decoded.split_once(':').ok_or_else(|| {
                     invalid(format!("auths.{key:?}.auth: not base64 of user:password"))
                 })?;
                 user = Some(u.to_string());
                 password = Some(p.to_string());
             }
-            let credential = match (entry.identitytoken.filter(|t| !t.is_empty()), user, password)
-            {
+            let credential = match (
+                entry.identitytoken.filter(|t| !t.is_empty()),
+                user,
+                password,
+            ) {
                 (Some(token), user, _) => Credential::IdentityToken {
                     user: user.unwrap_or_default(),
                     token,
@@ -302,14 +313,23 @@ mod tests {
         assert_eq!(c.for_host("r.corp.example").unwrap().user(), "c");
         assert!(c.for_host("a.r.corp.example").is_none());
         assert!(c.for_host("empty.example").is_none());
-        assert!(!format!("{:?}", c).contains("s3:cret"), "secrets stay hidden");
+        assert!(
+            !format!("{:?}", c).contains("s3:cret"),
+            "secrets stay hidden"
+        );
 
-        let err = Credentials::parse(br#"{"auths": {"x": {"auth": "%%%"}}}"#, Path::new("/c.json"))
-            .unwrap_err()
-            .to_string();
+        let err = Credentials::parse(
+            br#"{"auths": {"x": {"auth": "%%%"}}}"#,
+            Path::new("/c.json"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.starts_with("/c.json: auths.\"x\".auth"), "{err}");
         let missing = vec![PathBuf::from("/nonexistent/config.json")];
-        assert!(Credentials::load(&missing, false).unwrap().entries.is_empty());
+        assert!(Credentials::load(&missing, false)
+            .unwrap()
+            .entries
+            .is_empty());
         assert!(Credentials::load(&missing, true).is_err());
     }
 

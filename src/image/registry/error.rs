@@ -17,7 +17,9 @@ pub enum RegistryError {
         repository: String,
         host: String,
     },
-    #[error("{registry}: unauthorized: {host} refused the credentials of {user:?} for {repository}")]
+    #[error(
+        "{registry}: unauthorized: {host} refused the credentials of {user:?} for {repository}"
+    )]
     BadCredentials {
         registry: String,
         repository: String,

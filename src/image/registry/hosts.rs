@@ -77,7 +77,9 @@ pub(crate) fn endpoints(
         None => vec![default_server(registry, settings)],
     };
     for endpoint in &mut endpoints {
-        endpoint.cas.extend(ca_files(&settings.ca_dir, &endpoint.host));
+        endpoint
+            .cas
+            .extend(ca_files(&settings.ca_dir, &endpoint.host));
     }
     Ok(endpoints)
 }
@@ -118,7 +120,10 @@ fn parse(
     }
     let server = match &file.server {
         Some(url) => url.clone(),
-        None => default_server(registry, settings).api.trim_end_matches("/v2").to_string(),
+        None => default_server(registry, settings)
+            .api
+            .trim_end_matches("/v2")
+            .to_string(),
     };
     endpoints.push(
         endpoint(&server, &file.server_entry, base, settings)
@@ -152,9 +157,15 @@ fn endpoint(
         Some(other) => return Err(format!("unsupported scheme {other:?}")),
     };
     let api = if entry.override_path.unwrap_or(false) {
-        format!("{}://{host}{path}", if plain_http { "http" } else { "https" })
+        format!(
+            "{}://{host}{path}",
+            if plain_http { "http" } else { "https" }
+        )
     } else {
-        format!("{}://{host}{path}/v2", if plain_http { "http" } else { "https" })
+        format!(
+            "{}://{host}{path}/v2",
+            if plain_http { "http" } else { "https" }
+        )
     };
     let capabilities = entry
         .capabilities
@@ -302,11 +313,17 @@ server = "https://registry.k8s.io"
             ("server = [", "hosts.toml"),
             ("[host.\"ftp://x\"]\n", "unsupported scheme"),
             ("[host.\"https://x\"]\ncapabilities = [\"fly\"]\n", "fly"),
-            ("[host.\"https://x\"]\nskip_verify = \"yes\"\n", "host.\"https://x\""),
+            (
+                "[host.\"https://x\"]\nskip_verify = \"yes\"\n",
+                "host.\"https://x\"",
+            ),
         ] {
             write(&path, text);
             let err = endpoints(&s, "r.example").unwrap_err().to_string();
-            assert!(err.contains("hosts.toml") && err.contains(needle), "{text}: {err}");
+            assert!(
+                err.contains("hosts.toml") && err.contains(needle),
+                "{text}: {err}"
+            );
         }
     }
 }

@@ -25,7 +25,7 @@ pub use settings::{
 
 use super::digest::Digest;
 use super::reference::RemoteName;
-use auth::{Challenge, Credential, Credentials};
+use auth::{basic_header, Challenge, Credential, Credentials};
 pub(crate) use hosts::Endpoint;
 
 /// Manifests and indexes are small: anything bigger is not one.
@@ -57,7 +57,10 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(settings: &RegistrySettings, name: &RemoteName) -> Result<Client, RegistryError> {
+    pub(crate) fn new(
+        settings: &RegistrySettings,
+        name: &RemoteName,
+    ) -> Result<Client, RegistryError> {
         let endpoints = hosts::endpoints(settings, &name.registry)?;
         let credentials =
             Credentials::load(&settings.credential_files(), settings.credentials.is_some())?;
@@ -77,9 +80,18 @@ impl Client {
     pub(crate) fn manifest(&mut self, reference: &str) -> Result<FetchedManifest, RegistryError> {
         let by_digest = Digest::parse(reference).ok();
         let path = format!("{}/manifests/{reference}", self.name.repository);
-        let usable = |e: &Endpoint| if by_digest.is_some() { e.pull || e.resolve } else { e.resolve };
+        let usable = |e: &Endpoint| {
+            if by_digest.is_some() {
+                e.pull || e.resolve
+            } else {
+                e.resolve
+            }
+        };
         let sep = if by_digest.is_some() { '@' } else { ':' };
-        let shown = format!("{}/{}{sep}{reference}", self.name.registry, self.name.repository);
+        let shown = format!(
+            "{}/{}{sep}{reference}",
+            self.name.registry, self.name.repository
+        );
         self.try_endpoints(&shown, usable, |client, endpoint| {
             let url = format!("{}/{path}", endpoint.api);
             let response = client.get(endpoint, &url, Some(MANIFEST_ACCEPT))?;
@@ -108,7 +120,9 @@ impl Client {
             if let Some(expected) = expected.filter(|e| *e != digest.to_string()) {
                 return Err(RegistryError::BadResponse {
                     url,
-                    reason: format!("the manifest should be {expected}, its content hashes to {digest}"),
+                    reason: format!(
+                        "the manifest should be {expected}, its content hashes to {digest}"
+                    ),
                 });
             }
             Ok(FetchedManifest { digest, bytes })
@@ -116,20 +130,30 @@ impl Client {
     }
 
     /// A blob's content as a stream; the caller checks its digest and size while reading.
-    pub(crate) fn blob(&mut self, digest: &Digest) -> Result<(Box<dyn Read + Send>, Option<u64>), RegistryError> {
+    pub(crate) fn blob(
+        &mut self,
+        digest: &Digest,
+    ) -> Result<(Box<dyn Read + Send>, Option<u64>), RegistryError> {
         let path = format!("{}/blobs/{digest}", self.name.repository);
-        let shown = format!("blob {digest} of {}/{}", self.name.registry, self.name.repository);
-        self.try_endpoints(&shown, |e| e.pull, |client, endpoint| {
-            let url = format!("{}/{path}", endpoint.api);
-            let response = client.get(endpoint, &url, None)?;
-            let length = response
-                .headers()
-                .get("content-length")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-            let reader: Box<dyn Read + Send> = Box::new(response.into_body().into_reader());
-            Ok((reader, length))
-        })
+        let shown = format!(
+            "blob {digest} of {}/{}",
+            self.name.registry, self.name.repository
+        );
+        self.try_endpoints(
+            &shown,
+            |e| e.pull,
+            |client, endpoint| {
+                let url = format!("{}/{path}", endpoint.api);
+                let response = client.get(endpoint, &url, None)?;
+                let length = response
+                    .headers()
+                    .get("content-length")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                let reader: Box<dyn Read + Send> = Box::new(response.into_body().into_reader());
+                Ok((reader, length))
+            },
+        )
     }
 
     /// `what` on each usable endpoint in turn until one answers; `shown` names
@@ -140,7 +164,12 @@ impl Client {
         usable: impl Fn(&Endpoint) -> bool,
         mut what: impl FnMut(&mut Client, &Endpoint) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
-        let endpoints: Vec<Endpoint> = self.endpoints.iter().filter(|e| usable(e)).cloned().collect();
+        let endpoints: Vec<Endpoint> = self
+            .endpoints
+            .iter()
+            .filter(|e| usable(e))
+            .cloned()
+            .collect();
         let mut errors = Vec::new();
         for endpoint in &endpoints {
             match what(self, endpoint) {
@@ -155,7 +184,11 @@ impl Client {
         if !errors.is_empty() && errors.iter().all(not_found) {
             return Err(RegistryError::NotFound {
                 reference: shown.to_string(),
-                tried: endpoints.iter().map(|e| e.api.clone()).collect::<Vec<_>>().join(", "),
+                tried: endpoints
+                    .iter()
+                    .map(|e| e.api.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         if errors.len() == 1 {
@@ -192,11 +225,13 @@ impl Client {
         let credential = self.credentials.for_host(&endpoint.host).cloned();
         let header = match challenge {
             Some(Challenge::Basic) => match &credential {
-                Some(Credential::Basic { user, password }) => auth::basic_header(user, password),
+                Some(Credential::Basic { user, password }) => basic_header(user, password),
                 Some(Credential::IdentityToken { .. }) => {
                     return Err(RegistryError::Auth {
                         host: endpoint.host.clone(),
-                        reason: "the registry asks for a password, config.json has an identity token".into(),
+                        reason:
+                            "the registry asks for a password, config.json has an identity token"
+                                .into(),
                     })
                 }
                 None => return Err(self.no_credentials(endpoint)),
@@ -207,7 +242,14 @@ impl Client {
                 scope,
             }) => {
                 let scope = scope.unwrap_or_else(|| auth::pull_scope(&self.name.repository));
-                let token = self.token(&agent, endpoint, &realm, service.as_deref(), &scope, credential.as_ref())?;
+                let token = self.token(
+                    &agent,
+                    endpoint,
+                    &realm,
+                    service.as_deref(),
+                    &scope,
+                    credential.as_ref(),
+                )?;
                 format!("Bearer {token}")
             }
             None => {
@@ -263,7 +305,7 @@ impl Client {
                 let url = format!("{realm}{sep}{}", query.join("&"));
                 let mut request = agent.get(&url);
                 if let Some(Credential::Basic { user, password }) = other {
-                    request = request.header("authorization", auth::basic_header(user, password));
+                    request = request.header("authorization", basic_header(user, password));
                 }
                 request.call()
             }
@@ -412,13 +454,21 @@ fn registry_message(body: &str) -> String {
             .map(|e| format!("{}: {}", e.code, e.message))
             .collect::<Vec<_>>()
             .join("; "),
-        Err(_) => body.chars().take(200).collect::<String>().trim().to_string(),
+        Err(_) => body
+            .chars()
+            .take(200)
+            .collect::<String>()
+            .trim()
+            .to_string(),
     }
 }
 
 /// Every certificate of a PEM file. The system bundle may be missing (then only
 /// per-registry CAs are trusted); a CA file named by the settings must exist.
-fn read_pem(path: &std::path::Path, required: bool) -> Result<Vec<Certificate<'static>>, RegistryError> {
+fn read_pem(
+    path: &std::path::Path,
+    required: bool,
+) -> Result<Vec<Certificate<'static>>, RegistryError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(Vec::new()),
@@ -458,9 +508,128 @@ mod tests {
     #[test]
     fn registry_errors_read_well() {
         assert_eq!(
-            registry_message(r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#),
+            registry_message(
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#
+            ),
             "MANIFEST_UNKNOWN: manifest unknown"
         );
         assert_eq!(registry_message("plain text\n"), "plain text");
+    }
+
+    /// A registry double on loopback that wants a bearer token from its own
+    /// token endpoint, as Docker Hub and registry.k8s.io do.
+    struct TokenRegistry {
+        port: u16,
+        /// Every request line with its Authorization header.
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    const MANIFEST: &[u8] = br#"{"schemaVersion":2,"config":{"digest":"sha256:0","size":0},"layers":[]}"#;
+
+    impl TokenRegistry {
+        /// `password`: the one the token endpoint accepts for user "u" (None: anonymous tokens).
+        fn start(password: Option<&'static str>) -> TokenRegistry {
+            use std::io::{BufRead, BufReader, Write};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let log = seen.clone();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { return };
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            break;
+                        }
+                        let mut auth = String::new();
+                        loop {
+                            let mut header = String::new();
+                            reader.read_line(&mut header).unwrap();
+                            if header.trim().is_empty() {
+                                break;
+                            }
+                            if let Some(v) = header.strip_prefix("authorization: ") {
+                                auth = v.trim().to_string();
+                            }
+                        }
+                        let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                        log.lock().unwrap().push(format!("{path} {auth}"));
+                        let basic = password.map(|p| basic_header("u", p));
+                        let (status, headers, body): (&str, String, Vec<u8>) =
+                            if path.starts_with("/token?") {
+                                let scope_ok = path.contains("scope=repository%3Ateam%2Fapp%3Apull")
+                                    && path.contains("service=test");
+                                if !scope_ok || basic.as_ref().is_some_and(|b| *b != auth) {
+                                    ("401 Unauthorized", String::new(), b"{}".to_vec())
+                                } else {
+                                    ("200 OK", String::new(), br#"{"token":"T0K"}"#.to_vec())
+                                }
+                            } else if auth == "Bearer T0K" {
+                                ("200 OK", String::new(), MANIFEST.to_vec())
+                            } else {
+                                let challenge = format!(
+                                    "www-authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"test\",scope=\"repository:team/app:pull\"\r\n"
+                                );
+                                ("401 Unauthorized", challenge, b"{}".to_vec())
+                            };
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\ncontent-length: {}\r\n{headers}\r\n",
+                            body.len()
+                        );
+                        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&body).is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            TokenRegistry { port, seen }
+        }
+    }
+
+    fn client(registry: &TokenRegistry, credentials: &str) -> (Client, tempfile::TempDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let creds = tmp.path().join("config.json");
+        std::fs::write(&creds, credentials).unwrap();
+        let host = format!("127.0.0.1:{}", registry.port);
+        let settings = RegistrySettings {
+            insecure: vec![host.clone()],
+            hosts_dir: tmp.path().join("hosts"),
+            ca_dir: tmp.path().join("certs"),
+            credentials: Some(creds),
+            system_cas: tmp.path().join("no-bundle.pem"),
+        };
+        let name = crate::image::reference::remote_name(&format!("{host}/team/app:1")).unwrap();
+        (Client::new(&settings, &name).unwrap(), tmp)
+    }
+
+    #[test]
+    fn bearer_tokens_anonymous_and_with_a_password() {
+        let anonymous = TokenRegistry::start(None);
+        let (mut c, _tmp) = client(&anonymous, "{}");
+        let m = c.manifest("1").unwrap();
+        assert_eq!(m.digest, Digest::of(MANIFEST));
+        // The token is kept: a second request goes straight through.
+        c.manifest("1").unwrap();
+        let seen = anonymous.seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 4, "{seen:?}");
+        assert!(seen[1].starts_with("/token?") && seen[1].ends_with(' '), "no credentials sent");
+        assert_eq!(seen[3], "/v2/team/app/manifests/1 Bearer T0K");
+
+        let private = TokenRegistry::start(Some("right"));
+        let host = format!("127.0.0.1:{}", private.port);
+        let config = |pw: &str| format!(r#"{{"auths":{{"{host}":{{"username":"u","password":"{pw}"}}}}}}"#);
+        let (mut c, _tmp) = client(&private, &config("right"));
+        c.manifest("1").unwrap();
+        let seen = private.seen.lock().unwrap().clone();
+        assert!(seen[1].ends_with(&basic_header("u", "right")), "{seen:?}");
+
+        let (mut c, _tmp) = client(&private, &config("wrong"));
+        let err = c.manifest("1").unwrap_err().to_string();
+        assert!(err.contains("refused the credentials of \"u\" for team/app"), "{err}");
+        let (mut c, _tmp) = client(&private, "{}");
+        let err = c.manifest("1").unwrap_err().to_string();
+        assert!(err.contains("authentication required for team/app"), "{err}");
     }
 }

@@ -97,7 +97,10 @@ impl RegistrySettings {
             if path.is_absolute() {
                 Ok(path)
             } else {
-                Err(format!("{key}: {}: must be an absolute path", path.display()))
+                Err(format!(
+                    "{key}: {}: must be an absolute path",
+                    path.display()
+                ))
             }
         };
         let hosts_dir = absolute(
@@ -178,13 +181,19 @@ mod tests {
         assert_eq!(s.insecure, ["r:1"]);
         assert_eq!(s.hosts_dir, Path::new("/h"));
         let d = RegistrySettings::resolve(&file("").unwrap(), RegistryOverrides::default());
-        assert_eq!(d.unwrap().credential_files()[0], Path::new(KUBELET_CREDENTIALS));
+        assert_eq!(
+            d.unwrap().credential_files()[0],
+            Path::new(KUBELET_CREDENTIALS)
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
         let err = file("insecure: [x]\n").unwrap_err();
-        assert!(err.contains("registries.yaml") && err.contains("insecure"), "{err}");
+        assert!(
+            err.contains("registries.yaml") && err.contains("insecure"),
+            "{err}"
+        );
         let f = file("hostsDir: relative\n").unwrap();
         let err = RegistrySettings::resolve(&f, RegistryOverrides::default()).unwrap_err();
         assert!(err.starts_with("hostsDir: relative"), "{err}");
