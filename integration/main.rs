@@ -1,5 +1,6 @@
 //! Root-only integration tests: real namespaces, cgroups, mounts and processes.
 
+mod cgroup;
 mod common;
 mod conformance;
 mod containerd;

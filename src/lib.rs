@@ -1,6 +1,7 @@
 //! peapod: a pod runtime for Linux. One engine, thin front ends (see README).
 
 pub mod cli;
+pub mod error;
 pub mod image;
 pub mod logging;
 pub mod oci;

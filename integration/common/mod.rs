@@ -56,7 +56,12 @@ pub fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool
 }
 
 /// The mount points of every cgroup hierarchy that is really mounted here.
-pub use peapod::oci::cgroup::cgroup_mounts;
+pub fn cgroup_mounts() -> Vec<PathBuf> {
+    peapod::sys::cgroup::Layout::host()
+        .mount_points()
+        .map(|m| m.to_path_buf())
+        .collect()
+}
 
 /// Runs `cmd` to its exit and returns its output. Output goes through files,
 /// not pipes: a detached container inherits peapod's stdio (as with runc), so a

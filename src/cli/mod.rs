@@ -89,8 +89,6 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
-/// The error and its causes on one line, without the repeats that nested
-/// libcontainer errors produce.
 /// peapod's version and what it was built with, as runc prints them.
 fn version_lines() -> String {
     let seccomp = libseccomp::ScmpVersion::current()
@@ -105,26 +103,9 @@ fn version_lines() -> String {
     )
 }
 
+/// The error and its causes on one line (see [`crate::error::one_line`]).
 pub fn one_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause
-            .to_string()
-            .replace(
-                "exec process failed with error error in executing process : ",
-                "",
-            )
-            .replace("failed to create container: ", "");
-        let text = text.trim();
-        if text.is_empty() || line.contains(text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(text);
-    }
-    line
+    crate::error::one_line(err.as_ref())
 }
 
 #[cfg(test)]

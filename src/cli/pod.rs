@@ -7,8 +7,8 @@ use anyhow::{anyhow, bail, Result};
 
 use super::args::*;
 use crate::oci::{ExecOptions, ExecOutcome, Runtime};
-use crate::pod::lifecycle::{ContainerState, Phase};
 use crate::pod::model::Pod;
+use crate::pod::status::{self, ContainerState, Phase};
 use crate::pod::store::{PodDir, PodStore};
 use crate::pod::supervisor::Mode;
 use crate::pod::{api, logs, run, teardown};
@@ -183,7 +183,7 @@ fn inspect(store: &PodStore, a: PodInspectArgs) -> Result<i32> {
     let (dir, pod) = store.find(&a.name)?;
     let status = dir
         .status()
-        .map(|s| serde_json::to_value(s.status))
+        .map(|s| serde_json::to_value(status::to_k8s(&s.status)))
         .transpose()?;
     let doc = serde_json::json!({
         "apiVersion": "v1",

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use flate2::bufread::MultiGzDecoder;
 
 use super::digest::{self, Digest, Digester};
-use super::error::{Context, ImageError, Result};
+use super::error::{ImageError, Result};
+use crate::error::Context;
 
 /// Index, manifests and configs are small; anything bigger is not one of them.
 const MAX_DOCUMENT: u64 = 16 << 20;
@@ -184,7 +185,7 @@ impl Layout {
                 let file = match File::open(&path) {
                     Ok(f) => f,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(e).context(|| format!("opening {}", path.display())),
+                    Err(e) => Err(e).context(|| format!("opening {}", path.display()))?,
                 };
                 let meta = file.metadata().context(|| format!("{}", path.display()))?;
                 if !meta.is_file() {

@@ -1,26 +1,16 @@
 use std::path::PathBuf;
 
+use crate::error::{IoError, JsonError, SysError};
+
 /// Errors of the image store. Each message names the file, reference or digest at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("{context}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{context}")]
-    Sys {
-        context: String,
-        #[source]
-        source: nix::Error,
-    },
-    #[error("{what}: invalid JSON")]
-    Json {
-        what: String,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    Json(#[from] JsonError),
     #[error("invalid digest {digest:?}: {reason}")]
     InvalidDigest {
         digest: String,
@@ -99,35 +89,3 @@ pub enum ImageError {
 }
 
 pub type Result<T> = std::result::Result<T, ImageError>;
-
-/// Attaches "what we were doing" to lower-level errors.
-pub(crate) trait Context<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> Context<T> for std::result::Result<T, std::io::Error> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| ImageError::Io {
-            context: what(),
-            source,
-        })
-    }
-}
-
-impl<T> Context<T> for std::result::Result<T, nix::Error> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| ImageError::Sys {
-            context: what(),
-            source,
-        })
-    }
-}
-
-impl<T> Context<T> for std::result::Result<T, serde_json::Error> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| ImageError::Json {
-            what: what(),
-            source,
-        })
-    }
-}

@@ -9,9 +9,10 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use super::digest::Digest;
-use super::error::{Context, Result};
+use super::error::Result;
 use super::store::ImageStore;
 use super::{lastuse, pull, uses, Image};
+use crate::error::Context;
 
 /// The kubelet's defaults.
 pub const DEFAULT_HIGH_PERCENT: u8 = 85;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::archive::Layout;
 use super::digest::Digest;
-use super::error::{Context, ImageError, Result};
+use super::error::{ImageError, Result};
 use super::layer;
 use super::manifest::{
     self, host_architecture, Compression, ConfigFile, Descriptor, Document, Kind,
@@ -18,6 +18,7 @@ use super::manifest::{
 use super::reference::{canonical_name, LOCAL_DOMAIN};
 use super::store::{write_atomic, ImageStore};
 use super::Image;
+use crate::error::Context;
 
 /// Nested indexes deeper than this are refused (a loop would never end otherwise).
 const MAX_INDEX_DEPTH: usize = 4;
@@ -259,20 +260,13 @@ fn plan_image(layout: &Layout, name: String, found: Found) -> Result<Plan> {
     manifest::check_config_type(&found.config)?;
     let config_digest = found.config.digest()?;
     let config_bytes = layout.read_document(&config_digest, found.config.size)?;
-    let config = ConfigFile::parse(&config_bytes, &found.config.digest)?;
-    let diff_ids = config.diff_ids(&found.config.digest)?;
-    if diff_ids.len() != found.layers.len() {
-        return Err(ImageError::InvalidDocument {
-            what: "manifest",
-            digest: found.digest.to_string(),
-            reason: format!(
-                "lists {} layers but its config {} has {} diff_ids",
-                found.layers.len(),
-                config_digest,
-                diff_ids.len()
-            ),
-        });
-    }
+    let (image, diff_ids) = image_record(
+        name,
+        &found.digest,
+        &found.config,
+        &config_bytes,
+        &found.layers,
+    )?;
     let mut layers = Vec::with_capacity(found.layers.len());
     for (desc, diff_id) in found.layers.iter().zip(diff_ids) {
         layers.push(PlannedLayer {
@@ -282,22 +276,48 @@ fn plan_image(layout: &Layout, name: String, found: Found) -> Result<Plan> {
             diff_id,
         });
     }
-    let size = found.config.size + found.layers.iter().map(|l| l.size).sum::<u64>();
-    let image = Image {
-        name,
-        id: config_digest.to_string(),
-        manifest_digest: found.digest.to_string(),
-        layers: layers.iter().map(|l| l.diff_id.to_string()).collect(),
-        config: config.image_config(),
-        size,
-        created: config.created.clone(),
-    };
     Ok(Plan {
         image,
         manifest: (found.digest, found.bytes),
         config: (config_digest, config_bytes),
         layers,
     })
+}
+
+/// The store's record of the image a manifest describes, from its verified
+/// config, and the layers' diff_ids (one per layer, checked). Import and pull
+/// both name their images with it.
+pub(crate) fn image_record(
+    name: String,
+    manifest: &Digest,
+    config: &Descriptor,
+    config_bytes: &[u8],
+    layers: &[Descriptor],
+) -> Result<(Image, Vec<Digest>)> {
+    let parsed = ConfigFile::parse(config_bytes, &config.digest)?;
+    let diff_ids = parsed.diff_ids(&config.digest)?;
+    if diff_ids.len() != layers.len() {
+        return Err(ImageError::InvalidDocument {
+            what: "manifest",
+            digest: manifest.to_string(),
+            reason: format!(
+                "lists {} layers but its config {} has {} diff_ids",
+                layers.len(),
+                config.digest,
+                diff_ids.len()
+            ),
+        });
+    }
+    let image = Image {
+        config: parsed.image_config(&name),
+        name,
+        id: config.digest()?.to_string(),
+        manifest_digest: manifest.to_string(),
+        layers: diff_ids.iter().map(|d| d.to_string()).collect(),
+        size: config.size + layers.iter().map(|l| l.size).sum::<u64>(),
+        created: parsed.created.clone(),
+    };
+    Ok((image, diff_ids))
 }
 
 #[cfg(test)]
@@ -354,7 +374,7 @@ mod tests {
         assert_eq!(image.config.env, vec!["A=1"]);
         assert_eq!(image.config.working_dir.as_deref(), Some("/srv"));
         assert_eq!(image.config.user.as_deref(), Some("1000:1000"));
-        assert_eq!(image.config.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(image.config.stop_signal, nix::sys::signal::Signal::SIGQUIT);
         assert_eq!(image.created.as_deref(), Some("2024-01-01T00:00:00Z"));
         assert!(image.size > 0);
         assert_eq!(store.list().unwrap(), images);

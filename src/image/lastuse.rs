@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::digest::Digest;
-use super::error::{Context, Result};
+use super::error::Result;
+use crate::error::Context;
 
 const LASTUSED_DIR: &str = "lastused";
 
@@ -24,7 +25,8 @@ pub(crate) fn touch(root: &Path, id: &str) -> Result<()> {
     }
     let file = File::create(&path).context(|| format!("writing {}", path.display()))?;
     file.set_modified(SystemTime::now())
-        .context(|| format!("writing {}", path.display()))
+        .context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// When image `id` was last used, if it ever was.
@@ -42,7 +44,7 @@ pub(crate) fn forget_others(root: &Path, ids: &[&str]) -> Result<()> {
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).context(|| format!("reading {}", dir.display())),
+        Err(e) => Err(e).context(|| format!("reading {}", dir.display()))?,
     };
     for entry in entries.flatten() {
         let name = entry.file_name();

@@ -22,8 +22,9 @@ use nix::sys::time::TimeSpec;
 use tar::EntryType;
 
 use super::digest::{self, Digest, Digester};
-use super::error::{Context, ImageError, Result};
+use super::error::{ImageError, Result};
 use super::manifest::Compression;
+use crate::error::Context;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -65,8 +66,8 @@ pub(crate) fn unpack<R: Read>(
     // Whatever follows the tar's end marker (padding) is part of the diff_id too.
     let applied = applied.and_then(|()| {
         io::copy(&mut plain, &mut io::sink())
-            .map(drop)
-            .context(|| format!("layer {layer}: decompressing"))
+            .context(|| format!("layer {layer}: decompressing"))?;
+        Ok(())
     });
     let (decoded, diff_id, _) = plain.finish();
     let mut compressed = decoded.into_inner().into_inner();
@@ -78,7 +79,9 @@ pub(crate) fn unpack<R: Read>(
         }
         Err(e) => {
             applied?;
-            return Err(e).context(|| format!("layer {layer}: reading"));
+            return Err(e)
+                .context(|| format!("layer {layer}: reading"))
+                .map_err(ImageError::from);
         }
     }
     applied?;
@@ -131,10 +134,7 @@ pub(crate) fn apply<R: Read>(
     // Last, as creating entries inside a folder changes its mtime.
     for (path, time) in unpacker.dir_times.iter().rev() {
         match set_times(path, time) {
-            Err(ImageError::Sys {
-                source: nix::Error::ENOENT,
-                ..
-            }) => {}
+            Err(ImageError::Sys(e)) if e.source == nix::Error::ENOENT => {}
             other => other?,
         }
     }
@@ -190,7 +190,8 @@ impl Unpacker<'_> {
         let parent = self.parents(parents, &shown)?;
         let name = name.as_bytes();
         if name == OPAQUE_MARKER {
-            return set_xattr(&parent, OPAQUE_XATTR.as_bytes(), b"y").context(self.io(&shown));
+            set_xattr(&parent, OPAQUE_XATTR.as_bytes(), b"y").context(self.io(&shown))?;
+            return Ok(());
         }
         if name.starts_with(b".wh..wh.") {
             // aufs bookkeeping (e.g. .wh..wh.plnk): nothing for overlayfs.
@@ -272,7 +273,7 @@ impl Unpacker<'_> {
                     fs::set_permissions(&path, Permissions::from_mode(0o755))
                         .context(self.io(shown))?;
                 }
-                Err(e) => return Err(e).context(self.io(shown)),
+                Err(e) => Err(e).context(self.io(shown))?,
             }
         }
         Ok(path)
@@ -307,7 +308,7 @@ impl Unpacker<'_> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir(path).context(self.io(shown))?;
             }
-            Err(e) => return Err(e).context(self.io(shown)),
+            Err(e) => Err(e).context(self.io(shown))?,
         }
         self.set_metadata(path, meta, shown)?;
         if replaces_whiteout {
@@ -339,7 +340,8 @@ impl Unpacker<'_> {
         file.set_permissions(Permissions::from_mode(meta.mode))
             .context(self.io(shown))?;
         self.set_xattrs(path, meta, shown)?;
-        stat::futimens(file.as_raw_fd(), &meta.mtime, &meta.mtime).context(self.io(shown))
+        stat::futimens(file.as_raw_fd(), &meta.mtime, &meta.mtime).context(self.io(shown))?;
+        Ok(())
     }
 
     fn hard_link<R: Read>(&self, entry: &tar::Entry<R>, path: &Path, shown: &str) -> Result<()> {
@@ -352,7 +354,8 @@ impl Unpacker<'_> {
             return Ok(());
         }
         clear(path).context(self.io(shown))?;
-        fs::hard_link(&target, path).context(self.io(shown))
+        fs::hard_link(&target, path).context(self.io(shown))?;
+        Ok(())
     }
 
     fn symlink<R: Read>(
@@ -406,14 +409,15 @@ impl Unpacker<'_> {
     fn whiteout(&self, path: &Path, shown: &str) -> Result<()> {
         match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => {
-                set_xattr(path, OPAQUE_XATTR.as_bytes(), b"y").context(self.io(shown))
+                set_xattr(path, OPAQUE_XATTR.as_bytes(), b"y").context(self.io(shown))?
             }
-            Ok(_) => Ok(()),
+            Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                stat::mknod(path, SFlag::S_IFCHR, Mode::empty(), 0).context(self.io(shown))
+                stat::mknod(path, SFlag::S_IFCHR, Mode::empty(), 0).context(self.io(shown))?
             }
-            Err(e) => Err(e).context(self.io(shown)),
+            Err(e) => Err(e).context(self.io(shown))?,
         }
+        Ok(())
     }
 
     /// Owner, then mode (chown clears set-id bits), then xattrs (chown clears
@@ -439,7 +443,7 @@ impl Unpacker<'_> {
                         e.raw_os_error(),
                         Some(libc::ENOTSUP | libc::EPERM | libc::EACCES | libc::EINVAL)
                     ) => {}
-                Err(e) => return Err(e).context(self.io(shown)),
+                Err(e) => Err(e).context(self.io(shown))?,
             }
         }
         Ok(())
@@ -484,7 +488,8 @@ fn is_whiteout(meta: &fs::Metadata) -> bool {
 
 fn set_times(path: &Path, time: &TimeSpec) -> Result<()> {
     stat::utimensat(None, path, time, time, UtimensatFlags::NoFollowSymlink)
-        .context(|| format!("setting the mtime of {}", path.display()))
+        .context(|| format!("setting the mtime of {}", path.display()))?;
+    Ok(())
 }
 
 /// PAX times are decimal seconds, maybe with a fraction: `1704067200.123`.

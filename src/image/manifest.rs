@@ -5,9 +5,11 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::config::parse_stop_signal;
 use super::digest::Digest;
-use super::error::{Context, ImageError, Result};
+use super::error::{ImageError, Result};
 use super::ImageConfig;
+use crate::error::Context;
 
 pub(crate) const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 pub(crate) const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -113,7 +115,7 @@ pub(crate) enum Kind {
 
 impl Document {
     pub(crate) fn parse(bytes: &[u8], what: &'static str, name: &str) -> Result<Document> {
-        serde_json::from_slice(bytes).context(|| format!("{what} {name}"))
+        Ok(serde_json::from_slice(bytes).context(|| format!("{what} {name}: invalid JSON"))?)
     }
 
     pub(crate) fn kind(self, what: &'static str, digest: &str) -> Result<Kind> {
@@ -239,7 +241,7 @@ pub(crate) struct RootFs {
 
 impl ConfigFile {
     pub(crate) fn parse(bytes: &[u8], digest: &str) -> Result<ConfigFile> {
-        serde_json::from_slice(bytes).context(|| format!("config {digest}"))
+        Ok(serde_json::from_slice(bytes).context(|| format!("config {digest}: invalid JSON"))?)
     }
 
     /// The layers' diff_ids, bottom first.
@@ -262,7 +264,8 @@ impl ConfigFile {
         rootfs.diff_ids.iter().map(|d| Digest::parse(d)).collect()
     }
 
-    pub(crate) fn image_config(&self) -> ImageConfig {
+    /// What a container takes from `image`, the image whose config this is.
+    pub(crate) fn image_config(&self, image: &str) -> ImageConfig {
         let c = self.config.as_ref();
         let list = |v: Option<&Option<Vec<String>>>| v.and_then(|v| v.clone()).unwrap_or_default();
         let text = |v: Option<&Option<String>>| v.and_then(|v| v.clone()).filter(|s| !s.is_empty());
@@ -272,7 +275,10 @@ impl ConfigFile {
             env: list(c.map(|c| &c.env)),
             working_dir: text(c.map(|c| &c.working_dir)),
             user: text(c.map(|c| &c.user)),
-            stop_signal: text(c.map(|c| &c.stop_signal)),
+            stop_signal: parse_stop_signal(
+                text(c.map(|c| &c.stop_signal)).as_deref(),
+                &format!("image {image}"),
+            ),
         }
     }
 }
@@ -286,11 +292,12 @@ mod tests {
         let raw = br#"{"architecture":"amd64","os":"linux","config":{"Cmd":null,"Entrypoint":["/pause"],"Env":null,"WorkingDir":"","User":""},
             "rootfs":{"type":"layers","diff_ids":["sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"]}}"#;
         let cfg = ConfigFile::parse(raw, "sha256:x").unwrap();
-        let ic = cfg.image_config();
+        let ic = cfg.image_config("localhost/pause:latest");
         assert_eq!(ic.entrypoint, vec!["/pause"]);
         assert!(ic.cmd.is_empty() && ic.env.is_empty());
         assert_eq!(ic.working_dir, None);
         assert_eq!(ic.user, None);
+        assert_eq!(ic.stop_signal, nix::sys::signal::Signal::SIGTERM);
         assert_eq!(cfg.diff_ids("sha256:x").unwrap().len(), 1);
     }
 

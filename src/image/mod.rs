@@ -21,6 +21,8 @@
 //! Rootfs::mount(store, image, dir)      -> Rootfs          overlay at <dir>/rootfs (upper <dir>/upper, work <dir>/work)
 //! Rootfs::path()                        -> <dir>/rootfs
 //! Rootfs::unmount(dir)                                     idempotent; drops upper, work and the use record
+//!
+//! Image::config                         -> ImageConfig     what a container takes from the image (config.rs)
 //! ```
 //!
 //! # Store layout
@@ -46,6 +48,7 @@
 //! so a failed import leaves nothing behind.
 
 mod archive;
+mod config;
 mod digest;
 mod error;
 mod gc;
@@ -65,6 +68,7 @@ mod fixture;
 
 use serde::{Deserialize, Serialize};
 
+pub use config::ImageConfig;
 pub use error::ImageError;
 pub use gc::{
     choose as gc_choose, Candidate, Collected, DiskUsage, GcPolicy, DEFAULT_HIGH_PERCENT,
@@ -87,22 +91,10 @@ pub struct Image {
     pub manifest_digest: String,
     /// The layers' diff_ids (digests of the uncompressed tars), bottom first.
     pub layers: Vec<String>,
+    /// What a container takes from the image.
     pub config: ImageConfig,
     /// Bytes of the image's blobs as imported: the config plus the (compressed) layers.
     pub size: u64,
     /// The config's `created` time (RFC 3339), when it has one.
     pub created: Option<String>,
-}
-
-/// What the image says about the process it runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageConfig {
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    /// `KEY=value` entries.
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    /// The signal that asks the process to stop (`SIGQUIT`, `3`), if not SIGTERM.
-    pub stop_signal: Option<String>,
 }

@@ -17,10 +17,11 @@ use std::path::{Path, PathBuf};
 use nix::mount::{self, MntFlags, MsFlags};
 use serde::{Deserialize, Serialize};
 
-use super::error::{Context, ImageError, Result};
+use super::error::{ImageError, Result};
 use super::store::{write_atomic, ImageStore};
 use super::uses::{self, UseRecord};
 use super::Image;
+use crate::error::Context;
 
 const ROOTFS_DIR: &str = "rootfs";
 const UPPER_DIR: &str = "upper";
@@ -105,7 +106,7 @@ impl Rootfs {
         let dir = match dir.canonicalize() {
             Ok(dir) => dir,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).context(|| format!("{}", dir.display())),
+            Err(e) => Err(e).context(|| format!("{}", dir.display()))?,
         };
         let target = dir.join(ROOTFS_DIR);
         let mut unmounts = 0;
@@ -114,22 +115,20 @@ impl Rootfs {
                 return Err(ImageError::AlreadyMounted { path: target });
             }
             // Never MNT_DETACH: a lazily detached overlay would keep its layers in use unseen.
-            mount::umount2(&target, MntFlags::empty()).map_err(|source| ImageError::Sys {
-                context: match source {
-                    nix::Error::EBUSY => {
-                        format!("unmounting {}: busy, still in use", target.display())
-                    }
-                    _ => format!("unmounting {}", target.display()),
-                },
-                source,
-            })?;
+            if let Err(e) = mount::umount2(&target, MntFlags::empty()) {
+                let busy = match e {
+                    nix::Error::EBUSY => ": busy, still in use",
+                    _ => "",
+                };
+                Err(e).context(|| format!("unmounting {}{busy}", target.display()))?;
+            }
             unmounts += 1;
         }
         for sub in [UPPER_DIR, WORK_DIR] {
             let path = dir.join(sub);
             match fs::remove_dir_all(&path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(e).context(|| format!("removing {}", path.display()));
+                    Err(e).context(|| format!("removing {}", path.display()))?
                 }
                 _ => {}
             }
@@ -142,7 +141,7 @@ impl Rootfs {
                     io::ErrorKind::NotFound | io::ErrorKind::DirectoryNotEmpty
                 ) =>
             {
-                return Err(e).context(|| format!("removing {}", target.display()));
+                Err(e).context(|| format!("removing {}", target.display()))?
             }
             _ => {}
         }
@@ -150,10 +149,10 @@ impl Rootfs {
         let bytes = match fs::read(&marker_path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e).context(|| format!("reading {}", marker_path.display())),
+            Err(e) => Err(e).context(|| format!("reading {}", marker_path.display()))?,
         };
-        let marker: Marker =
-            serde_json::from_slice(&bytes).context(|| format!("{}", marker_path.display()))?;
+        let marker: Marker = serde_json::from_slice(&bytes)
+            .context(|| format!("{}: invalid JSON", marker_path.display()))?;
         uses::remove(&marker.store, &marker.record)?;
         fs::remove_file(&marker_path).context(|| format!("removing {}", marker_path.display()))?;
         if marker.store.is_dir() {
@@ -198,7 +197,7 @@ impl Rootfs {
             let files = lowers
                 .iter()
                 .map(|p| File::open(p).context(|| format!("opening {}", p.display())))
-                .collect::<Result<Vec<File>>>()?;
+                .collect::<std::result::Result<Vec<File>, _>>()?;
             let names: Vec<String> = files
                 .iter()
                 .map(|f| format!("/proc/self/fd/{}", f.as_raw_fd()))
@@ -229,7 +228,8 @@ impl Rootfs {
                 image.name,
                 target.display()
             )
-        })
+        })?;
+        Ok(())
     }
 }
 
@@ -269,7 +269,8 @@ pub fn is_mounted(path: &Path) -> Result<bool> {
 
 /// Every mount point of /proc/self/mountinfo, unescaped.
 pub fn mount_points() -> Result<Vec<PathBuf>> {
-    crate::sys::mountinfo::mount_points().context(|| "reading /proc/self/mountinfo".to_string())
+    Ok(crate::sys::mountinfo::mount_points()
+        .context(|| "reading /proc/self/mountinfo".to_string())?)
 }
 
 #[cfg(test)]
@@ -450,10 +451,7 @@ mod tests {
         assert!(
             matches!(
                 &err,
-                ImageError::Sys {
-                    source: nix::Error::EBUSY,
-                    ..
-                }
+                ImageError::Sys(e) if e.source == nix::Error::EBUSY
             ),
             "{err:?}"
         );

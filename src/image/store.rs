@@ -12,10 +12,11 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::digest::{is_sha256_hex, Digest};
-use super::error::{Context, ImageError, Result};
+use super::error::{ImageError, Result};
 use super::reference::{self, Match};
 use super::uses;
 use super::Image;
+use crate::error::Context;
 
 const INDEX_FILE: &str = "images.json";
 const BLOBS_DIR: &str = "blobs/sha256";
@@ -42,7 +43,7 @@ impl ImageStore {
         }
         match DirBuilder::new().mode(0o700).create(root) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
-                return Err(e).context(|| format!("creating the image store {}", root.display()));
+                Err(e).context(|| format!("creating the image store {}", root.display()))?
             }
             _ => {}
         }
@@ -143,17 +144,7 @@ impl ImageStore {
 
     /// Serializes import, removal, garbage collection and use records between processes.
     pub(crate) fn lock(&self) -> Result<Flock<File>> {
-        let path = self.root.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .context(|| format!("opening {}", path.display()))?;
-        Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| errno)
-            .context(|| format!("locking {}", path.display()))
+        lock_file(&self.root.join(LOCK_FILE))
     }
 
     pub(crate) fn load(&self) -> Result<Vec<Image>> {
@@ -161,10 +152,10 @@ impl ImageStore {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
+            Err(e) => Err(e).context(|| format!("reading {}", path.display()))?,
         };
-        let index: IndexFile =
-            serde_json::from_slice(&bytes).context(|| format!("{}", path.display()))?;
+        let index: IndexFile = serde_json::from_slice(&bytes)
+            .context(|| format!("{}: invalid JSON", path.display()))?;
         Ok(index.images)
     }
 
@@ -234,13 +225,28 @@ impl ImageStore {
             };
             match removed {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(e).context(|| format!("removing {}", path.display()));
+                    Err(e).context(|| format!("removing {}", path.display()))?
                 }
                 _ => {}
             }
         }
         Ok(())
     }
+}
+
+/// An exclusive flock(2) on `path` (created if missing), waiting for it.
+pub(crate) fn lock_file(path: &Path) -> Result<Flock<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .context(|| format!("opening {}", path.display()))?;
+    let lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .context(|| format!("locking {}", path.display()))?;
+    Ok(lock)
 }
 
 /// Names in `dir` that are sha256 hex digests (anything else is not ours to touch).
@@ -281,11 +287,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    written.context(|| format!("writing {}", path.display()))
+    written.context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    use nix::sys::signal::Signal;
+
     use super::*;
     use crate::image::fixture::{self, LayerTar};
 
@@ -304,6 +313,32 @@ mod tests {
         let err = store.resolve("busybox").unwrap_err();
         assert_eq!(err.to_string(), "image \"busybox\" not found");
         assert!(ImageStore::open(&root).is_ok(), "opening twice is fine");
+    }
+
+    #[test]
+    fn reads_an_index_written_before_the_stop_signal_was_parsed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = ImageStore::open(&tmp.path().join("store")).unwrap();
+        // As import wrote it: the config's StopSignal kept as the image's text.
+        let record = |name: &str, hex: char, stop: &str| {
+            let hex = hex.to_string().repeat(64);
+            format!(
+                r#"{{"name": "{name}", "id": "sha256:{hex}", "manifest_digest": "sha256:{hex}",
+                "layers": [], "config": {{"entrypoint": [], "cmd": ["sh"], "env": [],
+                "working_dir": null, "user": null, "stop_signal": {stop}}},
+                "size": 10, "created": null}}"#
+            )
+        };
+        let index = format!(
+            r#"{{"images": [{}, {}]}}"#,
+            record("localhost/a:latest", 'a', r#""QUIT""#),
+            record("localhost/b:latest", 'b', "null")
+        );
+        fs::write(store.root().join(INDEX_FILE), index).unwrap();
+        let images = store.list().unwrap();
+        assert_eq!(images[0].config.stop_signal, Signal::SIGQUIT);
+        assert_eq!(images[0].config.cmd, ["sh"]);
+        assert_eq!(images[1].config.stop_signal, Signal::SIGTERM);
     }
 
     #[test]

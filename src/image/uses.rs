@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
-use super::error::{Context, Result};
+use super::error::Result;
 use super::store::write_atomic;
+use crate::error::Context;
 
 pub(crate) const USES_DIR: &str = "uses";
 
@@ -50,10 +51,11 @@ pub(crate) fn remove(root: &Path, key: &str) -> Result<()> {
     let path = path(root, key);
     match fs::remove_file(&path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(e).context(|| format!("removing {}", path.display()))
+            Err(e).context(|| format!("removing {}", path.display()))?
         }
-        _ => Ok(()),
+        _ => {}
     }
+    Ok(())
 }
 
 /// diff_ids of every layer a live record names.
@@ -79,7 +81,7 @@ fn live_records(root: &Path) -> Result<Vec<UseRecord>> {
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(records),
-        Err(e) => return Err(e).context(|| format!("reading {}", dir.display())),
+        Err(e) => Err(e).context(|| format!("reading {}", dir.display()))?,
     };
     for entry in entries {
         let entry = entry.context(|| format!("reading {}", dir.display()))?;
@@ -90,10 +92,10 @@ fn live_records(root: &Path) -> Result<Vec<UseRecord>> {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).context(|| format!("reading {}", path.display())),
+            Err(e) => Err(e).context(|| format!("reading {}", path.display()))?,
         };
-        let record: UseRecord =
-            serde_json::from_slice(&bytes).context(|| format!("{}", path.display()))?;
+        let record: UseRecord = serde_json::from_slice(&bytes)
+            .context(|| format!("{}: invalid JSON", path.display()))?;
         if !record.dir.exists() {
             let _ = fs::remove_file(&path);
             continue;

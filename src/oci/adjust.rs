@@ -1,26 +1,21 @@
 //! Bundles libcontainer cannot take as they are: a mount with runc's `tmpcopyup`
 //! option (podman's `--tmpfs`, `--read-only`), no `linux.cgroupsPath` (where
-//! libcontainer would invent a cgroup name of its own), or device rules that
-//! do not begin by denying every device (runc's starting point). For those, peapod hands
-//! libcontainer an adjusted copy of config.json in its state folder and does the
-//! copy-up itself; `state` still reports the user's bundle.
+//! libcontainer would invent a cgroup name of its own), device rules that do
+//! not begin by denying every device (runc's starting point), or
+//! `noNewPrivileges: false` with a seccomp profile. For those, peapod hands
+//! libcontainer an adjusted copy of the config in its state folder (and does
+//! the copy-up itself, see copy_up.rs); `state` still reports the user's bundle.
 
-use std::ffi::CStr;
-use std::fs::{self, File};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::dir::Dir;
-use nix::errno::Errno;
-use nix::fcntl::{self, AtFlags, OFlag, OpenHow, ResolveFlag};
-use nix::sys::stat::{self, FileStat, Mode, SFlag};
-use nix::unistd::{self, Gid, Uid};
-use serde_json::{json, Value};
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
-use super::bundle::Bundle;
-use super::error::{Context, Error, Result};
+use super::bundle::{self, Bundle};
+use super::error::Result;
+use super::spec::{empty_linux, every_device};
+use crate::error::Context;
 
 /// The cgroup parent for containers whose bundle names none.
 pub const DEFAULT_CGROUP_PARENT: &str = "peapod";
@@ -38,441 +33,181 @@ pub fn adjusted_dir(root: &Path, id: &str) -> PathBuf {
 
 /// Returns the adjusted copy's folder, or None when the bundle can be used as is.
 pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>> {
-    let mut config: Value = serde_json::from_slice(
-        &fs::read(bundle.config_path())
-            .context(|| format!("read {}", bundle.config_path().display()))?,
-    )
-    .map_err(|e| Error::Config {
-        path: bundle.config_path(),
-        reason: format!("invalid config: {e}"),
-    })?;
-    let mut changed = false;
-    if config["linux"]["cgroupsPath"]
-        .as_str()
-        .is_none_or(str::is_empty)
-    {
-        config["linux"]["cgroupsPath"] = json!(format!("/{DEFAULT_CGROUP_PARENT}/{id}"));
-        changed = true;
-    }
-    if !denies_all_devices_first(&config) {
-        // runc's devices cgroup starts from deny-all whatever the spec says;
-        // libcontainer's v1 controller only adds the spec's and the default
-        // rules to what the cgroup allows (everything, when new).
-        let rule = json!({ "allow": false, "access": "rwm" });
-        if !config["linux"]["resources"].is_object() {
-            config["linux"]["resources"] = json!({});
-        }
-        let resources = &mut config["linux"]["resources"];
-        let mut devices = resources["devices"].as_array().cloned().unwrap_or_default();
-        devices.insert(0, rule);
-        resources["devices"] = json!(devices);
-        changed = true;
-    }
-    if config["process"]["noNewPrivileges"] == json!(false)
-        && config["linux"]["seccomp"].is_object()
-    {
-        // libcontainer loads the filter before the capability drop only when
-        // the field is absent; an explicit false would make it load the filter
-        // after, without CAP_SYS_ADMIN or no_new_privs, which fails.
-        if let Some(process) = config["process"].as_object_mut() {
-            process.remove("noNewPrivileges");
-            changed = true;
-        }
-    }
-    let mut copy_up = vec![];
-    if let Some(mounts) = config["mounts"].as_array_mut() {
-        for m in mounts {
-            if let Some(options) = m["options"].as_array_mut() {
-                let before = options.len();
-                options.retain(|o| o != "tmpcopyup");
-                if options.len() != before {
-                    copy_up.push(m["destination"].as_str().unwrap_or_default().to_string());
-                    changed = true;
-                }
-            }
-        }
-    }
-    if !changed {
+    let mut spec = bundle.spec.clone();
+    let Some(copy_up) = edit(&mut spec, id) else {
         return Ok(None);
+    };
+    // The copy lives elsewhere: its root must not be relative to it.
+    if let Some(root) = spec.root_mut() {
+        let path = bundle.dir.join(root.path());
+        root.set_path(path);
     }
-    let root_path = bundle.dir.join(
-        bundle
-            .spec
-            .root()
-            .as_ref()
-            .map(|r| r.path().clone())
-            .unwrap_or_default(),
-    );
-    config["root"]["path"] = json!(root_path);
     let dir = adjusted_dir(root, id);
     fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
         .context(|| format!("chmod {}", dir.display()))?;
-    let path = dir.join("config.json");
-    fs::write(&path, config.to_string()).context(|| format!("write {}", path.display()))?;
+    bundle::write_config(&dir.join("config.json"), &spec)?;
     Ok(Some(Adjusted { dir, copy_up }))
 }
 
-/// The spec's first device rule denies every device (`{"allow": false,
-/// "access": "rwm"}`, of type `a` or none).
-fn denies_all_devices_first(config: &Value) -> bool {
-    let Some(first) = config["linux"]["resources"]["devices"]
-        .as_array()
-        .and_then(|d| d.first())
-    else {
+/// Makes `spec` one libcontainer runs as runc would. Returns the mount points
+/// whose `tmpcopyup` it took out, or None when nothing needed a change.
+fn edit(spec: &mut Spec, id: &str) -> Option<Vec<String>> {
+    let mut changed = false;
+    let linux = spec.linux_mut().get_or_insert_with(empty_linux);
+    if linux
+        .cgroups_path()
+        .as_ref()
+        .is_none_or(|p| p.as_os_str().is_empty())
+    {
+        linux.set_cgroups_path(Some(format!("/{DEFAULT_CGROUP_PARENT}/{id}").into()));
+        changed = true;
+    }
+    let resources = linux.resources_mut().get_or_insert_with(Default::default);
+    if !denies_all_devices_first(resources.devices().as_deref()) {
+        // runc's devices cgroup starts from deny-all whatever the spec says;
+        // libcontainer's v1 controller only adds the spec's and the default
+        // rules to what the cgroup allows (everything, when new).
+        resources
+            .devices_mut()
+            .get_or_insert_with(Vec::new)
+            .insert(0, every_device(false));
+        changed = true;
+    }
+    let has_seccomp = linux.seccomp().is_some();
+    if let Some(process) = spec.process_mut() {
+        if process.no_new_privileges() == Some(false) && has_seccomp {
+            // libcontainer loads the filter before the capability drop only when
+            // the field is absent; an explicit false would make it load the filter
+            // after, without CAP_SYS_ADMIN or no_new_privs, which fails.
+            process.set_no_new_privileges(None);
+            changed = true;
+        }
+    }
+    let mut copy_up = vec![];
+    for m in spec.mounts_mut().iter_mut().flatten() {
+        let destination = m.destination().to_string_lossy().into_owned();
+        if let Some(options) = m.options_mut() {
+            let before = options.len();
+            options.retain(|o| o != "tmpcopyup");
+            if options.len() != before {
+                copy_up.push(destination);
+                changed = true;
+            }
+        }
+    }
+    changed.then_some(copy_up)
+}
+
+/// The first device rule denies every device (`{"allow": false, "access":
+/// "rwm"}`, of type `a` or none).
+fn denies_all_devices_first(devices: Option<&[LinuxDeviceCgroup]>) -> bool {
+    let Some(first) = devices.and_then(|d| d.first()) else {
         return false;
     };
-    let access = first["access"].as_str().unwrap_or("rwm");
-    first["allow"] == json!(false)
-        && first["type"].as_str().is_none_or(|t| t == "a")
-        && first["major"].as_i64().is_none_or(|m| m < 0)
-        && first["minor"].as_i64().is_none_or(|m| m < 0)
+    let access = first.access().as_deref().unwrap_or("rwm");
+    !first.allow()
+        && first.typ().is_none_or(|t| t == LinuxDeviceType::A)
+        && first.major().is_none_or(|m| m < 0)
+        && first.minor().is_none_or(|m| m < 0)
         && ['r', 'w', 'm'].iter().all(|c| access.contains(*c))
-}
-
-/// runc's tmpcopyup: the image's content at each mount point is copied into the
-/// fresh tmpfs. The container's view is reached through /proc/<pid>/root, the
-/// image's original content through the rootfs on the host; each path is resolved
-/// inside its own root, so a symlink in the image cannot reach the host's files.
-pub fn copy_up(rootfs: &Path, pid: i32, destinations: &[String]) -> Result<()> {
-    copy_up_between(
-        rootfs,
-        Path::new(&format!("/proc/{pid}/root")),
-        destinations,
-    )
-}
-
-/// `copy_up` between two root folders, each taken as `/` for its side's paths.
-fn copy_up_between(image: &Path, container: &Path, destinations: &[String]) -> Result<()> {
-    if destinations.is_empty() {
-        return Ok(());
-    }
-    let image_root = File::open(image).context(|| format!("open {}", image.display()))?;
-    let container_root =
-        File::open(container).context(|| format!("open {}", container.display()))?;
-    for dest in destinations {
-        let from = match open_dir_in_root(&image_root, dest) {
-            Err(Errno::ENOENT | Errno::ENOTDIR) => continue,
-            from => from.context(|| format!("tmpcopyup {dest}"))?,
-        };
-        let to = open_dir_in_root(&container_root, dest).context(|| format!("tmpcopyup {dest}"))?;
-        let original = stat::fstat(from.as_raw_fd()).context(|| format!("tmpcopyup {dest}"))?;
-        copy_tree(from, &to).context(|| format!("tmpcopyup {dest}"))?;
-        // The mount point itself takes the original directory's mode and owner.
-        keep_owner_and_mode(to.as_raw_fd(), &original).context(|| format!("tmpcopyup {dest}"))?;
-    }
-    Ok(())
-}
-
-/// Opens directory `path` with `root` as `/`: absolute symlinks and `..` stay inside.
-fn open_dir_in_root(root: &File, path: &str) -> nix::Result<Dir> {
-    let rel = match path.trim_start_matches('/') {
-        "" => ".",
-        rel => rel,
-    };
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    // EAGAIN: a rename elsewhere raced a `..`, and the kernel asks us to try again.
-    for _ in 0..16 {
-        match fcntl::openat2(root.as_raw_fd(), rel, how) {
-            Err(Errno::EAGAIN) => continue,
-            fd => return Dir::from_fd(fd?),
-        }
-    }
-    Err(Errno::EAGAIN)
-}
-
-/// Copies the entries of `from` into `to`, one directory fd at a time: no symlink
-/// is followed on either side.
-fn copy_tree(mut from: Dir, to: &Dir) -> io::Result<()> {
-    let (src, dst) = (from.as_raw_fd(), to.as_raw_fd());
-    for entry in from.iter() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name == c"." || name == c".." {
-            continue;
-        }
-        let st = stat::fstatat(Some(src), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-        match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) {
-            SFlag::S_IFLNK => {
-                let target = fcntl::readlinkat(Some(src), name)?;
-                unistd::symlinkat(target.as_os_str(), Some(dst), name)?;
-                let (uid, gid) = owner(&st);
-                unistd::fchownat(Some(dst), name, uid, gid, AtFlags::AT_SYMLINK_NOFOLLOW)?;
-            }
-            SFlag::S_IFDIR => {
-                stat::mkdirat(Some(dst), name, Mode::S_IRWXU)?;
-                let flags =
-                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-                let sub_from = Dir::openat(Some(src), name, flags, Mode::empty())?;
-                let sub_to = Dir::openat(Some(dst), name, flags, Mode::empty())?;
-                copy_tree(sub_from, &sub_to)?;
-                // After the entries: a read-only directory still takes its children.
-                keep_owner_and_mode(sub_to.as_raw_fd(), &st)?;
-            }
-            SFlag::S_IFREG => {
-                let mut source = open_at(src, name, OFlag::O_RDONLY, Mode::empty())?;
-                // O_EXCL: nothing already there, a symlink least of all, is written through.
-                let mut copy = open_at(
-                    dst,
-                    name,
-                    OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
-                    Mode::S_IRUSR | Mode::S_IWUSR,
-                )?;
-                io::copy(&mut source, &mut copy)?;
-                keep_owner_and_mode(copy.as_raw_fd(), &st)?;
-            }
-            // Device nodes, fifos and sockets are not copied, as with runc.
-            _ => continue,
-        }
-    }
-    Ok(())
-}
-
-fn open_at(dir: RawFd, name: &CStr, flags: OFlag, mode: Mode) -> nix::Result<File> {
-    let fd = fcntl::openat(
-        Some(dir),
-        name,
-        flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        mode,
-    )?;
-    // SAFETY: openat just returned this descriptor; nothing else owns it.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-fn owner(st: &FileStat) -> (Option<Uid>, Option<Gid>) {
-    (
-        Some(Uid::from_raw(st.st_uid)),
-        Some(Gid::from_raw(st.st_gid)),
-    )
-}
-
-/// Owner before mode: chown clears the set-id bits the mode then puts back.
-fn keep_owner_and_mode(fd: RawFd, st: &FileStat) -> nix::Result<()> {
-    let (uid, gid) = owner(st);
-    unistd::fchown(fd, uid, gid)?;
-    stat::fchmod(fd, Mode::from_bits_truncate(st.st_mode))
 }
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::{chown, lchown, symlink, MetadataExt};
-
     use super::*;
 
-    /// Owners can only be set and checked as root: without it the tests fail, never pass quietly.
-    fn require_root() {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "this test needs root (it sets owners); run scripts/test as root"
-        );
+    fn devices(json: &str) -> Vec<LinuxDeviceCgroup> {
+        serde_json::from_str(json).unwrap()
     }
-
-    fn write(path: &Path, data: &str, mode: u32, uid: u32, gid: u32) {
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, data).unwrap();
-        chown(path, Some(uid), Some(gid)).unwrap();
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    fn mkdir(path: &Path, mode: u32, uid: u32, gid: u32) {
-        fs::create_dir_all(path).unwrap();
-        chown(path, Some(uid), Some(gid)).unwrap();
-        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
-
-    fn owner_and_mode(path: &Path) -> (u32, u32, u32) {
-        let meta = fs::symlink_metadata(path).unwrap();
-        (meta.uid(), meta.gid(), meta.mode() & 0o7777)
-    }
-
-    /// A host folder outside both roots, holding one file nobody may touch.
-    fn victim(tmp: &Path) -> PathBuf {
-        let host = tmp.join("host");
-        write(&host.join("secret"), "precious", 0o644, 0, 0);
-        host
-    }
-
-    fn assert_untouched(host: &Path) {
-        assert_eq!(names(host), ["secret"]);
-        assert_eq!(fs::read_to_string(host.join("secret")).unwrap(), "precious");
-    }
-
-    #[test]
-    fn tree_is_copied_with_links_modes_and_owners() {
-        require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let (image, container) = (tmp.path().join("image"), tmp.path().join("container"));
-        mkdir(&image.join("etc"), 0o750, 10, 20);
-        write(&image.join("etc/passwd"), "root:x:0:0", 0o644, 0, 0);
-        write(&image.join("etc/tool"), "#!/bin/sh\n", 0o4755, 1000, 1000);
-        mkdir(&image.join("etc/ssl"), 0o711, 0, 0);
-        mkdir(&image.join("etc/ssl/certs"), 0o555, 5, 5);
-        write(
-            &image.join("etc/ssl/certs/ca.pem"),
-            "cert",
-            0o600,
-            1000,
-            1001,
-        );
-        symlink("/usr/share/zoneinfo/UTC", image.join("etc/localtime")).unwrap();
-        lchown(image.join("etc/localtime"), Some(7), Some(8)).unwrap();
-        unistd::mkfifo(&image.join("etc/fifo"), Mode::S_IRUSR).unwrap();
-        write(&image.join("file"), "not a directory", 0o644, 0, 0);
-        // The fresh tmpfs at /etc, and the mount points of the skipped destinations.
-        mkdir(&container.join("etc"), 0o1777, 0, 0);
-        mkdir(&container.join("file"), 0o755, 0, 0);
-        mkdir(&container.join("missing"), 0o755, 0, 0);
-
-        let destinations = ["/etc", "/file", "/missing"].map(String::from);
-        copy_up_between(&image, &container, &destinations).unwrap();
-
-        let etc = container.join("etc");
-        assert_eq!(
-            names(&etc),
-            ["localtime", "passwd", "ssl", "tool"],
-            "the fifo is skipped"
-        );
-        assert_eq!(owner_and_mode(&etc), (10, 20, 0o750));
-        assert_eq!(
-            fs::read_to_string(etc.join("passwd")).unwrap(),
-            "root:x:0:0"
-        );
-        assert_eq!(owner_and_mode(&etc.join("passwd")), (0, 0, 0o644));
-        assert_eq!(owner_and_mode(&etc.join("tool")), (1000, 1000, 0o4755));
-        assert_eq!(owner_and_mode(&etc.join("ssl")), (0, 0, 0o711));
-        assert_eq!(owner_and_mode(&etc.join("ssl/certs")), (5, 5, 0o555));
-        assert_eq!(
-            fs::read_to_string(etc.join("ssl/certs/ca.pem")).unwrap(),
-            "cert"
-        );
-        assert_eq!(
-            owner_and_mode(&etc.join("ssl/certs/ca.pem")),
-            (1000, 1001, 0o600)
-        );
-        assert_eq!(
-            fs::read_link(etc.join("localtime")).unwrap(),
-            Path::new("/usr/share/zoneinfo/UTC")
-        );
-        let link = fs::symlink_metadata(etc.join("localtime")).unwrap();
-        assert_eq!((link.uid(), link.gid()), (7, 8));
-        assert!(names(&container.join("file")).is_empty());
-        assert!(names(&container.join("missing")).is_empty());
-    }
-
-    #[test]
-    fn image_symlinks_resolve_inside_the_image() {
-        require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let host = victim(tmp.path());
-        let (image, container) = (tmp.path().join("image"), tmp.path().join("container"));
-        mkdir(&image, 0o755, 0, 0);
-        symlink(&host, image.join("data")).unwrap();
-        symlink("../../../../../host", image.join("up")).unwrap();
-        mkdir(&container.join("data/x"), 0o755, 0, 0);
-        mkdir(&container.join("up"), 0o755, 0, 0);
-
-        let destinations = ["/data/x", "/data", "/up"].map(String::from);
-        copy_up_between(&image, &container, &destinations).unwrap();
-
-        // Neither link resolves in the image, so nothing is read from the host.
-        assert_eq!(names(&container.join("data")), ["x"]);
-        assert!(names(&container.join("data/x")).is_empty());
-        assert!(names(&container.join("up")).is_empty());
-        assert_untouched(&host);
-    }
-
-    #[test]
-    fn container_symlinks_resolve_inside_the_container() {
-        require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let host = victim(tmp.path());
-        let (image, container) = (tmp.path().join("image"), tmp.path().join("container"));
-        for dir in ["data", "up", "etc"] {
-            write(&image.join(dir).join("secret"), "from image", 0o600, 0, 0);
-        }
-        mkdir(&container, 0o755, 0, 0);
-        symlink(&host, container.join("data")).unwrap();
-        symlink("../../../../../host", container.join("up")).unwrap();
-        // A link already in the mount point is not written through either.
-        mkdir(&container.join("etc"), 0o755, 0, 0);
-        symlink(host.join("secret"), container.join("etc/secret")).unwrap();
-
-        for dest in ["/data", "/up", "/etc"] {
-            let err = copy_up_between(&image, &container, &[dest.to_string()]).unwrap_err();
-            assert_eq!(err.to_string(), format!("tmpcopyup {dest}"));
-        }
-        assert_untouched(&host);
-    }
-
-    #[test]
-    fn symlinks_in_the_tree_are_copied_not_followed() {
-        require_root();
-        let tmp = tempfile::tempdir().unwrap();
-        let host = victim(tmp.path());
-        let (image, container) = (tmp.path().join("image"), tmp.path().join("container"));
-        mkdir(&image.join("etc"), 0o755, 0, 0);
-        symlink(&host, image.join("etc/abs")).unwrap();
-        symlink("../../host", image.join("etc/rel")).unwrap();
-        symlink(host.join("secret"), image.join("etc/file")).unwrap();
-        mkdir(&container.join("etc"), 0o755, 0, 0);
-
-        copy_up_between(&image, &container, &["/etc".to_string()]).unwrap();
-
-        let etc = container.join("etc");
-        assert_eq!(names(&etc), ["abs", "file", "rel"]);
-        assert_eq!(fs::read_link(etc.join("abs")).unwrap(), host);
-        assert_eq!(
-            fs::read_link(etc.join("rel")).unwrap(),
-            Path::new("../../host")
-        );
-        assert_eq!(
-            fs::read_link(etc.join("file")).unwrap(),
-            host.join("secret")
-        );
-        assert_untouched(&host);
-    }
-}
-
-#[cfg(test)]
-mod device_rule_tests {
-    use super::*;
 
     #[test]
     fn only_a_leading_rule_denying_every_device_counts() {
-        let with = |devices: Value| json!({ "linux": { "resources": { "devices": devices } } });
-        assert!(denies_all_devices_first(&with(
-            json!([{ "allow": false, "access": "rwm" }])
-        )));
-        assert!(denies_all_devices_first(&with(
-            json!([{ "allow": false, "type": "a", "major": -1, "access": "rwm" }, { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }])
-        )));
-        assert!(!denies_all_devices_first(&json!({ "linux": {} })));
-        assert!(!denies_all_devices_first(&with(json!([]))));
-        assert!(!denies_all_devices_first(&with(
-            json!([{ "allow": true, "access": "rwm" }])
-        )));
-        assert!(!denies_all_devices_first(&with(
-            json!([{ "allow": false, "access": "rw" }])
-        )));
-        assert!(!denies_all_devices_first(&with(
-            json!([{ "allow": false, "type": "b", "access": "rwm" }])
-        )));
-        assert!(!denies_all_devices_first(&with(
-            json!([{ "allow": false, "type": "c", "major": 7, "access": "rwm" }])
-        )));
-        assert!(!denies_all_devices_first(&with(
-            json!([{ "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }, { "allow": false, "access": "rwm" }])
-        )));
+        let denies = |json: &str| denies_all_devices_first(Some(&devices(json)));
+        assert!(denies(r#"[{ "allow": false, "access": "rwm" }]"#));
+        assert!(denies(
+            r#"[{ "allow": false, "type": "a", "major": -1, "access": "rwm" }, { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }]"#
+        ));
+        assert!(!denies_all_devices_first(None));
+        assert!(!denies("[]"));
+        assert!(!denies(r#"[{ "allow": true, "access": "rwm" }]"#));
+        assert!(!denies(r#"[{ "allow": false, "access": "rw" }]"#));
+        assert!(!denies(
+            r#"[{ "allow": false, "type": "b", "access": "rwm" }]"#
+        ));
+        assert!(!denies(
+            r#"[{ "allow": false, "type": "c", "major": 7, "access": "rwm" }]"#
+        ));
+        assert!(!denies(
+            r#"[{ "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }, { "allow": false, "access": "rwm" }]"#
+        ));
+    }
+
+    fn spec(json: &str) -> Spec {
+        serde_json::from_str(json).unwrap()
+    }
+
+    const RUNNABLE: &str = r#"{"ociVersion": "1.0.2",
+        "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"]},
+        "mounts": [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}],
+        "linux": {"cgroupsPath": "/x/c", "resources": {"devices": [{"allow": false, "access": "rwm"}]}}}"#;
+
+    #[test]
+    fn a_spec_runc_would_run_as_is_is_left_alone() {
+        let mut s = spec(RUNNABLE);
+        assert_eq!(edit(&mut s, "c"), None);
+        assert_eq!(s, spec(RUNNABLE));
+    }
+
+    #[test]
+    fn cgroup_device_rule_tmpcopyup_and_no_new_privs_are_adjusted() {
+        let mut s = spec(
+            r#"{"ociVersion": "1.0.2",
+            "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"], "noNewPrivileges": false},
+            "mounts": [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "tmpcopyup"]},
+                       {"destination": "/run", "type": "tmpfs", "source": "tmpfs"}],
+            "linux": {"resources": {"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]},
+                      "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}"#,
+        );
+        assert_eq!(edit(&mut s, "web"), Some(vec!["/tmp".to_string()]));
+        let linux = s.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.cgroups_path().as_deref(),
+            Some(Path::new("/peapod/web"))
+        );
+        let rules = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert!(denies_all_devices_first(Some(&rules)));
+        assert!(rules[1].allow());
+        let mounts = s.mounts().as_ref().unwrap();
+        assert_eq!(
+            mounts[0].options().as_deref(),
+            Some(&["nosuid".to_string()][..])
+        );
+        assert_eq!(mounts[1].options(), &None);
+        assert_eq!(s.process().as_ref().unwrap().no_new_privileges(), None);
+
+        // Without a seccomp profile an explicit false stays; a spec without
+        // linux.resources gets the deny-all rule alone.
+        let mut s = spec(RUNNABLE);
+        s.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_no_new_privileges(Some(false));
+        s.linux_mut().as_mut().unwrap().set_resources(None);
+        assert_eq!(edit(&mut s, "c"), Some(vec![]));
+        assert_eq!(
+            s.process().as_ref().unwrap().no_new_privileges(),
+            Some(false)
+        );
+        let resources = s.linux().as_ref().unwrap().resources().clone().unwrap();
+        assert_eq!(resources.devices().as_ref().map(Vec::len), Some(1));
+        assert!(denies_all_devices_first(resources.devices().as_deref()));
     }
 }

@@ -1,10 +1,15 @@
-//! Loading a bundle's config.json with errors that name the file and the field.
+//! Loading a bundle's config.json with errors that name the file and the field,
+//! or writing it from a spec the caller holds.
 
+use std::fs::{OpenOptions, Permissions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::error::{Error, Result};
+use crate::error::Context;
 
 /// A bundle whose config.json parsed and passed our checks.
 pub struct Bundle {
@@ -39,10 +44,7 @@ impl Bundle {
 }
 
 pub fn load(dir: &Path) -> Result<Bundle> {
-    if !dir.is_dir() {
-        return Err(Error::NoBundle(dir.to_path_buf()));
-    }
-    let dir = std::fs::canonicalize(dir).map_err(|_| Error::NoBundle(dir.to_path_buf()))?;
+    let dir = existing_dir(dir)?;
     let path = dir.join("config.json");
     let config_err = |reason: String| Error::Config {
         path: path.clone(),
@@ -56,6 +58,49 @@ pub fn load(dir: &Path) -> Result<Bundle> {
         serde_json::from_slice(&text).map_err(|e| config_err(format!("invalid config: {e}")))?;
     check(&dir, &spec).map_err(config_err)?;
     Ok(Bundle { dir, spec })
+}
+
+/// A bundle folder whose config is `spec`: the same checks as `load`, then
+/// config.json written for libcontainer (which reads it from the folder); we
+/// go on with the value.
+pub fn write(dir: &Path, spec: Spec) -> Result<Bundle> {
+    let dir = existing_dir(dir)?;
+    let path = dir.join("config.json");
+    check(&dir, &spec).map_err(|reason| Error::Config {
+        path: path.clone(),
+        reason,
+    })?;
+    write_config(&path, &spec)?;
+    Ok(Bundle { dir, spec })
+}
+
+/// Writes `spec` to `path`, readable by root only: the process's environment
+/// may hold secrets.
+pub(super) fn write_config(path: &Path, spec: &Spec) -> Result<()> {
+    let text = serde_json::to_vec_pretty(spec)
+        .map_err(|e| Error::Invalid(format!("encode {}: {e}", path.display())))?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .context(|| format!("write {}", path.display()))?;
+    // A file that was already there keeps its mode through O_TRUNC.
+    file.set_permissions(Permissions::from_mode(0o600))
+        .context(|| format!("chmod {}", path.display()))?;
+    file.write_all(&text)
+        .context(|| format!("write {}", path.display()))?;
+    Ok(())
+}
+
+/// The bundle folder, canonical (state records it; relative paths in the spec
+/// are taken from it).
+fn existing_dir(dir: &Path) -> Result<PathBuf> {
+    if !dir.is_dir() {
+        return Err(Error::NoBundle(dir.to_path_buf()));
+    }
+    std::fs::canonicalize(dir).map_err(|_| Error::NoBundle(dir.to_path_buf()))
 }
 
 /// The checks libcontainer would fail later with a vaguer message, or not at all.
@@ -267,6 +312,32 @@ mod tests {
             ",\"rlimits\":[{\"type\":\"RLIMIT_NOFILE\",\"soft\":100,\"hard\":10}]",
         ));
         assert!(load_err(dir.path()).contains("process.rlimits[0] RlimitNofile: soft limit 100"));
+    }
+
+    #[test]
+    fn a_spec_value_is_checked_then_written_for_root_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = bundle_with("left over");
+        let path = dir.path().join("config.json");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let spec: Spec = serde_json::from_str(&minimal("")).unwrap();
+        let bundle = write(dir.path(), spec.clone()).unwrap();
+        assert_eq!(bundle.spec, spec);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(load(dir.path()).unwrap().spec, spec);
+
+        // The same checks as for a loaded bundle; nothing is written.
+        let dir = bundle_with("untouched");
+        let mut spec = spec;
+        spec.set_linux(None);
+        let err = match write(dir.path(), spec) {
+            Ok(_) => panic!("expected an error"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.ends_with("config.json: linux: required"), "{err}");
+        let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
+        assert_eq!(text, "untouched");
     }
 
     #[test]

@@ -1,9 +1,12 @@
-use std::path::{Path, PathBuf};
+//! A container's cgroup: read through `sys::cgroup` (stats, processes, the
+//! freezer, removal); written through libcgroups' manager (`update`), the code
+//! that set its resources at create.
 
 use libcgroups::common::{create_cgroup_manager, AnyCgroupManager, CgroupConfig};
 use libcontainer::container::Container;
 
 use super::error::{Error, Result};
+use crate::sys::cgroup::{Cgroup, Layout};
 
 /// The cgroup manager for a container's own cgroup, as libcontainer recorded it.
 pub fn manager_of(container: &Container) -> Result<AnyCgroupManager> {
@@ -18,45 +21,22 @@ pub fn manager_of(container: &Container) -> Result<AnyCgroupManager> {
     .map_err(|e| Error::Cgroup(format!("container {}: {e}", container.id())))
 }
 
-/// Mount points of the cgroup hierarchies really mounted here (v1 controllers
-/// and/or the v2 unified tree), from one read of mountinfo.
-pub fn cgroup_mounts() -> Vec<PathBuf> {
-    crate::sys::mountinfo::mounts()
-        .into_iter()
-        .filter(|m| matches!(m.fs_type.as_str(), "cgroup" | "cgroup2"))
-        .map(|m| m.mount_point)
-        .collect()
-}
-
-/// Removes an empty cgroup from every hierarchy. False if one could not be
-/// removed (it still has processes, or an error).
-pub fn remove_empty(cgroup_path: &Path) -> bool {
-    let rel = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
-    cgroup_mounts().into_iter().all(|mount| {
-        let dir = mount.join(rel);
-        match std::fs::remove_dir(&dir) {
-            Ok(()) => true,
-            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        }
-    })
-}
-
-/// How many processes the OOM killer has killed in this cgroup: `oom_kill` of
-/// memory.events (v2) or memory.oom_control (v1). 0 if neither is readable.
-pub fn oom_kills(cgroup_path: &Path) -> u64 {
-    let rel = cgroup_path.strip_prefix("/").unwrap_or(cgroup_path);
-    cgroup_mounts()
-        .into_iter()
-        .flat_map(|mount| {
-            let dir = mount.join(rel);
-            [dir.join("memory.events"), dir.join("memory.oom_control")]
-        })
-        .filter_map(|file| std::fs::read_to_string(file).ok())
-        .filter_map(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("oom_kill "))
-                .and_then(|n| n.trim().parse::<u64>().ok())
-        })
-        .max()
-        .unwrap_or(0)
+/// The container's cgroup in every hierarchy mounted here: its recorded
+/// cgroupsPath, or under systemd (a `slice:prefix:name`, not a path) the
+/// cgroups its init is in.
+pub fn cgroup_of(container: &Container) -> Result<Cgroup> {
+    let id = container.id();
+    let layout = Layout::host();
+    if container.systemd() {
+        let pid = container
+            .pid()
+            .ok_or_else(|| Error::Cgroup(format!("container {id} has no process")))?;
+        return layout
+            .cgroup_of_pid(pid.as_raw())
+            .map_err(|e| Error::Cgroup(format!("container {id}: {e}")));
+    }
+    let config = container
+        .spec()
+        .map_err(|e| Error::Cgroup(format!("read config of container {id}: {e}")))?;
+    Ok(layout.cgroup(&config.cgroup_path))
 }

@@ -12,7 +12,8 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{self, SetArg, Termios};
 
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
+use crate::error::Context;
 
 /// A listening console socket, removed from the filesystem when dropped.
 pub struct ConsoleListener {

@@ -5,12 +5,14 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
+use oci_spec::runtime::Spec;
 
 use super::bundle::{self, Bundle};
 use super::console::ConsoleListener;
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::foreground::{self, ExitStatus};
-use super::{adjust, network, validate_id, Runtime};
+use super::{adjust, copy_up, network, validate_id, Runtime};
+use crate::error::Context;
 
 /// A container's standard input, output and error.
 pub struct Stdio {
@@ -32,23 +34,33 @@ pub struct CreateOptions<'a> {
 impl Runtime {
     /// `create`: the container's init is set up and waits for `start`.
     pub fn create(&self, opts: &CreateOptions) -> Result<Container> {
-        validate_id(opts.id)?;
-        if self.container_dir(opts.id).exists() {
-            return Err(Error::Exists(opts.id.to_string()));
-        }
+        self.check_new(opts.id)?;
         let bundle = bundle::load(opts.bundle)?;
         self.create_from(&bundle, opts, None)
     }
 
-    /// `create` with the container's stdio given as descriptors instead of ours
-    /// (the pod supervisor passes its log pipes).
-    pub fn create_with_stdio(&self, opts: &CreateOptions, stdio: Stdio) -> Result<Container> {
-        validate_id(opts.id)?;
-        if self.container_dir(opts.id).exists() {
-            return Err(Error::Exists(opts.id.to_string()));
-        }
-        let bundle = bundle::load(opts.bundle)?;
+    /// `create` from a bundle folder and a spec the caller built (the pod
+    /// supervisor): config.json is written into the folder for libcontainer,
+    /// and the value is what our checks and adjustments use. The container's
+    /// stdio are the descriptors given (the supervisor's log pipes).
+    pub fn create_with_spec(
+        &self,
+        opts: &CreateOptions,
+        spec: Spec,
+        stdio: Stdio,
+    ) -> Result<Container> {
+        self.check_new(opts.id)?;
+        let bundle = bundle::write(opts.bundle, spec)?;
         self.create_from(&bundle, opts, Some(stdio))
+    }
+
+    /// A new container's id: valid, and not taken.
+    fn check_new(&self, id: &str) -> Result<()> {
+        validate_id(id)?;
+        if self.container_dir(id).exists() {
+            return Err(Error::Exists(id.to_string()));
+        }
+        Ok(())
     }
 
     fn create_from(
@@ -107,17 +119,14 @@ impl Runtime {
             // which check_console has already done.
             .with_detach(bundle.terminal())
             .with_no_pivot(opts.no_pivot);
-        super::with_default_sigpipe(|| builder.build())
-            .context(|| format!("create container {}", opts.id))
+        Ok(super::with_default_sigpipe(|| builder.build())
+            .context(|| format!("create container {}", opts.id))?)
     }
 
     /// `run`: create and start; unless detached, wait for the container's init,
     /// forwarding signals (and proxying its terminal), then delete it unless `keep`.
     pub fn run(&self, opts: &CreateOptions, detach: bool, keep: bool) -> Result<ExitStatus> {
-        validate_id(opts.id)?;
-        if self.container_dir(opts.id).exists() {
-            return Err(Error::Exists(opts.id.to_string()));
-        }
+        self.check_new(opts.id)?;
         let bundle = bundle::load(opts.bundle)?;
         let own_console = if bundle.terminal() && opts.console_socket.is_none() && !detach {
             self.ensure_root()?;
@@ -156,7 +165,7 @@ impl Runtime {
             .context(|| format!("start container {}", opts.id))
         {
             let _ = self.destroy(&mut container, true);
-            return Err(e);
+            return Err(e.into());
         }
         if detach {
             return Ok(ExitStatus(0));
@@ -187,7 +196,7 @@ impl Runtime {
                 .as_ref()
                 .map(|r| r.path().clone())
                 .unwrap_or_default();
-            adjust::copy_up(&bundle.dir.join(root), pid.as_raw(), &adjusted.copy_up)?;
+            copy_up::copy_up(&bundle.dir.join(root), pid.as_raw(), &adjusted.copy_up)?;
         }
         if bundle.has_new_netns() {
             if let Some(pid) = container.pid() {

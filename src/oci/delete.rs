@@ -2,8 +2,10 @@ use std::path::Path;
 
 use libcontainer::container::{Container, ContainerStatus};
 
-use super::error::{Context, Error, Result};
-use super::{adjust, cgroup, status_name, Runtime};
+use super::error::{Error, Result};
+use super::{adjust, status_name, Runtime};
+use crate::error::Context;
+use crate::sys::cgroup::Layout;
 
 /// Alive and not a zombie.
 fn is_running(pid: i32) -> bool {
@@ -50,13 +52,14 @@ impl Runtime {
             container
                 .delete(kill)
                 .context(|| format!("delete container {id}"))
+                .map_err(Error::from)
         };
         // The parent peapod gave a bundle without a cgroupsPath goes with its
         // last container (a failed rmdir means another one is left).
         let default_parent = Path::new("/").join(adjust::DEFAULT_CGROUP_PARENT);
         if let Some(parent) = cgroup_path.as_deref().and_then(Path::parent) {
             if result.is_ok() && parent == default_parent {
-                cgroup::remove_empty(parent);
+                Layout::host().cgroup(parent).remove_if_empty();
             }
         }
         let adjusted = adjust::adjusted_dir(&self.root, &id);
@@ -94,7 +97,8 @@ impl Runtime {
         {
             return false;
         }
-        cgroup::remove_empty(&config.cgroup_path)
+        // Sub-cgroups the container made go too, leaves first.
+        Layout::host().cgroup(&config.cgroup_path).remove().is_ok()
             && std::fs::remove_dir_all(&container.root).is_ok()
     }
 }

@@ -2,6 +2,8 @@ use std::path::PathBuf;
 
 use libcontainer::error::LibcontainerError;
 
+use crate::error::{IoError, SysError, WithContext};
+
 /// Errors of the runtime layer. Each message names the thing that is wrong, so the
 /// CLI can print it as one line.
 #[derive(Debug, thiserror::Error)]
@@ -26,59 +28,21 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
-    #[error("{context}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{context}")]
-    Sys {
-        context: String,
-        #[source]
-        source: nix::Error,
-    },
-    #[error("{context}")]
-    Container {
-        context: String,
-        // Boxed: libcontainer's error is large and would bloat every Result.
-        #[source]
-        source: Box<LibcontainerError>,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    // Boxed: libcontainer's error is large and would bloat every Result.
+    #[error(transparent)]
+    Container(Box<WithContext<LibcontainerError>>),
     #[error("cgroup: {0}")]
     Cgroup(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Attaches "what we were doing" to lower-level errors.
-pub trait Context<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> Context<T> for std::result::Result<T, std::io::Error> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Io {
-            context: what(),
-            source,
-        })
-    }
-}
-
-impl<T> Context<T> for std::result::Result<T, nix::Error> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Sys {
-            context: what(),
-            source,
-        })
-    }
-}
-
-impl<T> Context<T> for std::result::Result<T, LibcontainerError> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| Error::Container {
-            context: what(),
-            source: Box::new(source),
-        })
+impl From<WithContext<LibcontainerError>> for Error {
+    fn from(e: WithContext<LibcontainerError>) -> Self {
+        Error::Container(Box::new(e))
     }
 }

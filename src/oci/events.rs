@@ -3,12 +3,14 @@
 use std::io::Write;
 use std::time::Duration;
 
-use libcgroups::common::CgroupManager;
 use libcontainer::container::ContainerStatus;
+use serde_json::{json, Map, Value};
 
-use super::cgroup::manager_of;
-use super::error::{Context, Error, Result};
+use super::cgroup::cgroup_of;
+use super::error::{Error, Result};
 use super::{status_name, Runtime};
+use crate::error::Context;
+use crate::sys::cgroup::{BlkioEntry, IoDevice, IoStats, MemoryEntry, Stats, Version};
 
 impl Runtime {
     /// One stats event for a running container.
@@ -24,12 +26,10 @@ impl Runtime {
                 action: "read its stats",
             });
         }
-        let stats = manager_of(&container)?
+        let stats = cgroup_of(&container)?
             .stats()
             .map_err(|e| Error::Cgroup(format!("stats of {id}: {e}")))?;
-        let data = serde_json::to_value(&stats)
-            .map_err(|e| Error::Invalid(format!("encode stats: {e}")))?;
-        Ok(serde_json::json!({ "type": "stats", "id": id, "data": data }))
+        Ok(json!({ "type": "stats", "id": id, "data": runc_stats(&stats) }))
     }
 
     /// Prints stats events every `interval` until the container stops.
@@ -57,6 +57,117 @@ impl Runtime {
     }
 }
 
+/// The stats as runc prints them (its `types.Stats`); on cgroup v2 too, with
+/// runc's v1-compatible swap (memory and swap together) and block I/O entries.
+fn runc_stats(s: &Stats) -> Value {
+    let mut data = Map::new();
+    if let Some(cpu) = &s.cpu {
+        data.insert(
+            "cpu".into(),
+            json!({
+                "usage": {
+                    "total": cpu.usage,
+                    "percpu": cpu.per_cpu,
+                    "kernel": cpu.kernel,
+                    "user": cpu.user,
+                },
+                "throttling": {
+                    "periods": cpu.periods,
+                    "throttledPeriods": cpu.throttled_periods,
+                    "throttledTime": cpu.throttled_time,
+                },
+            }),
+        );
+    }
+    if let Some(m) = &s.memory {
+        let entry = |e: &MemoryEntry| json!({ "limit": e.limit, "usage": e.usage, "max": e.max, "failcnt": e.failcnt });
+        let (cache, swap) = match m.version {
+            Version::V1 => (m.stat.get("cache"), m.swap.clone()),
+            Version::V2 => (
+                m.stat.get("file"),
+                m.swap.as_ref().map(|sw| MemoryEntry {
+                    usage: sw.usage.saturating_add(m.usage.usage),
+                    limit: match sw.limit {
+                        u64::MAX => u64::MAX,
+                        l => l.saturating_add(m.usage.limit),
+                    },
+                    ..sw.clone()
+                }),
+            ),
+        };
+        let mut memory = Map::new();
+        memory.insert("cache".into(), json!(cache.copied().unwrap_or(0)));
+        memory.insert("usage".into(), entry(&m.usage));
+        for (key, e) in [
+            ("swap", &swap),
+            ("kernel", &m.kernel),
+            ("kernelTCP", &m.kernel_tcp),
+        ] {
+            if let Some(e) = e {
+                memory.insert(key.into(), entry(e));
+            }
+        }
+        memory.insert("raw".into(), json!(m.stat));
+        data.insert("memory".into(), Value::Object(memory));
+    }
+    if let Some(p) = &s.pids {
+        data.insert(
+            "pids".into(),
+            json!({ "current": p.current, "limit": p.limit.unwrap_or(0) }),
+        );
+    }
+    if let Some(io) = &s.io {
+        let entries = |list: &[BlkioEntry]| -> Value {
+            list.iter()
+                .map(
+                    |e| json!({ "major": e.major, "minor": e.minor, "op": e.op, "value": e.value }),
+                )
+                .collect()
+        };
+        let (bytes, ops) = match io {
+            IoStats::V1 {
+                service_bytes,
+                serviced,
+            } => (entries(service_bytes), entries(serviced)),
+            IoStats::V2 { devices } => {
+                let per_op = |f: fn(&IoDevice) -> [u64; 3]| -> Value {
+                    devices
+                        .iter()
+                        .flat_map(|d| {
+                            ["Read", "Write", "Discard"]
+                                .into_iter()
+                                .zip(f(d))
+                                .map(|(op, value)| {
+                                    json!({ "major": d.major, "minor": d.minor, "op": op, "value": value })
+                                })
+                        })
+                        .collect()
+                };
+                (
+                    per_op(|d| [d.rbytes, d.wbytes, d.dbytes]),
+                    per_op(|d| [d.rios, d.wios, d.dios]),
+                )
+            }
+        };
+        data.insert(
+            "blkio".into(),
+            json!({ "ioServiceBytesRecursive": bytes, "ioServicedRecursive": ops }),
+        );
+    }
+    let hugetlb: Map<String, Value> = s
+        .hugetlb
+        .iter()
+        .map(|h| {
+            (
+                h.page_size.clone(),
+                json!({ "usage": h.usage, "max": h.max_usage, "failcnt": h.failcnt }),
+            )
+        })
+        .collect();
+    data.insert("hugetlb".into(), Value::Object(hugetlb));
+    Value::Object(data)
+}
+
 /// Parses runc's `--interval` (`5s`, `500ms`, `1m`, or plain seconds).
 pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
     let t = text.trim();
@@ -82,6 +193,73 @@ pub fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v2_stats_in_runcs_shape() {
+        use crate::sys::cgroup::{CpuStats, HugetlbStats, IoDevice, MemoryStats, PidsStats};
+        let stats = Stats {
+            cpu: Some(CpuStats {
+                usage: 3000,
+                user: 2000,
+                kernel: 1000,
+                ..Default::default()
+            }),
+            memory: Some(MemoryStats {
+                version: Version::V2,
+                usage: MemoryEntry {
+                    usage: 100,
+                    max: 0,
+                    limit: 1000,
+                    failcnt: 0,
+                },
+                swap: Some(MemoryEntry {
+                    usage: 10,
+                    max: 0,
+                    limit: 50,
+                    failcnt: 0,
+                }),
+                kernel: None,
+                kernel_tcp: None,
+                stat: [("file".to_string(), 64)].into(),
+                oom_control: Default::default(),
+                events: None,
+                oom_kills: 0,
+            }),
+            pids: Some(PidsStats {
+                current: 2,
+                limit: None,
+            }),
+            io: Some(IoStats::V2 {
+                devices: vec![IoDevice {
+                    major: 8,
+                    rbytes: 512,
+                    wios: 3,
+                    ..Default::default()
+                }],
+            }),
+            hugetlb: vec![HugetlbStats {
+                page_size: "2MB".into(),
+                usage: 1,
+                ..Default::default()
+            }],
+        };
+        let v = runc_stats(&stats);
+        assert_eq!(v["cpu"]["usage"]["total"], 3000);
+        assert_eq!(v["cpu"]["usage"]["kernel"], 1000);
+        assert_eq!(v["memory"]["cache"], 64);
+        assert_eq!(v["memory"]["usage"]["limit"], 1000);
+        assert_eq!(v["memory"]["swap"]["usage"], 110, "memory and swap, as v1");
+        assert_eq!(v["memory"]["swap"]["limit"], 1050);
+        assert_eq!(v["memory"]["raw"]["file"], 64);
+        assert!(v["memory"].get("kernel").is_none());
+        assert_eq!(v["pids"], json!({ "current": 2, "limit": 0 }));
+        assert_eq!(
+            v["blkio"]["ioServiceBytesRecursive"][0],
+            json!({ "major": 8, "minor": 0, "op": "Read", "value": 512 })
+        );
+        assert_eq!(v["blkio"]["ioServicedRecursive"][1]["value"], 3);
+        assert_eq!(v["hugetlb"]["2MB"]["usage"], 1);
+    }
 
     #[test]
     fn intervals() {

@@ -32,9 +32,10 @@ use oci_spec::runtime::Spec;
 use self::channel::Message;
 use self::enter::Entry;
 use self::target::Target;
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::foreground::{self, ExitStatus};
 use super::{status_name, Runtime};
+use crate::error::Context;
 
 #[derive(Default)]
 pub struct ExecOptions<'a> {
@@ -160,7 +161,7 @@ impl Runtime {
                     opts.id
                 )))
             }
-            Err(e) => return Err(e).context(|| "exec: fork".into()),
+            Err(e) => Err(e).context(|| "exec: fork".into())?,
         };
         drop(theirs);
         drop(entry);
@@ -253,7 +254,8 @@ impl PidFile {
     fn commit(self, pid: Pid) -> Result<()> {
         std::fs::write(&self.temp, pid.as_raw().to_string())
             .and_then(|()| std::fs::rename(&self.temp, &self.path))
-            .context(|| format!("--pid-file {}", self.path.display()))
+            .context(|| format!("--pid-file {}", self.path.display()))?;
+        Ok(())
     }
 }
 
@@ -274,8 +276,8 @@ fn send_fd(socket: &UnixStream, fd: &OwnedFd, text: &str) -> Result<()> {
         MsgFlags::empty(),
         None,
     )
-    .context(|| "send a descriptor".into())
-    .map(drop)
+    .context(|| "send a descriptor".into())?;
+    Ok(())
 }
 
 /// Hands the process's seccomp notify descriptor to the profile's listener, with

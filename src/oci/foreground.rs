@@ -13,7 +13,8 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::console::{copy_window_size, set_nonblocking, RawMode};
-use super::error::{Context, Result};
+use super::error::Result;
+use crate::error::Context;
 
 /// A process's end as a shell reports it: its exit code, or 128 + the signal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub(crate) fn block_signals() -> Result<SignalFd> {
     let all = SigSet::all();
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
         .context(|| "block signals".into())?;
-    SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).context(|| "signalfd".into())
+    Ok(SignalFd::with_flags(&all, SfdFlags::SFD_CLOEXEC).context(|| "signalfd".into())?)
 }
 
 /// Reaps exited children; returns the status of `pid` once it is among them.
@@ -51,7 +52,7 @@ fn reap(pid: Pid) -> Result<Option<ExitStatus>> {
                 }
             }
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(e).context(|| "waitpid".into()),
+            Err(e) => Err(e).context(|| "waitpid".into())?,
         }
     }
 }

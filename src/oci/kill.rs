@@ -1,8 +1,9 @@
 use libcontainer::container::ContainerStatus;
 use nix::sys::signal::Signal;
 
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::{status_name, Runtime};
+use crate::error::Context;
 
 impl Runtime {
     /// `kill`: signals the container's init, or with `all` every process in its cgroup.

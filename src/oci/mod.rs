@@ -7,6 +7,7 @@ mod adjust;
 pub mod bundle;
 pub mod cgroup;
 pub mod console;
+mod copy_up;
 mod create;
 mod delete;
 pub mod error;
@@ -37,7 +38,7 @@ pub use features::features;
 pub use foreground::ExitStatus;
 pub use update::ResourceFlags;
 
-use error::Context;
+use crate::error::Context;
 
 /// The default state folder, as runc's is /run/runc.
 pub const DEFAULT_ROOT: &str = "/run/peapod";
@@ -126,7 +127,8 @@ impl Runtime {
             serde_json::json!({ "pid": pid.as_raw(), "start": start, "bundle": bundle })
                 .to_string(),
         )
-        .context(|| format!("write {}", path.display()))
+        .context(|| format!("write {}", path.display()))?;
+        Ok(())
     }
 
     /// The bundle folder the user gave at create.
@@ -158,12 +160,7 @@ impl Runtime {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => {
-                return Err(Error::Io {
-                    context: format!("read state folder {}", self.root.display()),
-                    source: e,
-                })
-            }
+            e => e.context(|| format!("read state folder {}", self.root.display()))?,
         };
         let mut ids: Vec<String> = entries
             .filter_map(|e| e.ok())

@@ -8,7 +8,8 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use nix::unistd::Pid;
 
-use super::error::{Context, Result};
+use super::error::Result;
+use crate::error::Context;
 
 nix::ioctl_read_bad!(get_if_flags, libc::SIOCGIFFLAGS, libc::ifreq);
 nix::ioctl_write_ptr_bad!(set_if_flags, libc::SIOCSIFFLAGS, libc::ifreq);

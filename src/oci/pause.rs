@@ -1,8 +1,13 @@
-use super::error::{Context, Error, Result};
+use libcontainer::container::ContainerStatus;
+
+use super::cgroup::cgroup_of;
+use super::error::{Error, Result};
 use super::{status_name, Runtime};
+use crate::error::Context;
 
 impl Runtime {
-    /// `pause`: freezes every process of the container (cgroup freezer).
+    /// `pause`: freezes every process of the container (cgroup freezer), and
+    /// waits until they are frozen.
     pub fn pause(&self, id: &str) -> Result<()> {
         let mut container = self.load(id)?;
         if !container.can_pause() {
@@ -12,9 +17,14 @@ impl Runtime {
                 action: "pause it",
             });
         }
+        cgroup_of(&container)?
+            .freeze()
+            .map_err(|e| Error::Cgroup(format!("pause container {id}: {e}")))?;
         container
-            .pause()
-            .context(|| format!("pause container {id}"))
+            .set_status(ContainerStatus::Paused)
+            .save()
+            .context(|| format!("pause container {id}"))?;
+        Ok(())
     }
 
     /// `resume`: thaws a paused container.
@@ -27,8 +37,13 @@ impl Runtime {
                 action: "resume it",
             });
         }
+        cgroup_of(&container)?
+            .thaw()
+            .map_err(|e| Error::Cgroup(format!("resume container {id}: {e}")))?;
         container
-            .resume()
-            .context(|| format!("resume container {id}"))
+            .set_status(ContainerStatus::Running)
+            .save()
+            .context(|| format!("resume container {id}"))?;
+        Ok(())
     }
 }

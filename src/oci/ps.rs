@@ -1,9 +1,9 @@
-use libcgroups::common::CgroupManager;
 use libcontainer::container::ContainerStatus;
 
-use super::cgroup::manager_of;
-use super::error::{Context, Error, Result};
+use super::cgroup::cgroup_of;
+use super::error::{Error, Result};
 use super::Runtime;
+use crate::error::Context;
 
 impl Runtime {
     /// The PIDs (in the host's pid namespace) of every process in the container's cgroup.
@@ -12,15 +12,9 @@ impl Runtime {
         if container.status() == ContainerStatus::Stopped {
             return Ok(vec![]);
         }
-        let mut pids: Vec<i32> = manager_of(&container)?
-            .get_all_pids()
-            .map_err(|e| Error::Cgroup(format!("list processes of {id}: {e}")))?
-            .into_iter()
-            .map(|p| p.as_raw())
-            .collect();
-        pids.sort_unstable();
-        pids.dedup();
-        Ok(pids)
+        cgroup_of(&container)?
+            .pids()
+            .map_err(|e| Error::Cgroup(format!("list processes of {id}: {e}")))
     }
 
     /// `ps --format table`: the host's `ps` output limited to the container's processes.

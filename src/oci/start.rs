@@ -1,7 +1,8 @@
 use libcontainer::container::ContainerStatus;
 
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::{status_name, Runtime};
+use crate::error::Context;
 
 impl Runtime {
     /// `start`: runs the user's process in a created container.
@@ -16,6 +17,7 @@ impl Runtime {
         }
         container
             .start()
-            .context(|| format!("start container {id}"))
+            .context(|| format!("start container {id}"))?;
+        Ok(())
     }
 }

@@ -4,12 +4,12 @@ use std::io::Read;
 use std::path::Path;
 
 use libcgroups::common::{CgroupManager, ControllerOpt};
-use oci_spec::runtime::LinuxResources;
-use serde_json::{json, Value};
+use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
 use super::cgroup::manager_of;
-use super::error::{Context, Error, Result};
+use super::error::{Error, Result};
 use super::{status_name, Runtime};
+use crate::error::Context;
 
 /// runc's `update` flags; each set flag overrides the same field of `--resources`.
 #[derive(Debug, Default)]
@@ -27,59 +27,63 @@ pub struct ResourceFlags {
 }
 
 impl ResourceFlags {
-    fn merge_into(&self, resources: &mut Value) {
-        let mut set = |section: &str, key: &str, value: Value| {
-            if !resources[section].is_object() {
-                resources[section] = json!({});
-            }
-            resources[section][key] = value;
-        };
+    fn merge_into(&self, r: &mut LinuxResources) {
+        fn memory(r: &mut LinuxResources) -> &mut LinuxMemory {
+            r.memory_mut().get_or_insert_with(LinuxMemory::default)
+        }
+        fn cpu(r: &mut LinuxResources) -> &mut LinuxCpu {
+            r.cpu_mut().get_or_insert_with(LinuxCpu::default)
+        }
         if let Some(v) = self.memory {
-            set("memory", "limit", v.into());
+            memory(r).set_limit(Some(v));
         }
         if let Some(v) = self.memory_reservation {
-            set("memory", "reservation", v.into());
+            memory(r).set_reservation(Some(v));
         }
         if let Some(v) = self.memory_swap {
-            set("memory", "swap", v.into());
+            memory(r).set_swap(Some(v));
         }
         if let Some(v) = self.cpu_shares {
-            set("cpu", "shares", v.into());
+            cpu(r).set_shares(Some(v));
         }
         if let Some(v) = self.cpu_quota {
-            set("cpu", "quota", v.into());
+            cpu(r).set_quota(Some(v));
         }
         if let Some(v) = self.cpu_period {
-            set("cpu", "period", v.into());
+            cpu(r).set_period(Some(v));
         }
         if let Some(v) = &self.cpuset_cpus {
-            set("cpu", "cpus", v.clone().into());
+            cpu(r).set_cpus(Some(v.clone()));
         }
         if let Some(v) = &self.cpuset_mems {
-            set("cpu", "mems", v.clone().into());
+            cpu(r).set_mems(Some(v.clone()));
         }
         if let Some(v) = self.pids_limit {
-            set("pids", "limit", v.into());
+            r.pids_mut()
+                .get_or_insert_with(LinuxPids::default)
+                .set_limit(v);
         }
         if let Some(v) = self.blkio_weight {
-            set("blockIO", "weight", v.into());
+            r.block_io_mut()
+                .get_or_insert_with(LinuxBlockIo::default)
+                .set_weight(Some(v));
         }
     }
 }
 
-/// Reads `--resources` (a file, or `-` for stdin) and applies the flags over it.
+/// Reads `--resources` (a file, or `-` for stdin: `linux.resources` of the
+/// runtime spec) and applies the flags over it.
 pub fn resources_from(path: Option<&Path>, flags: &ResourceFlags) -> Result<LinuxResources> {
-    let mut value = match path {
-        None => json!({}),
+    let mut resources = match path {
+        None => LinuxResources::default(),
         Some(p) => {
             let mut text = String::new();
-            let name = p.display().to_string();
             if p == Path::new("-") {
                 std::io::stdin()
                     .read_to_string(&mut text)
                     .context(|| "read resources from stdin".into())?;
             } else {
-                text = std::fs::read_to_string(p).context(|| format!("read {name}"))?;
+                text = std::fs::read_to_string(p).context(|| format!("read {}", p.display()))?;
             }
             serde_json::from_str(&text).map_err(|e| Error::Config {
                 path: p.to_path_buf(),
@@ -87,13 +91,8 @@ pub fn resources_from(path: Option<&Path>, flags: &ResourceFlags) -> Result<Linu
             })?
         }
     };
-    if !value.is_object() {
-        return Err(Error::Invalid(
-            "--resources: expected a JSON object (linux.resources)".into(),
-        ));
-    }
-    flags.merge_into(&mut value);
-    serde_json::from_value(value).map_err(|e| Error::Invalid(format!("resources: {e}")))
+    flags.merge_into(&mut resources);
+    Ok(resources)
 }
 
 impl Runtime {
@@ -186,5 +185,35 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.json: invalid resources"), "{err}");
+        // Not an object, or a field of the wrong type: the file is named too.
+        for text in ["[1]", r#"{"memory": {"limit": "lots"}}"#] {
+            std::fs::write(&path, text).unwrap();
+            let err = resources_from(Some(&path), &ResourceFlags::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("bad.json: invalid resources"), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_alone_make_their_sections() {
+        let flags = ResourceFlags {
+            memory_swap: Some(-1),
+            cpu_quota: Some(50_000),
+            cpuset_mems: Some("0".into()),
+            pids_limit: Some(50),
+            blkio_weight: Some(300),
+            ..Default::default()
+        };
+        let r = resources_from(None, &flags).unwrap();
+        assert_eq!(
+            serde_json::to_value(&r).unwrap(),
+            serde_json::json!({
+                "memory": { "swap": -1 },
+                "cpu": { "quota": 50_000, "mems": "0" },
+                "pids": { "limit": 50 },
+                "blockIO": { "weight": 300 }
+            })
+        );
     }
 }

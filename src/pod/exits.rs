@@ -14,10 +14,11 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::PollTimeout;
+use rustix::net;
 
 /// `CN_IDX_PROC` and `CN_VAL_PROC` (linux/connector.h).
 const CN_IDX_PROC: u32 = 1;
@@ -67,34 +68,16 @@ impl ExitEvents {
     /// Subscribes to process exits. Fails without CAP_NET_ADMIN in the
     /// initial user and pid namespaces.
     pub fn subscribe() -> io::Result<Self> {
-        // SAFETY: socket(2) with constant arguments; returns a new fd or -1.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_CONNECTOR,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the fd was just returned to us and is owned by nobody else.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: sockaddr_nl is plain data; all zero is a valid value.
-        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        addr.nl_groups = CN_IDX_PROC;
-        // SAFETY: addr is a valid sockaddr_nl and its size is given.
-        let bound = unsafe {
-            libc::bind(
-                socket.as_raw_fd(),
-                std::ptr::addr_of!(addr).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if bound < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let socket = net::socket_with(
+            net::AddressFamily::NETLINK,
+            net::SocketType::DGRAM,
+            net::SocketFlags::CLOEXEC | net::SocketFlags::NONBLOCK,
+            Some(net::netlink::CONNECTOR),
+        )?;
+        net::bind(
+            &socket,
+            &net::netlink::SocketAddrNetlink::new(0, CN_IDX_PROC),
+        )?;
         let mut events = Self {
             socket,
             ended: HashMap::new(),
@@ -127,13 +110,8 @@ impl ExitEvents {
         msg.extend_from_slice(&(payload.len() as u16).to_ne_bytes());
         msg.extend_from_slice(&0u16.to_ne_bytes());
         msg.extend_from_slice(&payload);
-        // SAFETY: msg is a valid buffer of its length; the kernel is the
-        // destination of an unconnected netlink socket.
-        let sent =
-            unsafe { libc::send(self.socket.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // The kernel is the destination of an unconnected netlink socket.
+        net::send(&self.socket, &msg, net::SendFlags::empty())?;
         Ok(())
     }
 
@@ -146,25 +124,15 @@ impl ExitEvents {
     pub fn read(&mut self, wanted: impl Fn(i32) -> bool) {
         let mut buf = [0u8; 8192];
         loop {
-            // SAFETY: buf is writable for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.socket.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    0,
-                )
+            let n = match net::recv(&self.socket, &mut buf[..], net::RecvFlags::empty()) {
+                Ok((n, _)) => n,
+                Err(rustix::io::Errno::INTR) => continue,
+                // ENOBUFS: the queue overflowed and events were lost; the
+                // processes they were about are reported as lost.
+                Err(rustix::io::Errno::NOBUFS) => continue,
+                Err(_) => return,
             };
-            if n < 0 {
-                match io::Error::last_os_error().raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    // ENOBUFS: the queue overflowed and events were lost; the
-                    // processes they were about are reported as lost.
-                    Some(libc::ENOBUFS) => continue,
-                    _ => return,
-                }
-            }
-            for (pid, exit) in exits_in(&buf[..n as usize]) {
+            for (pid, exit) in exits_in(&buf[..n]) {
                 if wanted(pid) {
                     self.ended.insert(pid, exit);
                 }

@@ -95,7 +95,8 @@ pub struct Security {
     pub caps_drop: Vec<String>,
     pub privileged: bool,
     pub read_only_root_filesystem: bool,
-    /// None means the Kubernetes default (true unless privileged... i.e. no_new_privs off).
+    /// None is Kubernetes' default, true: no_new_privs stays off (only an explicit
+    /// false sets it, and not for a privileged container).
     pub allow_privilege_escalation: Option<bool>,
 }
 

@@ -11,11 +11,12 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::unistd::{fork, pipe2, setsid, ForkResult};
 
+use super::admission;
 use super::lifecycle::Backoff;
-use super::manifest;
 use super::model::Pod;
 use super::store::{PodDir, PodStore, ResolvedImage};
 use super::supervisor::{Mode, Settings, Supervisor, PAUSE_IMAGE};
+use crate::error::Context;
 use crate::image::ImageStore;
 
 pub struct RunOptions {
@@ -26,7 +27,7 @@ pub struct RunOptions {
 /// Admits the manifest and starts the pod; returns once the supervisor reports
 /// the pod started (or failed to set up, which removes everything again).
 pub fn run(manifest_path: &Path, opts: &RunOptions) -> Result<(PodDir, Pod), String> {
-    let admitted = manifest::load(manifest_path).map_err(|e| e.to_string())?;
+    let admitted = admission::load(manifest_path).map_err(|e| e.to_string())?;
     for warning in &admitted.warnings {
         eprintln!("peapod: warning: {warning}");
     }
@@ -82,13 +83,9 @@ pub fn launch(pod: Pod, opts: &RunOptions) -> Result<Launch, String> {
     let written = super::store::write_json_atomic(&dir.pod_file(), &pod)
         .and_then(|_| super::store::write_json_atomic(&dir.images_file(), &images))
         .and_then(|_| {
-            std::fs::write(dir.cgroup_prefix_file(), &opts.settings.cgroup_prefix).map_err(
-                |source| super::store::StoreError::Io {
-                    what: "write",
-                    path: dir.cgroup_prefix_file().display().to_string(),
-                    source,
-                },
-            )
+            std::fs::write(dir.cgroup_prefix_file(), &opts.settings.cgroup_prefix)
+                .context(|| format!("write {}", dir.cgroup_prefix_file().display()))
+                .map_err(super::store::StoreError::from)
         });
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(dir.dir());
@@ -139,20 +136,7 @@ pub fn resolve_images(
         let image = store
             .resolve(&c.image)
             .map_err(|e| format!("{field}: {e}"))?;
-        images.insert(
-            c.name.clone(),
-            ResolvedImage {
-                reference: c.image.clone(),
-                name: image.name.clone(),
-                id: image.id.clone(),
-                entrypoint: image.config.entrypoint.clone(),
-                cmd: image.config.cmd.clone(),
-                env: image.config.env.clone(),
-                working_dir: image.config.working_dir.clone(),
-                user: image.config.user.clone(),
-                stop_signal: image.config.stop_signal.clone(),
-            },
-        );
+        images.insert(c.name.clone(), ResolvedImage::new(&c.image, &image));
     }
     Ok(images)
 }

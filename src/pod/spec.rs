@@ -4,29 +4,40 @@
 //! them by path and gets its own pid (unless shareProcessNamespace) and mount
 //! namespace and its own cgroup under the pod's cgroup.
 
+use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use serde_json::{json, Value};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceBuilder,
+    LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
+    LinuxResources, Mount, MountBuilder, RootBuilder, Spec, UserBuilder,
+};
+use oci_spec::OciSpecError;
 
 use super::model::{Container, Pod, VolumeSource};
+use crate::image::ImageConfig;
+use crate::oci::spec::{empty_capabilities, empty_linux, empty_process, empty_spec, every_device};
+
+/// The runtime spec version the pod's configs declare.
+const OCI_VERSION: &str = "1.0.2";
 
 /// The capabilities a container gets by default (containerd's and runc's set).
-pub const DEFAULT_CAPS: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
 ];
 
 const MASKED_PATHS: [&str; 11] = [
@@ -64,16 +75,17 @@ pub enum SpecError {
     UnknownVolume { container: String, volume: String },
     #[error("container {container} has runAsNonRoot and {why}")]
     NonRoot { container: String, why: String },
+    #[error("container {container}: capability {name:?} has no name in the OCI runtime spec")]
+    UnknownCapability { container: String, name: String },
+    /// oci_spec's builders refused a value (kept as text: its error is not comparable).
+    #[error("OCI spec: {0}")]
+    Build(String),
 }
 
-/// What the image says about the process, where the manifest does not.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageDefaults {
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
+impl From<OciSpecError> for SpecError {
+    fn from(e: OciSpecError) -> Self {
+        SpecError::Build(e.to_string())
+    }
 }
 
 /// Where a pod's files live on the host: `<root>/pods/<uid>/...`.
@@ -121,16 +133,10 @@ pub fn cgroup_path(prefix: &str, pod: &Pod, leaf: &str) -> String {
     format!("/{}/{}/{leaf}", prefix.trim_matches('/'), pod.uid)
 }
 
-/// The devices cgroup rule denying (or, for privileged containers, allowing)
-/// every device; the runtime then allows the default ones (null, zero, tty…).
-fn all_devices(allow: bool) -> Value {
-    json!([{ "allow": allow, "access": "rwm" }])
-}
-
 /// The host's device nodes, for a privileged container (as containerd gives
 /// them): every character and block device under /dev, but not those of
 /// the container's own /dev/pts, /dev/shm and /dev/mqueue, nor the console.
-fn host_devices() -> Vec<Value> {
+fn host_devices() -> Result<Vec<LinuxDevice>, SpecError> {
     let mut found = vec![];
     let mut dirs = vec![PathBuf::from("/dev")];
     while let Some(dir) = dirs.pop() {
@@ -152,9 +158,9 @@ fn host_devices() -> Vec<Value> {
                 continue;
             }
             let typ = if kind.is_char_device() {
-                "c"
+                LinuxDeviceType::C
             } else if kind.is_block_device() {
-                "b"
+                LinuxDeviceType::B
             } else {
                 continue;
             };
@@ -162,95 +168,193 @@ fn host_devices() -> Vec<Value> {
                 continue;
             }
             let rdev = meta.rdev();
-            found.push(json!({
-                "path": path,
-                "type": typ,
-                "major": nix::sys::stat::major(rdev),
-                "minor": nix::sys::stat::minor(rdev),
-                "fileMode": meta.mode() & 0o777,
-                "uid": meta.uid(),
-                "gid": meta.gid(),
-            }));
+            found.push(
+                LinuxDeviceBuilder::default()
+                    .path(path)
+                    .typ(typ)
+                    // Both are 32-bit numbers in the kernel's dev_t.
+                    .major(nix::sys::stat::major(rdev) as i64)
+                    .minor(nix::sys::stat::minor(rdev) as i64)
+                    .file_mode(meta.mode() & 0o777)
+                    .uid(meta.uid())
+                    .gid(meta.gid())
+                    .build()?,
+            );
         }
     }
-    found.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
-    found
+    found.sort_by(|a, b| a.path().as_os_str().cmp(b.path().as_os_str()));
+    Ok(found)
 }
 
-fn base_mounts(paths: &PodPaths, privileged: bool) -> Vec<Value> {
+fn mount(
+    destination: impl Into<PathBuf>,
+    typ: &str,
+    source: impl Into<PathBuf>,
+    options: &[&str],
+) -> Result<Mount, SpecError> {
+    Ok(MountBuilder::default()
+        .destination(destination)
+        .typ(typ)
+        .source(source)
+        .options(strings(options))
+        .build()?)
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn base_mounts(paths: &PodPaths, privileged: bool) -> Result<Vec<Mount>, SpecError> {
     // Privileged containers get a writable /sys, as with containerd.
     let sys_options: &[&str] = if privileged {
         &["nosuid", "noexec", "nodev"]
     } else {
         &["nosuid", "noexec", "nodev", "ro"]
     };
-    vec![
-        json!({ "destination": "/proc", "type": "proc", "source": "proc",
-                "options": ["nosuid", "noexec", "nodev"] }),
-        json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
-        json!({ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
-                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] }),
-        json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-                "options": ["nosuid", "noexec", "nodev"] }),
-        json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs",
-                "options": sys_options }),
-        json!({ "destination": "/dev/shm", "type": "bind", "source": paths.shm(),
-                "options": ["rbind", "nosuid", "nodev", "noexec"] }),
-    ]
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount("/sys", "sysfs", "sysfs", sys_options)?,
+        mount(
+            "/dev/shm",
+            "bind",
+            paths.shm(),
+            &["rbind", "nosuid", "nodev", "noexec"],
+        )?,
+    ])
 }
 
-fn pod_file_mounts(paths: &PodPaths) -> Vec<Value> {
+fn pod_file_mounts(paths: &PodPaths) -> Result<Vec<Mount>, SpecError> {
     [
         ("/etc/hosts", paths.hosts()),
         ("/etc/hostname", paths.hostname()),
         ("/etc/resolv.conf", paths.resolv_conf()),
     ]
     .into_iter()
-    .map(|(dest, src)| json!({ "destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"] }))
+    .map(|(dest, src)| mount(dest, "bind", src, &["rbind", "rprivate"]))
     .collect()
 }
 
+fn namespace(typ: LinuxNamespaceType, path: Option<String>) -> Result<LinuxNamespace, SpecError> {
+    let builder = LinuxNamespaceBuilder::default().typ(typ);
+    Ok(match path {
+        Some(path) => builder.path(path),
+        None => builder,
+    }
+    .build()?)
+}
+
+/// The same set as bounding, effective and permitted (none inheritable or ambient).
+fn capability_sets(set: Capabilities) -> LinuxCapabilities {
+    let mut caps = empty_capabilities();
+    caps.set_bounding(Some(set.clone()));
+    caps.set_effective(Some(set.clone()));
+    caps.set_permitted(Some(set));
+    caps
+}
+
+/// The CRI annotations of a sandbox (no container name) or of a member.
+fn annotations(pod: &Pod, container: Option<&str>) -> HashMap<String, String> {
+    let kind = if container.is_some() {
+        "container"
+    } else {
+        "sandbox"
+    };
+    let mut map = HashMap::from([
+        (
+            "io.kubernetes.cri.container-type".to_string(),
+            kind.to_string(),
+        ),
+        ("io.kubernetes.pod.name".to_string(), pod.name.clone()),
+        (
+            "io.kubernetes.pod.namespace".to_string(),
+            pod.namespace.clone(),
+        ),
+        ("io.kubernetes.pod.uid".to_string(), pod.uid.clone()),
+    ]);
+    if let Some(name) = container {
+        map.insert("io.kubernetes.cri.container-name".into(), name.into());
+    }
+    map
+}
+
 /// The pause container: holds the namespaces, runs nothing but `/pause`.
-pub fn sandbox_spec(pod: &Pod, paths: &PodPaths, rootfs: &Path, cgroup: &str) -> Value {
-    let caps: Vec<&str> = vec![];
-    json!({
-        "ociVersion": "1.0.2",
-        "root": { "path": rootfs, "readonly": true },
-        "hostname": pod.hostname,
-        "process": {
-            "terminal": false,
-            "user": { "uid": 65535, "gid": 65535 },
-            "args": ["/pause"],
-            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-            "cwd": "/",
-            "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
-            "noNewPrivileges": true,
-            "oomScoreAdj": 0
-        },
-        "mounts": base_mounts(paths, false),
-        "annotations": {
-            "io.kubernetes.cri.container-type": "sandbox",
-            "io.kubernetes.pod.name": pod.name,
-            "io.kubernetes.pod.namespace": pod.namespace,
-            "io.kubernetes.pod.uid": pod.uid
-        },
-        "linux": {
-            "cgroupsPath": cgroup,
-            "namespaces": [
-                { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
-                { "type": "uts" }, { "type": "mount" }
-            ],
-            "maskedPaths": MASKED_PATHS,
-            "readonlyPaths": READONLY_PATHS,
-            "resources": { "devices": all_devices(false) }
-        }
-    })
+pub fn sandbox_spec(
+    pod: &Pod,
+    paths: &PodPaths,
+    rootfs: &Path,
+    cgroup: &str,
+) -> Result<Spec, SpecError> {
+    let mut process = empty_process();
+    process.set_terminal(Some(false));
+    process.set_user(UserBuilder::default().uid(65535u32).gid(65535u32).build()?);
+    process.set_args(Some(vec!["/pause".into()]));
+    process.set_env(Some(vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()]));
+    process.set_cwd("/".into());
+    process.set_capabilities(Some(capability_sets(Capabilities::new())));
+    process.set_no_new_privileges(Some(true));
+    process.set_oom_score_adj(Some(0));
+
+    let mut resources = LinuxResources::default();
+    // Deny every device; the runtime then allows the default ones (null, zero, tty…).
+    resources.set_devices(Some(vec![every_device(false)]));
+    let mut linux = empty_linux();
+    linux.set_cgroups_path(Some(cgroup.into()));
+    linux.set_namespaces(Some(
+        [
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Network,
+            LinuxNamespaceType::Ipc,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Mount,
+        ]
+        .into_iter()
+        .map(|typ| namespace(typ, None))
+        .collect::<Result<_, _>>()?,
+    ));
+    linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
+    linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));
+    linux.set_resources(Some(resources));
+
+    let mut spec = empty_spec(OCI_VERSION);
+    spec.set_root(Some(
+        RootBuilder::default().path(rootfs).readonly(true).build()?,
+    ));
+    spec.set_hostname(Some(pod.hostname.clone()));
+    spec.set_process(Some(process));
+    spec.set_mounts(Some(base_mounts(paths, false)?));
+    spec.set_annotations(Some(annotations(pod, None)));
+    spec.set_linux(Some(linux));
+    Ok(spec)
 }
 
 /// Kubernetes' rule: `command` replaces the Entrypoint (and drops Cmd), `args`
 /// replaces Cmd.
-pub fn process_args(c: &Container, image: &ImageDefaults) -> Result<Vec<String>, SpecError> {
+pub fn process_args(c: &Container, image: &ImageConfig) -> Result<Vec<String>, SpecError> {
     let args = match (c.command.is_empty(), c.args.is_empty()) {
         (true, true) => [image.entrypoint.clone(), image.cmd.clone()].concat(),
         (false, true) => c.command.clone(),
@@ -266,7 +370,7 @@ pub fn process_args(c: &Container, image: &ImageDefaults) -> Result<Vec<String>,
 }
 
 /// Image env first, the manifest's env over it (same name: the manifest wins).
-pub fn process_env(c: &Container, image: &ImageDefaults, pod: &Pod) -> Vec<String> {
+pub fn process_env(c: &Container, image: &ImageConfig, pod: &Pod) -> Vec<String> {
     let mut env: Vec<String> = image.env.clone();
     let mut set = |name: &str, value: &str| {
         env.retain(|e| e.split('=').next() != Some(name));
@@ -289,7 +393,7 @@ pub fn process_env(c: &Container, image: &ImageDefaults, pod: &Pod) -> Vec<Strin
 /// or by name through the rootfs's /etc/passwd (and /etc/group).
 pub fn process_user(
     c: &Container,
-    image: &ImageDefaults,
+    image: &ImageConfig,
     rootfs: &Path,
 ) -> Result<(u32, u32), SpecError> {
     if let (Some(uid), Some(gid)) = (c.security.run_as_user, c.security.run_as_group) {
@@ -344,7 +448,7 @@ pub fn process_user(
 /// The kubelet's check of `runAsNonRoot` against the image's user, when no
 /// `runAsUser` is given (a `runAsUser: 0` is refused at admission): an image
 /// without a user runs as root, and a user name cannot be verified.
-fn verify_non_root(c: &Container, image: &ImageDefaults) -> Result<(), SpecError> {
+fn verify_non_root(c: &Container, image: &ImageConfig) -> Result<(), SpecError> {
     if c.security.run_as_non_root != Some(true) || c.security.run_as_user.is_some() {
         return Ok(());
     }
@@ -383,65 +487,80 @@ fn lookup_group(rootfs: &Path, name: &str) -> Option<u32> {
 }
 
 /// Default set, minus drop (ALL drops everything), plus add; all for privileged.
-pub fn capabilities(c: &Container) -> Vec<String> {
+pub fn capabilities(c: &Container) -> Result<Capabilities, SpecError> {
     // Everything this host can grant: a capability outside our bounding set
     // (CAP_SYS_RESOURCE on some hosts) would make the container fail to start.
-    let host = || -> Vec<String> {
+    let host = || -> Result<Capabilities, SpecError> {
         let bounding = caps::read(None, caps::CapSet::Bounding).unwrap_or_else(|_| caps::all());
-        bounding.into_iter().map(|c| c.to_string()).collect()
+        bounding
+            .into_iter()
+            .map(|cap| oci_capability(c, &cap.to_string()))
+            .collect()
     };
-    let mut set: Vec<String> = if c.security.privileged {
-        let mut all = host();
-        all.sort();
-        return all;
-    } else {
-        DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
-    };
+    if c.security.privileged {
+        return host();
+    }
+    let mut set: Capabilities = DEFAULT_CAPS.into_iter().collect();
     // containerd's order: add ALL, drop ALL, then the single adds, then the
     // single drops (a capability both added and dropped is dropped).
     let (adds, drops) = (&c.security.caps_add, &c.security.caps_drop);
     if adds.iter().any(|a| a == "ALL") {
-        set = host();
+        set = host()?;
     }
     if drops.iter().any(|d| d == "ALL") {
         set.clear();
     }
     for add in adds.iter().filter(|a| *a != "ALL") {
-        if !set.contains(add) {
-            set.push(add.clone());
-        }
+        set.insert(oci_capability(c, add)?);
     }
-    set.retain(|cap| !drops.contains(cap));
-    set.sort();
-    set
+    for drop in drops.iter().filter(|d| *d != "ALL") {
+        set.remove(&oci_capability(c, drop)?);
+    }
+    Ok(set)
 }
 
-fn resources(c: &Container) -> Value {
-    let mut r = json!({ "devices": all_devices(c.security.privileged) });
+/// `CAP_NET_ADMIN` as oci_spec names it (`NET_ADMIN`, in its `FromStr`).
+fn oci_capability(c: &Container, name: &str) -> Result<Capability, SpecError> {
+    name.strip_prefix("CAP_")
+        .unwrap_or(name)
+        .parse()
+        .map_err(|_| SpecError::UnknownCapability {
+            container: c.name.clone(),
+            name: name.to_string(),
+        })
+}
+
+fn resources(c: &Container) -> Result<LinuxResources, SpecError> {
+    let mut r = LinuxResources::default();
+    // Privileged containers may use every device, others only the runtime's defaults.
+    r.set_devices(Some(vec![every_device(c.security.privileged)]));
     if let Some(bytes) = c.resources.memory_limit_bytes {
-        r["memory"] = json!({ "limit": bytes });
+        r.set_memory(Some(LinuxMemoryBuilder::default().limit(bytes).build()?));
     }
     let period: u64 = 100_000;
-    if let Some(millis) = c.resources.cpu_limit_millis {
+    let quota = c.resources.cpu_limit_millis.map(|millis| {
         // Kubernetes' minimum quota is 1 ms per 100 ms period.
         let quota = (millis * period / 1000).max(1000);
-        r["cpu"] = json!({ "quota": quota, "period": period });
-    }
-    if let Some(millis) = c
+        i64::try_from(quota).unwrap_or(i64::MAX)
+    });
+    let shares = c
         .resources
         .cpu_request_millis
         .or(c.resources.cpu_limit_millis)
-    {
-        let shares = (millis * 1024 / 1000).clamp(2, 262_144);
-        if !r["cpu"].is_object() {
-            r["cpu"] = json!({});
+        .map(|millis| (millis * 1024 / 1000).clamp(2, 262_144));
+    if quota.is_some() || shares.is_some() {
+        let mut cpu = LinuxCpu::default();
+        if quota.is_some() {
+            cpu.set_quota(quota);
+            cpu.set_period(Some(period));
         }
-        r["cpu"]["shares"] = json!(shares);
+        cpu.set_shares(shares);
+        r.set_cpu(Some(cpu));
     }
-    r
+    Ok(r)
 }
 
-fn volume_mounts(pod: &Pod, c: &Container, paths: &PodPaths) -> Result<Vec<Value>, SpecError> {
+fn volume_mounts(pod: &Pod, c: &Container, paths: &PodPaths) -> Result<Vec<Mount>, SpecError> {
     let mut mounts = vec![];
     for m in &c.mounts {
         let volume = pod
@@ -463,7 +582,7 @@ fn volume_mounts(pod: &Pod, c: &Container, paths: &PodPaths) -> Result<Vec<Value
         if m.read_only {
             options.push("ro");
         }
-        mounts.push(json!({ "destination": m.mount_path, "type": "bind", "source": source, "options": options }));
+        mounts.push(mount(&m.mount_path, "bind", source, &options)?);
     }
     Ok(mounts)
 }
@@ -473,15 +592,14 @@ fn volume_mounts(pod: &Pod, c: &Container, paths: &PodPaths) -> Result<Vec<Value
 pub fn member_spec(
     pod: &Pod,
     c: &Container,
-    image: &ImageDefaults,
+    image: &ImageConfig,
     paths: &PodPaths,
     rootfs: &Path,
     sandbox_pid: i32,
     cgroup: &str,
-) -> Result<Value, SpecError> {
+) -> Result<Spec, SpecError> {
     let args = process_args(c, image)?;
     let (uid, gid) = process_user(c, image, rootfs)?;
-    let caps = capabilities(c);
     let cwd = c
         .working_dir
         .clone()
@@ -490,62 +608,60 @@ pub fn member_spec(
     // Kubernetes: allowPrivilegeEscalation defaults to true; false sets no_new_privs.
     let no_new_privs =
         c.security.allow_privilege_escalation == Some(false) && !c.security.privileged;
-    let ns = |t: &str| format!("/proc/{sandbox_pid}/ns/{t}");
-    let pid_ns = if pod.share_process_namespace {
-        json!({ "type": "pid", "path": ns("pid") })
-    } else {
-        json!({ "type": "pid" })
-    };
-    let mut mounts = base_mounts(paths, c.security.privileged);
-    mounts.extend(pod_file_mounts(paths));
-    mounts.extend(volume_mounts(pod, c, paths)?);
-    mounts.push(
-        json!({ "destination": c.termination_message_path, "type": "bind",
-        "source": paths.termination_log(&c.name), "options": ["rbind", "rprivate"] }),
-    );
-    let mut linux = json!({
-        "cgroupsPath": cgroup,
-        "namespaces": [
-            pid_ns,
-            { "type": "mount" },
-            { "type": "network", "path": ns("net") },
-            { "type": "ipc", "path": ns("ipc") },
-            { "type": "uts", "path": ns("uts") }
-        ],
-        "resources": resources(c),
-    });
-    if c.security.privileged {
-        linux["devices"] = json!(host_devices());
-    } else {
-        linux["maskedPaths"] = json!(MASKED_PATHS);
-        linux["readonlyPaths"] = json!(READONLY_PATHS);
-    }
-    let mut user = json!({ "uid": uid, "gid": gid });
+    let mut user = UserBuilder::default().uid(uid).gid(gid);
     if !c.security.supplemental_groups.is_empty() {
-        user["additionalGids"] = json!(c.security.supplemental_groups);
+        user = user.additional_gids(c.security.supplemental_groups.clone());
     }
-    Ok(json!({
-        "ociVersion": "1.0.2",
-        "root": { "path": rootfs, "readonly": c.security.read_only_root_filesystem },
-        "process": {
-            "terminal": c.tty,
-            "user": user,
-            "args": args,
-            "env": process_env(c, image, pod),
-            "cwd": cwd,
-            "capabilities": { "bounding": caps, "effective": caps, "permitted": caps },
-            "noNewPrivileges": no_new_privs,
-        },
-        "mounts": mounts,
-        "annotations": {
-            "io.kubernetes.cri.container-type": "container",
-            "io.kubernetes.cri.container-name": c.name,
-            "io.kubernetes.pod.name": pod.name,
-            "io.kubernetes.pod.namespace": pod.namespace,
-            "io.kubernetes.pod.uid": pod.uid
-        },
-        "linux": linux
-    }))
+    let mut process = empty_process();
+    process.set_terminal(Some(c.tty));
+    process.set_user(user.build()?);
+    process.set_args(Some(args));
+    process.set_env(Some(process_env(c, image, pod)));
+    process.set_cwd(cwd.into());
+    process.set_capabilities(Some(capability_sets(capabilities(c)?)));
+    process.set_no_new_privileges(Some(no_new_privs));
+
+    let mut mounts = base_mounts(paths, c.security.privileged)?;
+    mounts.extend(pod_file_mounts(paths)?);
+    mounts.extend(volume_mounts(pod, c, paths)?);
+    mounts.push(mount(
+        &c.termination_message_path,
+        "bind",
+        paths.termination_log(&c.name),
+        &["rbind", "rprivate"],
+    )?);
+
+    let ns = |t: &str| Some(format!("/proc/{sandbox_pid}/ns/{t}"));
+    let pid_ns = pod.share_process_namespace.then(|| ns("pid")).flatten();
+    let mut linux = empty_linux();
+    linux.set_cgroups_path(Some(cgroup.into()));
+    linux.set_namespaces(Some(vec![
+        namespace(LinuxNamespaceType::Pid, pid_ns)?,
+        namespace(LinuxNamespaceType::Mount, None)?,
+        namespace(LinuxNamespaceType::Network, ns("net"))?,
+        namespace(LinuxNamespaceType::Ipc, ns("ipc"))?,
+        namespace(LinuxNamespaceType::Uts, ns("uts"))?,
+    ]));
+    linux.set_resources(Some(resources(c)?));
+    if c.security.privileged {
+        linux.set_devices(Some(host_devices()?));
+    } else {
+        linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
+        linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));
+    }
+
+    let mut spec = empty_spec(OCI_VERSION);
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path(rootfs)
+            .readonly(c.security.read_only_root_filesystem)
+            .build()?,
+    ));
+    spec.set_process(Some(process));
+    spec.set_mounts(Some(mounts));
+    spec.set_annotations(Some(annotations(pod, Some(&c.name))));
+    spec.set_linux(Some(linux));
+    Ok(spec)
 }
 
 /// /etc/hosts as the kubelet writes it: localhost lines, the pod's own name, aliases.
@@ -609,13 +725,14 @@ mod tests {
         }
     }
 
-    fn image() -> ImageDefaults {
-        ImageDefaults {
+    fn image() -> ImageConfig {
+        ImageConfig {
             entrypoint: vec!["/entry".into()],
             cmd: vec!["serve".into()],
             env: vec!["PATH=/bin".into(), "A=image".into()],
             working_dir: Some("/srv".into()),
             user: None,
+            ..Default::default()
         }
     }
 
@@ -630,7 +747,7 @@ mod tests {
         assert_eq!(process_args(&c, &img).unwrap(), ["sh", "x"]);
         c.args = vec![];
         assert_eq!(process_args(&c, &img).unwrap(), ["sh"]);
-        let empty = ImageDefaults::default();
+        let empty = ImageConfig::default();
         assert_eq!(
             process_args(&container("e"), &empty),
             Err(SpecError::NoCommand {
@@ -691,7 +808,7 @@ mod tests {
         let rootfs = rootfs_with("nobody:x:65534:65534::/:/bin/sh\n", "");
         let mut c = container("c");
         c.security.run_as_non_root = Some(true);
-        let image = |user: &str| ImageDefaults {
+        let image = |user: &str| ImageConfig {
             user: Some(user.to_string()),
             ..Default::default()
         };
@@ -715,29 +832,48 @@ mod tests {
         assert_eq!(process_user(&c, &image(""), rootfs.path()), Ok((0, 0)));
     }
 
+    fn caps(names: &[Capability]) -> Capabilities {
+        names.iter().copied().collect()
+    }
+
     #[test]
     fn capabilities_add_drop_privileged() {
         let mut c = container("c");
-        assert_eq!(capabilities(&c).len(), DEFAULT_CAPS.len());
+        assert_eq!(capabilities(&c).unwrap(), caps(&DEFAULT_CAPS));
         c.security.caps_drop = vec!["CAP_NET_RAW".into()];
         c.security.caps_add = vec!["CAP_NET_ADMIN".into()];
-        let set = capabilities(&c);
-        assert!(!set.contains(&"CAP_NET_RAW".to_string()));
-        assert!(set.contains(&"CAP_NET_ADMIN".to_string()));
+        let set = capabilities(&c).unwrap();
+        assert!(!set.contains(&Capability::NetRaw));
+        assert!(set.contains(&Capability::NetAdmin));
         c.security.caps_drop = vec!["ALL".into()];
-        assert_eq!(capabilities(&c), ["CAP_NET_ADMIN"]);
+        assert_eq!(capabilities(&c).unwrap(), caps(&[Capability::NetAdmin]));
         // Drops win over adds, also over ALL.
         c.security.caps_add = vec!["ALL".into(), "CAP_NET_ADMIN".into()];
         c.security.caps_drop = vec!["CAP_SYS_ADMIN".into(), "CAP_NET_ADMIN".into()];
-        let set = capabilities(&c);
+        let set = capabilities(&c).unwrap();
         assert!(set.len() > DEFAULT_CAPS.len(), "{set:?}");
-        assert!(!set.contains(&"CAP_SYS_ADMIN".to_string()));
-        assert!(!set.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(!set.contains(&Capability::SysAdmin));
+        assert!(!set.contains(&Capability::NetAdmin));
         c.security.caps_add = vec!["CAP_CHOWN".into()];
         c.security.caps_drop = vec!["CAP_CHOWN".into()];
-        assert!(!capabilities(&c).contains(&"CAP_CHOWN".to_string()));
+        assert!(!capabilities(&c).unwrap().contains(&Capability::Chown));
         c.security.privileged = true;
-        assert!(capabilities(&c).contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(capabilities(&c).unwrap().contains(&Capability::SysAdmin));
+    }
+
+    #[test]
+    fn every_capability_the_host_knows_has_an_oci_name() {
+        let c = container("c");
+        for cap in caps::all() {
+            assert!(oci_capability(&c, &cap.to_string()).is_ok(), "{cap}");
+        }
+        assert_eq!(
+            oci_capability(&c, "CAP_NOPE"),
+            Err(SpecError::UnknownCapability {
+                container: "c".into(),
+                name: "CAP_NOPE".into()
+            })
+        );
     }
 
     #[test]
@@ -764,29 +900,184 @@ mod tests {
             "/peapod/u-1/web",
         )
         .unwrap();
-        let ns = spec["linux"]["namespaces"].as_array().unwrap();
-        assert!(ns.contains(&json!({ "type": "network", "path": "/proc/42/ns/net" })));
-        assert!(ns.contains(&json!({ "type": "pid" })));
-        assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
-        assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 64 << 20);
-        assert_eq!(spec["process"]["noNewPrivileges"], true);
-        assert_eq!(spec["process"]["cwd"], "/srv");
-        let mounts = spec["mounts"].as_array().unwrap();
-        let data = mounts.iter().find(|m| m["destination"] == "/data").unwrap();
-        assert_eq!(data["source"], "/run/peapod/pods/u-1/volumes/data/sub");
-        assert!(data["options"].as_array().unwrap().contains(&json!("ro")));
+        let namespace = |typ, path: Option<&str>| {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(typ);
+            ns.set_path(path.map(PathBuf::from));
+            ns
+        };
+        let linux = spec.linux().as_ref().unwrap();
+        let ns = linux.namespaces().as_ref().unwrap();
+        assert!(ns.contains(&namespace(
+            LinuxNamespaceType::Network,
+            Some("/proc/42/ns/net")
+        )));
+        assert!(ns.contains(&namespace(LinuxNamespaceType::Pid, None)));
+        let resources = linux.resources().as_ref().unwrap();
+        assert_eq!(resources.cpu().as_ref().unwrap().quota(), Some(50_000));
+        assert_eq!(resources.memory().unwrap().limit(), Some(64 << 20));
+        let process = spec.process().as_ref().unwrap();
+        assert_eq!(process.no_new_privileges(), Some(true));
+        assert_eq!(process.cwd(), Path::new("/srv"));
+        let mounts = spec.mounts().as_ref().unwrap();
+        let data = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/data"))
+            .unwrap();
+        assert_eq!(
+            data.source().as_deref(),
+            Some(Path::new("/run/peapod/pods/u-1/volumes/data/sub"))
+        );
+        assert!(data.options().as_ref().unwrap().contains(&"ro".to_string()));
         assert!(mounts
             .iter()
-            .any(|m| m["destination"] == "/dev/shm" && m["source"] == "/run/peapod/pods/u-1/shm"));
-        assert!(mounts.iter().any(|m| m["destination"] == "/etc/hosts"));
+            .any(|m| m.destination() == Path::new("/dev/shm")
+                && m.source().as_deref() == Some(Path::new("/run/peapod/pods/u-1/shm"))));
+        assert!(mounts
+            .iter()
+            .any(|m| m.destination() == Path::new("/etc/hosts")));
 
         let mut shared = p.clone();
         shared.share_process_namespace = true;
         let spec = member_spec(&shared, &c, &image(), &paths, Path::new("/r"), 42, "/x").unwrap();
-        assert!(spec["linux"]["namespaces"]
+        assert!(spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .contains(&namespace(LinuxNamespaceType::Pid, Some("/proc/42/ns/pid"))));
+    }
+
+    /// A spec as JSON, with its capability sets sorted (oci_spec keeps them
+    /// in a HashSet, whose order is not fixed).
+    fn json_of(spec: &Spec) -> serde_json::Value {
+        let mut json = serde_json::to_value(spec).unwrap();
+        if let Some(sets) = json["process"]["capabilities"].as_object_mut() {
+            for set in sets.values_mut() {
+                set.as_array_mut()
+                    .unwrap()
+                    .sort_by_key(|c| c.as_str().unwrap().to_string());
+            }
+        }
+        json
+    }
+
+    /// What the sandbox and member configs said when spec.rs built them as
+    /// JSON: the files in testdata/ are that code's output for these inputs.
+    #[test]
+    fn configs_say_what_the_json_built_before_said() {
+        let mut c = container("web");
+        c.command = vec!["/bin/sh".into()];
+        c.args = vec!["-c".into(), "sleep 1".into()];
+        c.env = vec![EnvVar {
+            name: "A".into(),
+            value: "manifest".into(),
+        }];
+        c.working_dir = Some("/work".into());
+        c.mounts = vec![
+            VolumeMount {
+                volume: "data".into(),
+                mount_path: "/data".into(),
+                read_only: true,
+                sub_path: Some("sub".into()),
+            },
+            VolumeMount {
+                volume: "host".into(),
+                mount_path: "/host".into(),
+                read_only: false,
+                sub_path: None,
+            },
+        ];
+        c.tty = true;
+        c.security.run_as_user = Some(1000);
+        c.security.run_as_group = Some(2000);
+        c.security.supplemental_groups = vec![3000, 3001];
+        c.security.caps_add = vec!["CAP_NET_ADMIN".into()];
+        c.security.caps_drop = vec!["CAP_NET_RAW".into(), "CAP_MKNOD".into()];
+        c.security.read_only_root_filesystem = true;
+        c.security.allow_privilege_escalation = Some(false);
+        c.resources.cpu_limit_millis = Some(500);
+        c.resources.cpu_request_millis = Some(250);
+        c.resources.memory_limit_bytes = Some(64 << 20);
+        let mut p = pod(vec![c.clone()]);
+        p.hostname = "web-host".into();
+        p.share_process_namespace = true;
+        p.volumes.push(Volume {
+            name: "host".into(),
+            source: VolumeSource::HostPath {
+                path: "/srv/host".into(),
+                kind: HostPathType::default(),
+            },
+        });
+        let paths = PodPaths::new("/run/peapod/pods/u-1".into());
+        let expected = |text: &str| -> serde_json::Value { serde_json::from_str(text).unwrap() };
+
+        let sandbox =
+            sandbox_spec(&p, &paths, Path::new("/r/pause"), "/peapod/u-1/_sandbox").unwrap();
+        assert_eq!(
+            json_of(&sandbox),
+            expected(include_str!("testdata/spec-sandbox.json"))
+        );
+        let member = member_spec(
+            &p,
+            &c,
+            &image(),
+            &paths,
+            Path::new("/r/web"),
+            42,
+            "/peapod/u-1/web",
+        )
+        .unwrap();
+        assert_eq!(
+            json_of(&member),
+            expected(include_str!("testdata/spec-member.json"))
+        );
+
+        // Privileged: the host's devices and capabilities differ from host to
+        // host; the rest is fixed.
+        let mut privileged = container("web");
+        privileged.security.privileged = true;
+        privileged.resources.cpu_request_millis = Some(1);
+        p.share_process_namespace = false;
+        let only_cmd = ImageConfig {
+            cmd: vec!["true".into()],
+            ..Default::default()
+        };
+        let spec = member_spec(
+            &p,
+            &privileged,
+            &only_cmd,
+            &paths,
+            Path::new("/r/priv"),
+            42,
+            "/peapod/u-1/priv",
+        )
+        .unwrap();
+        let mut json = json_of(&spec);
+        let devices = std::mem::replace(&mut json["linux"]["devices"], "elided".into());
+        json["process"]["capabilities"] = "elided".into();
+        assert_eq!(
+            json,
+            expected(include_str!("testdata/spec-privileged.json"))
+        );
+        let null = devices
             .as_array()
             .unwrap()
-            .contains(&json!({ "type": "pid", "path": "/proc/42/ns/pid" })));
+            .iter()
+            .find(|d| d["path"] == "/dev/null")
+            .unwrap();
+        let mut keys: Vec<_> = null.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["fileMode", "gid", "major", "minor", "path", "type", "uid"]
+        );
+        assert_eq!(
+            (&null["type"], &null["major"], &null["minor"]),
+            (&"c".into(), &1.into(), &3.into())
+        );
     }
 
     #[test]

@@ -9,9 +9,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::lifecycle::{Phase, PodStatusView};
 use super::model::Pod;
-use super::spec::{ImageDefaults, PodPaths};
+use super::spec::PodPaths;
+use super::status::{Phase, PodStatusView};
+use crate::error::{Context, IoError, JsonError};
+use crate::image::{Image, ImageConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -23,71 +25,36 @@ pub enum StoreError {
         name: String,
         uid: String,
     },
-    #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {source}")]
-    Json {
-        path: String,
-        #[source]
-        source: serde_json::Error,
-    },
-}
-
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        what,
-        path: path.display().to_string(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Json(#[from] JsonError),
 }
 
 /// The cgroup parent of pods unless `--cgroup-prefix` says otherwise.
 pub const DEFAULT_CGROUP_PREFIX: &str = "peapod";
 
-/// The image a container runs, as resolved at admission.
+/// The image a container runs, as resolved at admission: one entry of the pod's
+/// images.json, by container name.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ResolvedImage {
+    /// The reference the manifest gave.
     pub reference: String,
     pub name: String,
     pub id: String,
-    pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    pub env: Vec<String>,
-    pub working_dir: Option<String>,
-    pub user: Option<String>,
-    /// The image's StopSignal, sent instead of SIGTERM to stop the container.
-    #[serde(default)]
-    pub stop_signal: Option<String>,
+    /// Flattened: its fields sit beside the name, as in files written before it
+    /// was one type (a running pod stays adoptable across an upgrade).
+    #[serde(flatten)]
+    pub config: ImageConfig,
 }
 
 impl ResolvedImage {
-    /// The signal that asks the container to stop: the image's StopSignal (as
-    /// containerd's CRI sends it), else SIGTERM.
-    pub fn stop_signal(&self) -> nix::sys::signal::Signal {
-        let Some(wanted) = self.stop_signal.as_deref() else {
-            return nix::sys::signal::Signal::SIGTERM;
-        };
-        crate::oci::signal::parse(wanted).unwrap_or_else(|e| {
-            tracing::warn!(
-                "{}: the image's StopSignal: {e}; sending SIGTERM",
-                self.reference
-            );
-            nix::sys::signal::Signal::SIGTERM
-        })
-    }
-
-    pub fn defaults(&self) -> ImageDefaults {
-        ImageDefaults {
-            entrypoint: self.entrypoint.clone(),
-            cmd: self.cmd.clone(),
-            env: self.env.clone(),
-            working_dir: self.working_dir.clone(),
-            user: self.user.clone(),
+    pub fn new(reference: &str, image: &Image) -> Self {
+        Self {
+            reference: reference.to_string(),
+            name: image.name.clone(),
+            id: image.id.clone(),
+            config: image.config.clone(),
         }
     }
 }
@@ -101,6 +68,8 @@ pub struct StatusFile {
     /// Host PIDs of running containers, by name (for `pod stop` without a supervisor).
     pub pids: std::collections::BTreeMap<String, i32>,
     pub finished: bool,
+    /// Written as Kubernetes' v1 PodStatus.
+    #[serde(with = "super::status::k8s_json")]
     pub status: PodStatusView,
     /// What a replacement supervisor carries on from (see `pod adopt`).
     #[serde(default)]
@@ -173,22 +142,17 @@ impl PodDir {
 }
 
 pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, StoreError> {
-    let bytes = fs::read(path).map_err(io("read", path))?;
-    serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
-        path: path.display().to_string(),
-        source,
-    })
+    let bytes = fs::read(path).context(|| format!("read {}", path.display()))?;
+    Ok(serde_json::from_slice(&bytes).context(|| path.display().to_string())?)
 }
 
 /// Writes through a temporary file and rename, so readers never see half a file.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
-        path: path.display().to_string(),
-        source,
-    })?;
-    fs::write(&tmp, bytes).map_err(io("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(io("rename", path))
+    let bytes = serde_json::to_vec_pretty(value).context(|| path.display().to_string())?;
+    fs::write(&tmp, bytes).context(|| format!("write {}", tmp.display()))?;
+    fs::rename(&tmp, path).context(|| format!("rename {}", path.display()))?;
+    Ok(())
 }
 
 /// All pods under `<root>/pods`.
@@ -265,14 +229,14 @@ impl PodStore {
             .recursive(true)
             .mode(0o700)
             .create(&self.dir)
-            .map_err(io("create", &self.dir))?;
+            .context(|| format!("create {}", self.dir.display()))?;
         let dir = self.pod_dir(&pod.uid);
         fs::DirBuilder::new()
             .mode(0o700)
             .create(dir.dir())
-            .map_err(io("create", dir.dir()))?;
+            .context(|| format!("create {}", dir.dir().display()))?;
         fs::set_permissions(dir.dir(), fs::Permissions::from_mode(0o700))
-            .map_err(io("chmod", dir.dir()))?;
+            .context(|| format!("chmod {}", dir.dir().display()))?;
         Ok(dir)
     }
 }
@@ -297,5 +261,125 @@ pub fn supervisor_running(dir: &PodDir) -> bool {
         // We got it, so nobody else had it; dropping the file releases it.
         Ok(_) => false,
         Err(_) => dir.dir().join("supervisor.lock").exists(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sys::signal::Signal;
+
+    use super::*;
+
+    /// images.json as peapod wrote it before the image config was one type (the
+    /// shape checked against that code's output): `stop_signal` is the image's
+    /// text, and files from before it was recorded lack it ("old").
+    const IMAGES_JSON_BEFORE: &str = r#"{
+  "app": {
+    "reference": "busybox",
+    "name": "localhost/busybox:latest",
+    "id": "sha256:2e8b6a4bb5a6e4c0e6b2de6b61d2f0e5e6e1c1a6f5b6c6f1e2d3c4b5a6978877",
+    "entrypoint": [],
+    "cmd": [
+      "sh"
+    ],
+    "env": [
+      "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    ],
+    "working_dir": null,
+    "user": null,
+    "stop_signal": null
+  },
+  "old": {
+    "reference": "busybox",
+    "name": "localhost/busybox:latest",
+    "id": "sha256:2e8b6a4bb5a6e4c0e6b2de6b61d2f0e5e6e1c1a6f5b6c6f1e2d3c4b5a6978877",
+    "entrypoint": [],
+    "cmd": [
+      "sh"
+    ],
+    "env": [],
+    "working_dir": null,
+    "user": null
+  },
+  "web": {
+    "reference": "localhost/web:v1",
+    "name": "localhost/web:v1",
+    "id": "sha256:9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b",
+    "entrypoint": [
+      "/bin/web"
+    ],
+    "cmd": [],
+    "env": [],
+    "working_dir": "/srv",
+    "user": "1000:1000",
+    "stop_signal": "QUIT"
+  }
+}"#;
+
+    /// A pod folder whose images.json holds `images_json`.
+    fn pod_dir(tmp: &tempfile::TempDir, images_json: &str) -> PodDir {
+        let dir = PodStore::new(tmp.path()).pod_dir("uid");
+        fs::create_dir_all(dir.dir()).unwrap();
+        fs::write(dir.images_file(), images_json).unwrap();
+        dir
+    }
+
+    #[test]
+    fn reads_images_json_written_before_the_image_config_was_one_type() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(&tmp, IMAGES_JSON_BEFORE);
+        let images = dir.images().unwrap();
+
+        let app = &images["app"];
+        assert_eq!(app.reference, "busybox");
+        assert_eq!(app.name, "localhost/busybox:latest");
+        assert_eq!(app.config.cmd, ["sh"]);
+        assert_eq!(app.config.working_dir, None);
+        assert_eq!(app.config.stop_signal, Signal::SIGTERM);
+
+        let web = &images["web"];
+        assert_eq!(web.config.entrypoint, ["/bin/web"]);
+        assert_eq!(web.config.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(web.config.user.as_deref(), Some("1000:1000"));
+        assert_eq!(web.config.stop_signal, Signal::SIGQUIT);
+
+        assert_eq!(images["old"].config.stop_signal, Signal::SIGTERM);
+    }
+
+    #[test]
+    fn images_json_keeps_its_flat_shape_and_reads_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = pod_dir(&tmp, IMAGES_JSON_BEFORE);
+        let images = dir.images().unwrap();
+        write_json_atomic(&dir.images_file(), &images).unwrap();
+
+        let raw: serde_json::Value = read_json(&dir.images_file()).unwrap();
+        assert_eq!(raw["web"]["stop_signal"], "SIGQUIT");
+        assert_eq!(raw["web"]["user"], "1000:1000");
+        assert_eq!(raw["app"]["stop_signal"], "SIGTERM");
+        assert_eq!(dir.images().unwrap(), images);
+    }
+
+    #[test]
+    fn io_and_json_errors_name_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = PodStore::new(tmp.path()).pod_dir("uid");
+        let missing = dir.images().unwrap_err().to_string();
+        assert_eq!(
+            missing,
+            format!(
+                "read {}: No such file or directory (os error 2)",
+                dir.images_file().display()
+            )
+        );
+        let dir = pod_dir(&tmp, "{");
+        let bad = dir.images().unwrap_err().to_string();
+        assert!(
+            bad.starts_with(&format!(
+                "{}: EOF while parsing",
+                dir.images_file().display()
+            )),
+            "{bad}"
+        );
     }
 }

@@ -25,12 +25,14 @@ use nix::sys::stat::Mode as FileMode;
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use oci_spec::runtime::Spec;
 
 use super::exits::{Exit, ExitEvents};
-use super::lifecycle::{Action, Backoff, Input, Lifecycle, Now, Phase, StopSignal};
+use super::lifecycle::{Action, Backoff, Input, Lifecycle, Now, StopSignal};
 use super::logs::{format_record, log_path, open_log, LineSplitter, Stream};
 use super::model::{Container, Pod};
 use super::spec::{cgroup_path, member_spec, sandbox_spec, SANDBOX_CGROUP};
+use super::status::Phase;
 use super::store::{PodDir, ResolvedImage, StatusFile};
 use super::teardown;
 use super::volumes;
@@ -363,11 +365,12 @@ impl Supervisor {
         let bundle = self.dir.paths.bundle(SANDBOX_ID);
         let rootfs = Rootfs::mount(&self.store, &pause, &bundle).map_err(|e| e.to_string())?;
         let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, SANDBOX_CGROUP);
-        let spec = sandbox_spec(&self.pod, &self.dir.paths, &rootfs.path(), &cgroup);
-        write_config(&bundle, &spec)?;
+        let spec = sandbox_spec(&self.pod, &self.dir.paths, &rootfs.path(), &cgroup)
+            .map_err(|e| e.to_string())?;
         let stdio = null_stdio()?;
-        let pid = in_child(|| create_and_start(&self.runtime, SANDBOX_ID, &bundle, stdio, None))
-            .map_err(|e| format!("sandbox: {e}"))?;
+        let pid =
+            in_child(|| create_and_start(&self.runtime, SANDBOX_ID, &bundle, spec, stdio, None))
+                .map_err(|e| format!("sandbox: {e}"))?;
         self.sandbox_pid = Some(pid);
         self.feed(Input::Begin);
         Ok(())
@@ -386,7 +389,8 @@ impl Supervisor {
             .lifecycle
             .as_ref()
             .ok_or("the pod's status.json has no lifecycle record to carry on from")?;
-        self.lifecycle = Lifecycle::restore(&self.pod, self.settings.backoff, snapshot, now())?;
+        self.lifecycle = Lifecycle::restore(&self.pod, self.settings.backoff, snapshot, now())
+            .map_err(|e| e.to_string())?;
         self.open_outputs()?;
         // Subscribed before the look at which processes still run, so that
         // no exit falls between.
@@ -440,16 +444,12 @@ impl Supervisor {
 
     /// Watches a process that is not our child, through a pidfd.
     fn watch(&mut self, pid: i32) -> Fallible<()> {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(format!(
-                "pidfd_open {pid}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // SAFETY: the fd was just returned to us and is owned by nobody else.
-        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+        let fd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid)
+                .ok_or_else(|| format!("pidfd_open {pid}: not a pid"))?,
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(|e| format!("pidfd_open {pid}: {e}"))?;
         self.watched.push((pid, fd));
         Ok(())
     }
@@ -557,7 +557,7 @@ impl Supervisor {
                     StopSignal::Term => (
                         self.images
                             .get(&container)
-                            .map_or(Signal::SIGTERM, ResolvedImage::stop_signal),
+                            .map_or(Signal::SIGTERM, |image| image.config.stop_signal),
                         false,
                     ),
                     StopSignal::Kill => (Signal::SIGKILL, true),
@@ -606,14 +606,13 @@ impl Supervisor {
         let spec = member_spec(
             &self.pod,
             &c,
-            &image.defaults(),
+            &image.config,
             &self.dir.paths,
             &rootfs.path(),
             sandbox_pid,
             &cgroup,
         )
         .map_err(|e| Config(e.to_string()))?;
-        write_config(&bundle, &spec).map_err(Create)?;
         self.open_run_log(name, LogRun::Next).map_err(Create)?;
         let stdio = self.container_stdio(name).map_err(Create)?;
         // A terminal's master comes back over a console socket while the
@@ -626,7 +625,7 @@ impl Supervisor {
             false => None,
         };
         let socket = console.as_ref().map(|c| c.path());
-        let pid = in_child(|| create_and_start(&self.runtime, name, &bundle, stdio, socket))
+        let pid = in_child(|| create_and_start(&self.runtime, name, &bundle, spec, stdio, socket))
             .map_err(Start)?;
         if let Some(console) = console {
             let master = console.receive_master().map_err(|e| Start(e.to_string()))?;
@@ -652,7 +651,7 @@ impl Supervisor {
             self.runtime
                 .kill(id, signal, all)
                 .map(|()| 0)
-                .map_err(|e| crate::cli::one_line(&anyhow::Error::new(e)))
+                .map_err(|e| crate::error::one_line(&e))
         })
         .map(drop)
     }
@@ -779,7 +778,10 @@ impl Supervisor {
             self.outputs.retain(|o| !(o.tty && o.container == name));
             // Each run has a fresh cgroup, so any OOM kill in it was in this run.
             let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, &name);
-            let oom_killed = crate::oci::cgroup::oom_kills(Path::new(&cgroup)) > 0;
+            let oom_killed = crate::sys::cgroup::Layout::host()
+                .cgroup(&cgroup)
+                .oom_kills()
+                > 0;
             // The exited container's cgroup and state go now; its logs stay.
             self.delete_container(&name);
             let input = match exit {
@@ -949,18 +951,19 @@ fn options<'a>(id: &'a str, bundle: &'a Path, console: Option<&'a Path>) -> Crea
     }
 }
 
-/// Creates and starts one OCI container (in a helper process, see `in_child`);
-/// returns the pid of its process.
+/// Creates and starts one OCI container from its spec (in a helper process, see
+/// `in_child`); returns the pid of its process.
 fn create_and_start(
     runtime: &Runtime,
     id: &str,
     bundle: &Path,
+    spec: Spec,
     stdio: Stdio,
     console: Option<&Path>,
 ) -> Fallible<i32> {
-    let one_line = |e| crate::cli::one_line(&anyhow::Error::new(e));
+    let one_line = |e| crate::error::one_line(&e);
     let container = runtime
-        .create_with_stdio(&options(id, bundle, console), stdio)
+        .create_with_spec(&options(id, bundle, console), spec, stdio)
         .map_err(one_line)?;
     runtime.start(id).map_err(one_line)?;
     container
@@ -983,13 +986,4 @@ fn null_stdio() -> Fallible<Stdio> {
         stdout: open()?,
         stderr: open()?,
     })
-}
-
-fn write_config(bundle: &Path, spec: &serde_json::Value) -> Fallible<()> {
-    let path = bundle.join("config.json");
-    std::fs::write(
-        &path,
-        serde_json::to_vec_pretty(spec).map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| format!("write {}: {e}", path.display()))
 }

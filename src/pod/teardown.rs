@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::lifecycle::{ContainerState, Phase};
 use super::model::Pod;
-use super::store::{PodDir, ResolvedImage};
+use super::status::{ContainerState, Phase};
+use super::store::PodDir;
 use super::supervisor::SANDBOX_ID;
 use super::volumes;
 use crate::image::Rootfs;
-use crate::oci::cgroup::cgroup_mounts;
 use crate::oci::Runtime;
+use crate::sys::cgroup::Layout;
 
 /// Releases everything the pod holds on the host except its folder.
 pub fn release(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> Result<(), String> {
@@ -42,21 +42,11 @@ pub fn release(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> Result<(), Strin
     if let Err(e) = volumes::release(pod, &dir.paths) {
         errors.push(e.to_string());
     }
-    for mount in cgroup_mounts() {
-        let pod_cgroup = mount.join(cgroup_prefix.trim_matches('/')).join(&pod.uid);
-        if pod_cgroup.exists() {
-            // Leaf cgroups left by a container that died with the supervisor.
-            if let Ok(children) = std::fs::read_dir(&pod_cgroup) {
-                for child in children.filter_map(|e| e.ok()) {
-                    if child.file_type().is_ok_and(|t| t.is_dir()) {
-                        let _ = std::fs::remove_dir(child.path());
-                    }
-                }
-            }
-            if let Err(e) = std::fs::remove_dir(&pod_cgroup) {
-                errors.push(format!("remove cgroup {}: {e}", pod_cgroup.display()));
-            }
-        }
+    // With the leaf cgroups left by a container that died with the
+    // supervisor, and any sub-cgroups they made.
+    let pod_cgroup = std::path::Path::new(cgroup_prefix.trim_matches('/')).join(&pod.uid);
+    if let Err(e) = Layout::host().cgroup(pod_cgroup).remove() {
+        errors.push(format!("remove cgroup {e}"));
     }
     if errors.is_empty() && is_last_pod(dir) {
         remove_cgroup_parent(cgroup_prefix);
@@ -71,9 +61,9 @@ pub fn release(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> Result<(), Strin
 /// The shared parent goes with the last pod (rmdir fails harmlessly if a pod
 /// being created right now already has its folder in it).
 fn remove_cgroup_parent(cgroup_prefix: &str) {
-    for mount in cgroup_mounts() {
-        let _ = std::fs::remove_dir(mount.join(cgroup_prefix.trim_matches('/')));
-    }
+    Layout::host()
+        .cgroup(cgroup_prefix.trim_matches('/'))
+        .remove_if_empty();
 }
 
 /// After a pod's folder is removed: removals running side by side each saw
@@ -113,7 +103,7 @@ pub fn stop_without_supervisor(dir: &PodDir, pod: &Pod, cgroup_prefix: &str) -> 
         if running(id) {
             let signal = images
                 .get(id)
-                .map_or(Signal::SIGTERM, ResolvedImage::stop_signal);
+                .map_or(Signal::SIGTERM, |image| image.config.stop_signal);
             let _ = runtime.kill(id, signal, false);
         }
     }

@@ -2,15 +2,20 @@
 //! process per pod.
 //!
 //! The shim is a tokio ttrpc server (containerd's `containerd-shim` crate);
-//! it never calls libcontainer. Each container operation runs the
-//! single-threaded `peapod` runtime CLI (`runtime.rs`), the way containerd's
-//! runc shim runs runc; the shim is the subreaper of the containers
+//! it never calls libcontainer. Its Task service (`task/`) keeps containerd's
+//! rules over two seams: `process.rs` (how a container's processes are made
+//! and driven; `cli.rs` runs the single-threaded `peapod` runtime CLI for
+//! each operation, through `runtime.rs`, the way containerd's runc shim runs
+//! runc) and `events.rs` (where its events go: containerd's publisher,
+//! through one queue). The shim is the subreaper of the containers
 //! (`reaper.rs`), copies terminals (`stdio.rs`), reads cgroup metrics
-//! (`stats.rs`) and OOM notifications (`oom.rs`), and publishes containerd's
-//! task events in containerd's order (`task.rs`).
+//! (`stats.rs`) and OOM notifications (`oom.rs`).
 
+mod cli;
 mod error;
+mod events;
 mod oom;
+mod process;
 mod reaper;
 mod runtime;
 mod service;

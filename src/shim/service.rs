@@ -11,6 +11,8 @@ use containerd_shim::{Config, Flags, StartOpts};
 use containerd_shim_protos::api::DeleteResponse;
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 
+use super::cli::{PeapodCli, INIT_PID_FILE};
+use super::events::ContainerdEvents;
 use super::reaper::Reaper;
 use super::runtime::Runtime;
 use super::task::TaskService;
@@ -122,7 +124,7 @@ struct PeapodShim {
 
 #[async_trait]
 impl Shim for PeapodShim {
-    type T = TaskService;
+    type T = TaskService<PeapodCli, ContainerdEvents>;
 
     async fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
         PeapodShim {
@@ -172,7 +174,7 @@ impl Shim for PeapodShim {
         }
         super::task::unmount_rootfs(&bundle.join("rootfs"));
         // containerd publishes this pid in the TaskExit of the dead task.
-        let pid = std::fs::read_to_string(bundle.join(super::task::INIT_PID_FILE))
+        let pid = std::fs::read_to_string(bundle.join(INIT_PID_FILE))
             .ok()
             .and_then(|text| text.trim().parse::<u32>().ok())
             .unwrap_or(0);
@@ -195,7 +197,7 @@ impl Shim for PeapodShim {
         }
     }
 
-    async fn create_task_service(&self, publisher: RemotePublisher) -> TaskService {
+    async fn create_task_service(&self, publisher: RemotePublisher) -> Self::T {
         let root = state_root(&self.namespace);
         if let Err(e) = make_private_dir(&root) {
             log::error!("cannot create {}: {e}", root.display());
@@ -203,10 +205,8 @@ impl Shim for PeapodShim {
         let reaper = Reaper::start().expect("watch SIGCHLD");
         let runtime = Runtime::new(runtime_binary(), root, reaper.clone());
         TaskService::new(
-            runtime,
-            reaper,
-            publisher,
-            self.namespace.clone(),
+            PeapodCli::new(runtime, reaper, self.namespace.clone()),
+            ContainerdEvents::new(publisher, self.namespace.clone()),
             self.exit.clone(),
         )
     }

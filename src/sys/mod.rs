@@ -1,3 +1,4 @@
 //! System plumbing shared by the runtime layer, the pod engine and the shim.
 
+pub mod cgroup;
 pub mod mountinfo;

@@ -28,16 +28,16 @@ pub use policy::{Decision, Presence, PullBackOff, PullPolicy, WaitingReason};
 pub use progress::{for_output, human_size, JsonLines, Lines, Progress, Silent, Terminal};
 
 use super::digest::{self, Digest};
-use super::error::{Context, ImageError, Result};
+use super::error::{ImageError, Result};
+use super::import::image_record;
 use super::lastuse;
 use super::layer;
-use super::manifest::{
-    self, host_architecture, Compression, ConfigFile, Descriptor, Document, Kind,
-};
+use super::manifest::{self, host_architecture, Compression, Descriptor, Document, Kind};
 use super::reference::{self, remote_name, RemoteName};
 use super::registry::{Client, RegistrySettings, MAX_CONFIG};
 use super::store::{write_atomic, ImageStore};
 use super::Image;
+use crate::error::Context;
 use progress::Counting;
 use scratch::{KeyLock, Scratch};
 
@@ -103,22 +103,15 @@ impl ImageStore {
         manifest::check_config_type(&found.config)?;
         let config_digest = found.config.digest()?;
         let config_bytes = fetch_config(&mut client, &config_digest, found.config.size)?;
-        let config = ConfigFile::parse(&config_bytes, &found.config.digest)?;
-        let diff_ids = config.diff_ids(&found.config.digest)?;
-        if diff_ids.len() != found.layers.len() {
-            return Err(ImageError::InvalidDocument {
-                what: "manifest",
-                digest: found.digest.to_string(),
-                reason: format!(
-                    "lists {} layers but its config {config_digest} has {} diff_ids",
-                    found.layers.len(),
-                    diff_ids.len()
-                ),
-            });
-        }
-        let layer_names: Vec<String> = diff_ids.iter().map(|d| d.to_string()).collect();
+        let (image, diff_ids) = image_record(
+            store_name,
+            &found.digest,
+            &found.config,
+            &config_bytes,
+            &found.layers,
+        )?;
         let mut scratch = Scratch::new(self)?;
-        scratch.protect(&config_digest.to_string(), &store_name, &layer_names)?;
+        scratch.protect(&image.id, &image.name, &image.layers)?;
 
         let fetched = self.fetch_layers(&mut client, &scratch, &found.layers, &diff_ids, progress);
         let (fetched_bytes, fetched_layers) = match fetched {
@@ -131,15 +124,6 @@ impl ImageStore {
             }
         };
 
-        let image = Image {
-            name: store_name,
-            id: config_digest.to_string(),
-            manifest_digest: found.digest.to_string(),
-            layers: layer_names,
-            config: config.image_config(),
-            size: found.config.size + found.layers.iter().map(|l| l.size).sum::<u64>(),
-            created: config.created.clone(),
-        };
         let blobs = [(found.digest, found.bytes), (config_digest, config_bytes)];
         let image = self.commit(image, &blobs)?;
         drop(scratch);

@@ -31,7 +31,7 @@ pub(crate) fn rank(platform: &Platform, arch: &str) -> Option<usize> {
 
 /// The child of an index for this node; an index without any platform gives
 /// its first manifest.
-pub(crate) fn pick<'a>(children: &'a [Descriptor]) -> Option<&'a Descriptor> {
+pub(crate) fn pick(children: &[Descriptor]) -> Option<&Descriptor> {
     pick_for(children, host_architecture())
 }
 

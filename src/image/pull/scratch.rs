@@ -15,8 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::image::error::{Context, Result};
-use crate::image::store::ImageStore;
+use crate::error::Context;
+use crate::image::error::Result;
+use crate::image::store::{lock_file, ImageStore};
 use crate::image::uses::{self, UseRecord};
 
 const PULLS_DIR: &str = "pulls";
@@ -104,7 +105,7 @@ pub(crate) fn sweep(store: &ImageStore) -> Result<()> {
     let entries = match fs::read_dir(&pulls) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).context(|| format!("reading {}", pulls.display())),
+        Err(e) => Err(e).context(|| format!("reading {}", pulls.display()))?,
     };
     for entry in entries {
         let path = entry
@@ -125,7 +126,7 @@ pub(crate) fn sweep(store: &ImageStore) -> Result<()> {
         let _ = uses::remove(store.root(), &uses::key(&dir));
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(e).context(|| format!("removing {}", dir.display()));
+                Err(e).context(|| format!("removing {}", dir.display()))?
             }
             _ => {}
         }
@@ -147,16 +148,7 @@ impl KeyLock {
         let dir = pulls_dir(store).join(LOCKS_DIR);
         fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(format!("{hex}.{LOCK_EXT}"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .context(|| format!("opening {}", path.display()))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| errno)
-            .context(|| format!("locking {}", path.display()))?;
+        let lock = lock_file(&path)?;
         Ok(KeyLock {
             path,
             lock: Some(lock),

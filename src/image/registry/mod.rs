@@ -223,42 +223,41 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(auth::parse_challenge);
         let credential = self.credentials.for_host(&endpoint.host).cloned();
-        let header = match challenge {
-            Some(Challenge::Basic) => match &credential {
-                Some(Credential::Basic { user, password }) => basic_header(user, password),
-                Some(Credential::IdentityToken { .. }) => {
-                    return Err(RegistryError::Auth {
+        let header =
+            match challenge {
+                Some(Challenge::Basic) => match &credential {
+                    Some(Credential::Basic { user, password }) => basic_header(user, password),
+                    Some(Credential::IdentityToken { .. }) => return Err(RegistryError::Auth {
                         host: endpoint.host.clone(),
                         reason:
                             "the registry asks for a password, config.json has an identity token"
                                 .into(),
+                    }),
+                    None => return Err(self.no_credentials(endpoint)),
+                },
+                Some(Challenge::Bearer {
+                    realm,
+                    service,
+                    scope,
+                }) => {
+                    let scope = scope.unwrap_or_else(|| auth::pull_scope(&self.name.repository));
+                    let token = self.token(
+                        &agent,
+                        endpoint,
+                        &realm,
+                        service.as_deref(),
+                        &scope,
+                        credential.as_ref(),
+                    )?;
+                    format!("Bearer {token}")
+                }
+                None => {
+                    return Err(RegistryError::Auth {
+                        host: endpoint.host.clone(),
+                        reason: "HTTP 401 without a usable WWW-Authenticate challenge".into(),
                     })
                 }
-                None => return Err(self.no_credentials(endpoint)),
-            },
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope,
-            }) => {
-                let scope = scope.unwrap_or_else(|| auth::pull_scope(&self.name.repository));
-                let token = self.token(
-                    &agent,
-                    endpoint,
-                    &realm,
-                    service.as_deref(),
-                    &scope,
-                    credential.as_ref(),
-                )?;
-                format!("Bearer {token}")
-            }
-            None => {
-                return Err(RegistryError::Auth {
-                    host: endpoint.host.clone(),
-                    reason: "HTTP 401 without a usable WWW-Authenticate challenge".into(),
-                })
-            }
-        };
+            };
         let response = send(&agent, url, accept, Some(&header))?;
         if response.status() == 401 {
             return Err(match &credential {
@@ -524,7 +523,8 @@ mod tests {
         seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     }
 
-    const MANIFEST: &[u8] = br#"{"schemaVersion":2,"config":{"digest":"sha256:0","size":0},"layers":[]}"#;
+    const MANIFEST: &[u8] =
+        br#"{"schemaVersion":2,"config":{"digest":"sha256:0","size":0},"layers":[]}"#;
 
     impl TokenRegistry {
         /// `password`: the one the token endpoint accepts for user "u" (None: anonymous tokens).
@@ -537,29 +537,34 @@ mod tests {
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     let Ok(mut stream) = stream else { return };
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            break;
-                        }
-                        let mut auth = String::new();
+                    let log = log.clone();
+                    // A thread per connection: the client keeps the first one open while it fetches the token.
+                    std::thread::spawn(move || {
+                        let mut reader = BufReader::new(stream.try_clone().unwrap());
                         loop {
-                            let mut header = String::new();
-                            reader.read_line(&mut header).unwrap();
-                            if header.trim().is_empty() {
+                            let mut line = String::new();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
                                 break;
                             }
-                            if let Some(v) = header.strip_prefix("authorization: ") {
-                                auth = v.trim().to_string();
+                            let mut auth = String::new();
+                            loop {
+                                let mut header = String::new();
+                                reader.read_line(&mut header).unwrap();
+                                if header.trim().is_empty() {
+                                    break;
+                                }
+                                if let Some(v) = header.strip_prefix("authorization: ") {
+                                    auth = v.trim().to_string();
+                                }
                             }
-                        }
-                        let path = line.split(' ').nth(1).unwrap_or_default().to_string();
-                        log.lock().unwrap().push(format!("{path} {auth}"));
-                        let basic = password.map(|p| basic_header("u", p));
-                        let (status, headers, body): (&str, String, Vec<u8>) =
-                            if path.starts_with("/token?") {
-                                let scope_ok = path.contains("scope=repository%3Ateam%2Fapp%3Apull")
+                            let path = line.split(' ').nth(1).unwrap_or_default().to_string();
+                            log.lock().unwrap().push(format!("{path} {auth}"));
+                            let basic = password.map(|p| basic_header("u", p));
+                            let (status, headers, body): (&str, String, Vec<u8>) = if path
+                                .starts_with("/token?")
+                            {
+                                let scope_ok = path
+                                    .contains("scope=repository%3Ateam%2Fapp%3Apull")
                                     && path.contains("service=test");
                                 if !scope_ok || basic.as_ref().is_some_and(|b| *b != auth) {
                                     ("401 Unauthorized", String::new(), b"{}".to_vec())
@@ -574,14 +579,17 @@ mod tests {
                                 );
                                 ("401 Unauthorized", challenge, b"{}".to_vec())
                             };
-                        let head = format!(
-                            "HTTP/1.1 {status}\r\ncontent-length: {}\r\n{headers}\r\n",
-                            body.len()
-                        );
-                        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(&body).is_err() {
-                            break;
+                            let head = format!(
+                                "HTTP/1.1 {status}\r\ncontent-length: {}\r\n{headers}\r\n",
+                                body.len()
+                            );
+                            if stream.write_all(head.as_bytes()).is_err()
+                                || stream.write_all(&body).is_err()
+                            {
+                                break;
+                            }
                         }
-                    }
+                    });
                 }
             });
             TokenRegistry { port, seen }
@@ -614,12 +622,16 @@ mod tests {
         c.manifest("1").unwrap();
         let seen = anonymous.seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 4, "{seen:?}");
-        assert!(seen[1].starts_with("/token?") && seen[1].ends_with(' '), "no credentials sent");
+        assert!(
+            seen[1].starts_with("/token?") && seen[1].ends_with(' '),
+            "no credentials sent"
+        );
         assert_eq!(seen[3], "/v2/team/app/manifests/1 Bearer T0K");
 
         let private = TokenRegistry::start(Some("right"));
         let host = format!("127.0.0.1:{}", private.port);
-        let config = |pw: &str| format!(r#"{{"auths":{{"{host}":{{"username":"u","password":"{pw}"}}}}}}"#);
+        let config =
+            |pw: &str| format!(r#"{{"auths":{{"{host}":{{"username":"u","password":"{pw}"}}}}}}"#);
         let (mut c, _tmp) = client(&private, &config("right"));
         c.manifest("1").unwrap();
         let seen = private.seen.lock().unwrap().clone();
@@ -627,9 +639,15 @@ mod tests {
 
         let (mut c, _tmp) = client(&private, &config("wrong"));
         let err = c.manifest("1").unwrap_err().to_string();
-        assert!(err.contains("refused the credentials of \"u\" for team/app"), "{err}");
+        assert!(
+            err.contains("refused the credentials of \"u\" for team/app"),
+            "{err}"
+        );
         let (mut c, _tmp) = client(&private, "{}");
         let err = c.manifest("1").unwrap_err().to_string();
-        assert!(err.contains("authentication required for team/app"), "{err}");
+        assert!(
+            err.contains("authentication required for team/app"),
+            "{err}"
+        );
     }
 }

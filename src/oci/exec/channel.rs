@@ -10,7 +10,8 @@ use nix::sys::socket::{
     SockFlag, SockType,
 };
 
-use crate::oci::error::{Context, Error, Result};
+use crate::error::Context;
+use crate::oci::error::{Error, Result};
 
 /// What the child tells the parent before it runs the process.
 #[derive(Debug)]
@@ -60,8 +61,8 @@ impl Channel {
         let fds = fd.map(|f| [f]);
         let cmsgs: Vec<ControlMessage> = fds.iter().map(|f| ControlMessage::ScmRights(f)).collect();
         sendmsg::<()>(self.0.as_raw_fd(), &iov, &cmsgs, MsgFlags::empty(), None)
-            .context(|| "exec: send to parent".into())
-            .map(drop)
+            .context(|| "exec: send to parent".into())?;
+        Ok(())
     }
 
     /// The next message; None once the other end is closed (the child's execve
@@ -91,7 +92,7 @@ impl Channel {
                     break (msg.bytes, fd);
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e).context(|| "exec: receive from child".into()),
+                Err(e) => Err(e).context(|| "exec: receive from child".into())?,
             }
         };
         if len == 0 {

@@ -10,8 +10,9 @@ use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::enter::{CgroupJoin, Namespace};
-use crate::oci::error::{Context, Error, Result};
-use crate::sys::mountinfo::{self, Mount};
+use crate::error::Context;
+use crate::oci::error::{Error, Result};
+use crate::sys::cgroup::Layout;
 
 pub struct Target {
     /// Joined by the parent itself: it only changes the pid namespace of the
@@ -85,46 +86,6 @@ impl Target {
     }
 }
 
-/// One line of /proc/PID/cgroup: `hierarchy-id:controllers:path`.
-struct Membership {
-    v2: bool,
-    controllers: Vec<String>,
-    path: PathBuf,
-}
-
-fn memberships(text: &str) -> Vec<Membership> {
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let id = parts.next()?;
-            let controllers = parts.next()?;
-            let path = parts.next()?;
-            Some(Membership {
-                v2: id == "0" && controllers.is_empty(),
-                controllers: controllers
-                    .split(',')
-                    .filter(|c| !c.is_empty())
-                    .map(String::from)
-                    .collect(),
-                path: PathBuf::from(path),
-            })
-        })
-        .collect()
-}
-
-/// The mount of the hierarchy a membership line names, if it is mounted here.
-fn mount_of<'a>(mounts: &'a [Mount], m: &Membership) -> Option<&'a Mount> {
-    mounts.iter().find(|mount| {
-        if m.v2 {
-            mount.fs_type == "cgroup2"
-        } else {
-            mount.fs_type == "cgroup"
-                && !m.controllers.is_empty()
-                && m.controllers.iter().all(|c| mount.has_super_option(c))
-        }
-    })
-}
-
 /// `path` or `controller[,controller]:path`, as runc's `exec --cgroup`.
 fn parse_sub(sub: &str) -> Result<(Vec<String>, PathBuf)> {
     let (controllers, path) = match sub.split_once(':') {
@@ -146,22 +107,15 @@ fn parse_sub(sub: &str) -> Result<(Vec<String>, PathBuf)> {
 }
 
 fn cgroups_of(pid: i32, sub_cgroup: Option<&str>) -> Result<Vec<CgroupJoin>> {
-    let file = format!("/proc/{pid}/cgroup");
-    let text = std::fs::read_to_string(&file).context(|| format!("read {file}"))?;
     let sub = sub_cgroup.map(parse_sub).transpose()?;
-    let mounts = mountinfo::mounts();
+    let cgroup = Layout::host()
+        .cgroup_of_pid(pid)
+        .map_err(|e| Error::Cgroup(e.to_string()))?;
     let mut joins = Vec::new();
-    for m in memberships(&text) {
-        let Some(mount) = mount_of(&mounts, &m) else {
-            continue;
-        };
-        // A hierarchy mounted from a subfolder shows paths relative to its root.
-        let Ok(rel) = m.path.strip_prefix(&mount.root) else {
-            continue;
-        };
-        let mut dir = mount.mount_point.join(rel);
+    for d in cgroup.dirs() {
+        let mut dir = d.path.clone();
         if let Some((controllers, path)) = &sub {
-            if controllers.is_empty() || controllers.iter().any(|c| m.controllers.contains(c)) {
+            if controllers.is_empty() || controllers.iter().any(|c| d.has(c)) {
                 dir.push(path);
                 if !dir.is_dir() {
                     return Err(Error::Invalid(format!(
@@ -185,35 +139,6 @@ fn cgroups_of(pid: i32, sub_cgroup: Option<&str>) -> Result<Vec<CgroupJoin>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn membership_lines_of_v1_v2_and_named_hierarchies() {
-        let m = memberships("12:cpu,cpuacct:/peapod/a\n1:name=systemd:/x\n0::/peapod/a\n");
-        assert_eq!(m.len(), 3);
-        assert_eq!(m[0].controllers, vec!["cpu", "cpuacct"]);
-        assert!(!m[0].v2);
-        assert_eq!(m[1].controllers, vec!["name=systemd"]);
-        assert!(m[2].v2);
-        assert_eq!(m[2].path, PathBuf::from("/peapod/a"));
-    }
-
-    #[test]
-    fn memberships_find_their_mounts() {
-        let mounts = mountinfo::parse(
-            b"30 22 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
-              31 22 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n",
-        );
-        let m = memberships("4:cpu,cpuacct:/a\n3:memory:/a\n0::/a\n");
-        assert_eq!(
-            mount_of(&mounts, &m[0]).unwrap().mount_point,
-            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")
-        );
-        assert!(mount_of(&mounts, &m[1]).is_none(), "memory is not mounted");
-        assert_eq!(
-            mount_of(&mounts, &m[2]).unwrap().mount_point,
-            PathBuf::from("/sys/fs/cgroup/unified")
-        );
-    }
 
     #[test]
     fn sub_cgroups_stay_below_the_container() {

@@ -39,8 +39,8 @@ use super::config::Config;
 use super::plan::{self, Action, Declared, FileReport, FileState, FileView, PodState, PodView};
 use super::source::{self, FILE_ANNOTATION, SOURCE_ANNOTATION};
 use crate::pod::api;
-use crate::pod::lifecycle::Phase;
 use crate::pod::run::{self, Launch, RunOptions};
+use crate::pod::status::Phase;
 use crate::pod::store::{write_json_atomic, PodDir, PodStore};
 
 /// Quiet time after a file is closed (a writer may reopen it to append)

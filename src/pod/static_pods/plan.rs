@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::pod::lifecycle::Phase;
 use crate::pod::model::Pod;
+use crate::pod::status::Phase;
 
 /// What a manifest file says now.
 #[derive(Debug, Clone)]
@@ -227,7 +227,7 @@ mod tests {
         let text = format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, uid: {uid}}}\nspec: {{containers: [{{name: c, image: busybox}}]}}\n"
         );
-        Box::new(crate::pod::manifest::parse(&text, "t.yaml").unwrap().pod)
+        Box::new(crate::pod::admission::parse(&text, "t.yaml").unwrap().pod)
     }
 
     fn file(path: &str, declared: Declared) -> FileView {

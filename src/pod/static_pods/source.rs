@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1 as k8s;
 use sha2::{Digest, Sha256};
 
-use crate::pod::manifest::{self, Admitted};
+use crate::pod::admission::{self, Admitted};
 
 /// "file": the pod comes from a manifest folder.
 pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
@@ -64,7 +64,7 @@ pub fn read_manifest(path: &Path) -> Result<String, String> {
 /// do not count), the node and the file, and annotated with its source.
 pub fn admit(text: &str, path: &Path, node: &str) -> Result<Admitted, String> {
     let file = path.display().to_string();
-    manifest::parse_adjusted(text, &file, |pod, warnings| {
+    admission::parse_adjusted(text, &file, |pod, warnings| {
         let hash = config_hash(pod, node, path);
         let meta = &mut pod.metadata;
         if meta.uid.as_deref().is_some_and(|uid| !uid.is_empty()) {

@@ -12,7 +12,7 @@
 //! for action in pod.handle(Input::Begin, now) { ... }        // sandbox is up
 //! for action in pod.handle(Input::Started { container }, now) { ... }
 //! timer.set(pod.next_deadline());                            // then Input::Tick
-//! write(serde_json::to_vec(&pod.status()));                  // a v1 PodStatus
+//! write(status::to_k8s(&pod.status()));                      // a v1 PodStatus
 //! if pod.is_finished() { ... }                               // StopSandbox was emitted
 //! ```
 //!
@@ -67,293 +67,35 @@
 //! - When a container got its `Term` is not kept in a [`Snapshot`]: a restored one
 //!   that already had it gets `Kill` at the pod's deadline.
 //! - Timestamps are serialized with whole seconds, as Kubernetes' `metav1.Time`.
+//!
+//! Here: the rules that drive the pod (`handle`); `events.rs` what goes in and
+//! out, `backoff.rs` the restart delays, `members.rs` one container each,
+//! `report.rs` phase, conditions and status, `snapshot.rs` the state that
+//! outlives the process. The status types are in [`crate::pod::status`].
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
-use super::model::{self, RestartPolicy};
+use crate::pod::model::{self, RestartPolicy};
+use crate::pod::status::{ConditionType, TerminatedState};
 
-/// The instant an input happened: monotonic for deadlines, wall for status times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    pub mono: Instant,
-    pub wall: DateTime<Utc>,
-}
+mod backoff;
+mod events;
+mod members;
+mod report;
+mod snapshot;
 
-/// Restart back-off; `Default` is the kubelet's (10 s, doubling to 5 min, reset
-/// after 10 min of running). Tests shorten `base`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
-    pub base: Duration,
-    pub max: Duration,
-    pub reset_after: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_secs(10),
-            max: Duration::from_secs(300),
-            reset_after: Duration::from_secs(600),
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before the next restart, given the previous delay (if any) and how
-    /// long the container ran before it exited. As with the kubelet, the first
-    /// crash (and the first after a long clean run) restarts at once; then `base`,
-    /// doubling up to `max`.
-    pub fn next(&self, previous: Option<Duration>, ran_for: Duration) -> Duration {
-        let max = self.max.min(FOREVER);
-        let base = self.base.min(max);
-        match previous {
-            Some(previous) if ran_for < self.reset_after => {
-                previous.saturating_mul(2).clamp(base, max)
-            }
-            _ => Duration::ZERO,
-        }
-    }
-}
+pub use backoff::Backoff;
+pub use events::{Action, Input, Now, StopSignal};
+use members::{Member, Role, Run};
+pub use snapshot::{RestoreError, Snapshot};
 
 /// Durations are capped here so that `Instant + Duration` cannot overflow.
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The kubelet's pod workers never shut a pod down with less grace than this.
 const MIN_POD_GRACE: Duration = Duration::from_secs(1);
-
-/// The kubelet's minimumGracePeriodInSeconds: the least time between a container's
-/// stop signal and its SIGKILL.
-const MIN_STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// What happened to the pod, as the supervisor saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// The sandbox is up: start the pod.
-    Begin,
-    /// The container's process is running.
-    Started { container: String },
-    /// The container could not be created or started (e.g. missing executable):
-    /// taken as an exit with code 128 and this reason (e.g. "StartError").
-    StartFailed {
-        container: String,
-        reason: String,
-        message: String,
-    },
-    /// The container could not be set up, so it never got a process (its
-    /// command, user, rootfs or spec): the kubelet's `CreateContainerConfigError`
-    /// or `CreateContainerError`. It waits with that reason and is tried again
-    /// after the back-off base, whatever the restart policy, counting no restart.
-    CreateFailed {
-        container: String,
-        reason: String,
-        message: String,
-    },
-    /// The container's process exited. Reason "OOMKilled" if `oom_killed`, else
-    /// "Completed" for code 0 and "Error" otherwise.
-    Exited {
-        container: String,
-        exit_code: i32,
-        signal: Option<i32>,
-        oom_killed: bool,
-        /// What it wrote to its terminationMessagePath (or its log's tail).
-        message: Option<String>,
-    },
-    /// The container's process is gone and its exit status is unknown (it was
-    /// not our child: a supervisor of the pod that has since died started it). Taken as
-    /// the kubelet takes a container it lost: exit code 137, reason
-    /// "ContainerStatusUnknown", a failure for the restart policy.
-    Lost { container: String },
-    /// Time passed (the timer for `next_deadline` fired).
-    Tick,
-    /// Graceful stop requested (pod stop / rm, or the supervisor got SIGTERM).
-    Stop,
-}
-
-/// How to stop a container: its stop signal (SIGTERM unless the image says
-/// otherwise), or SIGKILL once the grace period is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum StopSignal {
-    Term,
-    Kill,
-}
-
-/// What the supervisor must do, in the order given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Create and start this container (answer with `Started` or `StartFailed`).
-    Start { container: String },
-    /// Send this signal to the container's process.
-    Signal {
-        container: String,
-        signal: StopSignal,
-    },
-    /// Nothing runs any more and nothing will: stop the sandbox. Emitted once.
-    StopSandbox,
-}
-
-/// Kubernetes' pod phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Phase {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-/// The pod's status, shaped as Kubernetes' v1 `PodStatus` (camelCase JSON).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodStatusView {
-    pub phase: Phase,
-    pub conditions: Vec<PodCondition>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "rfc3339::option"
-    )]
-    pub start_time: Option<DateTime<Utc>>,
-    /// Init containers, sidecars included, in manifest order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub init_container_statuses: Vec<ContainerStatusView>,
-    /// App containers, in manifest order.
-    #[serde(default)]
-    pub container_statuses: Vec<ContainerStatusView>,
-}
-
-impl PodStatusView {
-    /// Every container, init containers first, in manifest order.
-    pub fn containers(&self) -> impl Iterator<Item = &ContainerStatusView> {
-        self.init_container_statuses
-            .iter()
-            .chain(&self.container_statuses)
-    }
-
-    pub fn container(&self, name: &str) -> Option<&ContainerStatusView> {
-        self.containers().find(|c| c.name == name)
-    }
-
-    pub fn condition(&self, kind: ConditionType) -> Option<&PodCondition> {
-        self.conditions.iter().find(|c| c.kind == kind)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodCondition {
-    #[serde(rename = "type")]
-    pub kind: ConditionType,
-    pub status: ConditionStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "rfc3339::option"
-    )]
-    pub last_transition_time: Option<DateTime<Utc>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ConditionType {
-    PodReadyToStartContainers,
-    Initialized,
-    Ready,
-    ContainersReady,
-    PodScheduled,
-}
-
-/// The order the kubelet lists conditions in.
-const CONDITIONS: [ConditionType; 5] = [
-    ConditionType::PodReadyToStartContainers,
-    ConditionType::Initialized,
-    ConditionType::Ready,
-    ConditionType::ContainersReady,
-    ConditionType::PodScheduled,
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ConditionStatus {
-    True,
-    False,
-}
-
-impl From<bool> for ConditionStatus {
-    fn from(value: bool) -> Self {
-        if value {
-            Self::True
-        } else {
-            Self::False
-        }
-    }
-}
-
-/// One container's status, shaped as Kubernetes' v1 `ContainerStatus`. Whether it is
-/// an init container is which list of [`PodStatusView`] it is in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerStatusView {
-    pub name: String,
-    pub image: String,
-    pub state: ContainerState,
-    /// The previous termination (what `logs --previous` shows), `{}` in JSON if none.
-    #[serde(default, with = "last_state_json")]
-    pub last_state: Option<TerminatedState>,
-    /// Running (no probes); for a regular init container: exited 0.
-    pub ready: bool,
-    pub restart_count: u32,
-    /// Running (no startup probes).
-    pub started: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ContainerState {
-    Waiting(WaitingState),
-    Running(RunningState),
-    Terminated(TerminatedState),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WaitingState {
-    /// "ContainerCreating", "PodInitializing" or "CrashLoopBackOff".
-    pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RunningState {
-    #[serde(with = "rfc3339")]
-    pub started_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TerminatedState {
-    pub exit_code: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    /// "Completed", "Error", "OOMKilled", or the start failure's reason.
-    pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// None when the process never started.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "rfc3339::option"
-    )]
-    pub started_at: Option<DateTime<Utc>>,
-    #[serde(with = "rfc3339")]
-    pub finished_at: DateTime<Utc>,
-}
 
 /// The lifecycle of one pod. See the module documentation for the rules.
 #[derive(Debug, Clone)]
@@ -377,55 +119,8 @@ pub struct Lifecycle {
     /// whatever still runs gets `Kill` (2 s after its `Term` at the earliest).
     deadline: Option<Instant>,
     sandbox_stopped: bool,
-    /// Per entry of `CONDITIONS`: its status and since when.
-    transitions: [Option<(bool, DateTime<Utc>)>; CONDITIONS.len()],
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Init,
-    Sidecar,
-    App,
-}
-
-#[derive(Debug, Clone)]
-enum Run {
-    /// Its turn has not come (or never will).
-    Idle,
-    /// `Start` emitted; waiting for `Started` or `StartFailed`.
-    Starting,
-    Running {
-        since: Instant,
-        since_wall: DateTime<Utc>,
-        signaled: Option<StopSignal>,
-        /// When `Term` was sent; None before, or if unknown (restored).
-        termed: Option<Instant>,
-    },
-    /// Exited; restarts at `until`.
-    BackOff { until: Instant, delay: Duration },
-    /// Could not be set up; tried again at `until` (not a restart).
-    CreateError {
-        until: Instant,
-        reason: String,
-        message: String,
-    },
-    /// Exited for good.
-    Exited,
-}
-
-#[derive(Debug, Clone)]
-struct Member {
-    name: String,
-    image: String,
-    role: Role,
-    run: Run,
-    /// Has ever been running (what lets the init sequence pass a sidecar).
-    has_started: bool,
-    restart_count: u32,
-    /// The last back-off delay used.
-    backoff: Option<Duration>,
-    latest: Option<TerminatedState>,
-    previous: Option<TerminatedState>,
+    /// Per condition, in `ConditionType::ALL` order: its status and since when.
+    transitions: [Option<(bool, DateTime<Utc>)>; ConditionType::ALL.len()],
 }
 
 /// How a run ended.
@@ -471,7 +166,7 @@ impl Lifecycle {
             init_failed: false,
             deadline: None,
             sandbox_stopped: false,
-            transitions: [None; CONDITIONS.len()],
+            transitions: [None; ConditionType::ALL.len()],
         }
     }
 
@@ -561,57 +256,6 @@ impl Lifecycle {
         }
     }
 
-    pub fn phase(&self) -> Phase {
-        if self.init_failed {
-            return Phase::Failed;
-        }
-        let apps = || self.members.iter().filter(|m| m.role == Role::App);
-        let terminal = || {
-            if apps().all(Member::succeeded) {
-                Phase::Succeeded
-            } else {
-                Phase::Failed
-            }
-        };
-        if self.sandbox_stopped {
-            return terminal();
-        }
-        if !self.initialized || apps().any(|m| !m.has_run()) {
-            return Phase::Pending;
-        }
-        let sidecar_alive = || {
-            self.members
-                .iter()
-                .any(|m| m.role == Role::Sidecar && m.alive())
-        };
-        if apps().any(|m| !matches!(m.run, Run::Exited)) || sidecar_alive() {
-            return Phase::Running;
-        }
-        terminal()
-    }
-
-    pub fn status(&self) -> PodStatusView {
-        let phase = self.phase();
-        let mut conditions = self.conditions(phase);
-        for (condition, transition) in conditions.iter_mut().zip(&self.transitions) {
-            condition.last_transition_time = transition.map(|(_, since)| since);
-        }
-        let view = |role: fn(Role) -> bool| {
-            self.members
-                .iter()
-                .filter(|m| role(m.role))
-                .map(|m| m.status(self.idle_reason, &self.pod_ref))
-                .collect()
-        };
-        PodStatusView {
-            phase,
-            conditions,
-            start_time: self.start_time,
-            init_container_statuses: view(|r| r != Role::App),
-            container_statuses: view(|r| r == Role::App),
-        }
-    }
-
     /// Nothing more will ever run, and `StopSandbox` was emitted.
     pub fn is_finished(&self) -> bool {
         self.sandbox_stopped
@@ -637,117 +281,6 @@ impl Lifecycle {
             .filter(|m| m.alive())
             .map(|m| m.name.clone())
             .collect()
-    }
-
-    /// Everything needed to carry on with this pod in another process, with
-    /// monotonic instants turned into wall-clock times as of `now`.
-    pub fn snapshot(&self, now: Now) -> Snapshot {
-        Snapshot {
-            begun: self.begun,
-            start_time: self.start_time,
-            initialized: self.initialized,
-            init_failed: self.init_failed,
-            deadline: self.deadline.map(|d| wall_of(d, now)),
-            sandbox_stopped: self.sandbox_stopped,
-            transitions: self.transitions.to_vec(),
-            members: self
-                .members
-                .iter()
-                .map(|m| MemberSnapshot {
-                    name: m.name.clone(),
-                    run: match &m.run {
-                        Run::Idle => RunSnapshot::Idle,
-                        Run::Starting => RunSnapshot::Starting,
-                        Run::Running {
-                            since_wall,
-                            signaled,
-                            ..
-                        } => RunSnapshot::Running {
-                            since: *since_wall,
-                            signaled: *signaled,
-                        },
-                        Run::BackOff { until, delay } => RunSnapshot::BackOff {
-                            until: wall_of(*until, now),
-                            delay_ms: delay.as_millis() as u64,
-                        },
-                        Run::CreateError {
-                            until,
-                            reason,
-                            message,
-                        } => RunSnapshot::CreateError {
-                            until: wall_of(*until, now),
-                            reason: reason.clone(),
-                            message: message.clone(),
-                        },
-                        Run::Exited => RunSnapshot::Exited,
-                    },
-                    has_started: m.has_started,
-                    restart_count: m.restart_count,
-                    backoff_ms: m.backoff.map(|d| d.as_millis() as u64),
-                    latest: m.latest.clone(),
-                    previous: m.previous.clone(),
-                })
-                .collect(),
-        }
-    }
-
-    /// The lifecycle of `pod` as a `snapshot` left it. Fails if the snapshot is
-    /// not of this pod's containers.
-    pub fn restore(
-        pod: &model::Pod,
-        backoff: Backoff,
-        snapshot: &Snapshot,
-        now: Now,
-    ) -> Result<Self, String> {
-        let mut lifecycle = Self::new(pod, backoff);
-        let names: Vec<&str> = lifecycle.members.iter().map(|m| m.name.as_str()).collect();
-        let saved: Vec<&str> = snapshot.members.iter().map(|m| m.name.as_str()).collect();
-        if names != saved || snapshot.transitions.len() != CONDITIONS.len() {
-            return Err(format!(
-                "the saved lifecycle has containers {saved:?}, the pod has {names:?}"
-            ));
-        }
-        lifecycle.begun = snapshot.begun;
-        lifecycle.start_time = snapshot.start_time;
-        lifecycle.initialized = snapshot.initialized;
-        lifecycle.init_failed = snapshot.init_failed;
-        lifecycle.deadline = snapshot.deadline.map(|d| instant_of(d, now));
-        lifecycle.sandbox_stopped = snapshot.sandbox_stopped;
-        for (t, saved) in lifecycle.transitions.iter_mut().zip(&snapshot.transitions) {
-            *t = *saved;
-        }
-        for (m, saved) in lifecycle.members.iter_mut().zip(&snapshot.members) {
-            m.run = match saved.run {
-                RunSnapshot::Idle => Run::Idle,
-                RunSnapshot::Starting => Run::Starting,
-                RunSnapshot::Running { since, signaled } => Run::Running {
-                    since: instant_of(since, now),
-                    since_wall: since,
-                    signaled,
-                    termed: None,
-                },
-                RunSnapshot::BackOff { until, delay_ms } => Run::BackOff {
-                    until: instant_of(until, now),
-                    delay: Duration::from_millis(delay_ms),
-                },
-                RunSnapshot::CreateError {
-                    until,
-                    ref reason,
-                    ref message,
-                } => Run::CreateError {
-                    until: instant_of(until, now),
-                    reason: reason.clone(),
-                    message: message.clone(),
-                },
-                RunSnapshot::Exited => Run::Exited,
-            };
-            m.has_started = saved.has_started;
-            m.restart_count = saved.restart_count;
-            m.backoff = saved.backoff_ms.map(Duration::from_millis);
-            m.latest = saved.latest.clone();
-            m.previous = saved.previous.clone();
-        }
-        Ok(lifecycle)
     }
 
     fn member(&mut self, name: &str) -> Option<&mut Member> {
@@ -949,425 +482,26 @@ impl Lifecycle {
             actions.push(Action::StopSandbox);
         }
     }
-
-    fn conditions(&self, phase: Phase) -> Vec<PodCondition> {
-        let names = |filter: &dyn Fn(&Member) -> bool| {
-            let names: Vec<&str> = self
-                .members
-                .iter()
-                .filter(|m| filter(m))
-                .map(|m| m.name.as_str())
-                .collect();
-            names.join(" ")
-        };
-        let initialized = if phase == Phase::Succeeded {
-            (true, Some("PodCompleted"), None)
-        } else if self.initialized {
-            (true, None, None)
-        } else {
-            let pending = names(&|m| m.role != Role::App && !m.init_done());
-            (
-                false,
-                Some("ContainersNotInitialized"),
-                Some(format!("containers with incomplete status: [{pending}]")),
-            )
-        };
-        let ready = match phase {
-            Phase::Succeeded => (false, Some("PodCompleted"), None),
-            Phase::Failed => (false, Some("PodFailed"), None),
-            Phase::Pending | Phase::Running => {
-                let unready = names(&|m| m.role != Role::Init && !m.running());
-                if unready.is_empty() {
-                    (true, None, None)
-                } else {
-                    (
-                        false,
-                        Some("ContainersNotReady"),
-                        Some(format!("containers with unready status: [{unready}]")),
-                    )
-                }
-            }
-        };
-        CONDITIONS
-            .iter()
-            .map(|&kind| {
-                let (status, reason, message) = match kind {
-                    ConditionType::PodReadyToStartContainers => {
-                        (self.begun && !self.sandbox_stopped, None, None)
-                    }
-                    ConditionType::Initialized => initialized.clone(),
-                    ConditionType::Ready | ConditionType::ContainersReady => ready.clone(),
-                    ConditionType::PodScheduled => (true, None, None),
-                };
-                PodCondition {
-                    kind,
-                    status: status.into(),
-                    reason: reason.map(str::to_owned),
-                    message,
-                    last_transition_time: None,
-                }
-            })
-            .collect()
-    }
-
-    fn record_transitions(&mut self, wall: DateTime<Utc>) {
-        let conditions = self.conditions(self.phase());
-        for (condition, transition) in conditions.iter().zip(&mut self.transitions) {
-            let status = condition.status == ConditionStatus::True;
-            if transition.is_none_or(|(was, _)| was != status) {
-                *transition = Some((status, wall));
-            }
-        }
-    }
-}
-
-impl Member {
-    fn new(container: &model::Container, role: Role) -> Self {
-        Self {
-            name: container.name.clone(),
-            image: container.image.clone(),
-            role,
-            run: Run::Idle,
-            has_started: false,
-            restart_count: 0,
-            backoff: None,
-            latest: None,
-            previous: None,
-        }
-    }
-
-    fn start(&mut self, actions: &mut Vec<Action>) {
-        self.run = Run::Starting;
-        actions.push(Action::Start {
-            container: self.name.clone(),
-        });
-    }
-
-    /// Send `Term` once, then `Kill` once due (see `kill_due`).
-    fn stop(&mut self, now: Instant, deadline: Instant, actions: &mut Vec<Action>) {
-        let kill_due = self.kill_due(deadline);
-        let Run::Running {
-            signaled, termed, ..
-        } = &mut self.run
-        else {
-            return;
-        };
-        let signal = match *signaled {
-            None => {
-                *termed = Some(now);
-                StopSignal::Term
-            }
-            Some(StopSignal::Term) if kill_due.is_some_and(|due| now >= due) => StopSignal::Kill,
-            Some(_) => return,
-        };
-        *signaled = Some(signal);
-        actions.push(Action::Signal {
-            container: self.name.clone(),
-            signal,
-        });
-    }
-
-    /// The last signal sent to its running process.
-    fn signaled(&self) -> Option<StopSignal> {
-        match self.run {
-            Run::Running { signaled, .. } => signaled,
-            _ => None,
-        }
-    }
-
-    /// When a `Term`ed container gets `Kill`: at the pod's deadline, but never
-    /// sooner than 2 s after its `Term` (if known: a restored one has no time).
-    fn kill_due(&self, deadline: Instant) -> Option<Instant> {
-        match self.run {
-            Run::Running {
-                signaled: Some(StopSignal::Term),
-                termed,
-                ..
-            } => Some(termed.map_or(deadline, |t| deadline.max(t + MIN_STOP_GRACE))),
-            _ => None,
-        }
-    }
-
-    /// During shutdown, when it needs a signal next: `Kill` when due, or `Term`
-    /// at the deadline for a sidecar still waiting for its turn.
-    fn next_signal_due(&self, deadline: Instant) -> Option<Instant> {
-        match self.run {
-            Run::Running { signaled: None, .. } => Some(deadline),
-            _ => self.kill_due(deadline),
-        }
-    }
-
-    /// Its process is (or may be) running.
-    fn alive(&self) -> bool {
-        matches!(self.run, Run::Starting | Run::Running { .. })
-    }
-
-    fn running(&self) -> bool {
-        matches!(self.run, Run::Running { .. })
-    }
-
-    /// Has run or tried to (kubelet: a waiting container with a last termination
-    /// counts as stopped, not as waiting).
-    fn has_run(&self) -> bool {
-        self.has_started || self.latest.is_some()
-    }
-
-    fn succeeded(&self) -> bool {
-        matches!(self.run, Run::Exited) && self.latest.as_ref().is_some_and(|t| t.exit_code == 0)
-    }
-
-    /// Lets the init sequence move past it.
-    fn init_done(&self) -> bool {
-        match self.role {
-            Role::Sidecar => self.has_started,
-            Role::Init | Role::App => self.succeeded(),
-        }
-    }
-
-    fn status(&self, idle_reason: &str, pod_ref: &str) -> ContainerStatusView {
-        let waiting = |reason: &str, message: Option<String>| {
-            ContainerState::Waiting(WaitingState {
-                reason: reason.to_owned(),
-                message,
-            })
-        };
-        let (state, last_state) = match &self.run {
-            Run::Idle => (waiting(idle_reason, None), self.latest.clone()),
-            Run::Starting => (waiting("ContainerCreating", None), self.latest.clone()),
-            Run::Running { since_wall, .. } => (
-                ContainerState::Running(RunningState {
-                    started_at: *since_wall,
-                }),
-                self.latest.clone(),
-            ),
-            Run::BackOff { delay, .. } => {
-                let message = format!(
-                    "back-off {} restarting failed container={} pod={pod_ref}",
-                    go_duration(*delay),
-                    self.name
-                );
-                (
-                    waiting("CrashLoopBackOff", Some(message)),
-                    self.latest.clone(),
-                )
-            }
-            Run::CreateError {
-                reason, message, ..
-            } => (waiting(reason, Some(message.clone())), self.latest.clone()),
-            Run::Exited => match &self.latest {
-                Some(latest) => (
-                    ContainerState::Terminated(latest.clone()),
-                    self.previous.clone(),
-                ),
-                None => (waiting(idle_reason, None), None),
-            },
-        };
-        ContainerStatusView {
-            name: self.name.clone(),
-            image: self.image.clone(),
-            state,
-            last_state,
-            ready: match self.role {
-                Role::Init => self.succeeded(),
-                Role::Sidecar | Role::App => self.running(),
-            },
-            restart_count: self.restart_count,
-            started: self.running(),
-        }
-    }
-}
-
-/// [`Lifecycle`]'s state in a form that outlives the process (see
-/// [`Lifecycle::snapshot`]): instants are wall-clock times.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Snapshot {
-    begun: bool,
-    start_time: Option<DateTime<Utc>>,
-    initialized: bool,
-    init_failed: bool,
-    deadline: Option<DateTime<Utc>>,
-    sandbox_stopped: bool,
-    transitions: Vec<Option<(bool, DateTime<Utc>)>>,
-    members: Vec<MemberSnapshot>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct MemberSnapshot {
-    name: String,
-    run: RunSnapshot,
-    has_started: bool,
-    restart_count: u32,
-    backoff_ms: Option<u64>,
-    latest: Option<TerminatedState>,
-    previous: Option<TerminatedState>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-enum RunSnapshot {
-    Idle,
-    Starting,
-    Running {
-        since: DateTime<Utc>,
-        signaled: Option<StopSignal>,
-    },
-    BackOff {
-        until: DateTime<Utc>,
-        delay_ms: u64,
-    },
-    CreateError {
-        until: DateTime<Utc>,
-        reason: String,
-        message: String,
-    },
-    Exited,
-}
-
-/// The wall-clock time of a monotonic instant, as seen at `now`.
-fn wall_of(instant: Instant, now: Now) -> DateTime<Utc> {
-    let offset = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-    if instant >= now.mono {
-        now.wall + offset(instant - now.mono)
-    } else {
-        now.wall - offset(now.mono - instant)
-    }
-}
-
-/// The monotonic instant of a wall-clock time, as seen at `now` (an instant
-/// before the process's clock can express becomes `now.mono`).
-fn instant_of(wall: DateTime<Utc>, now: Now) -> Instant {
-    match (wall - now.wall).to_std() {
-        Ok(ahead) => now.mono + ahead.min(FOREVER),
-        Err(_) => (now.wall - wall)
-            .to_std()
-            .ok()
-            .and_then(|behind| now.mono.checked_sub(behind))
-            .unwrap_or(now.mono),
-    }
-}
-
-/// A duration as Go prints it ("10s", "2m40s", "5m0s", "10ms"), as in kubelet messages.
-fn go_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos < 1_000 {
-        return if nanos == 0 {
-            "0s".to_owned()
-        } else {
-            format!("{nanos}ns")
-        };
-    }
-    if nanos < 1_000_000 {
-        return format!("{}µs", decimal(nanos, 1_000));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{}ms", decimal(nanos, 1_000_000));
-    }
-    let secs = d.as_secs();
-    let (hours, minutes) = (secs / 3600, secs / 60 % 60);
-    let seconds = decimal(
-        u128::from(secs % 60) * 1_000_000_000 + u128::from(d.subsec_nanos()),
-        1_000_000_000,
-    );
-    match (hours, minutes) {
-        (0, 0) => format!("{seconds}s"),
-        (0, _) => format!("{minutes}m{seconds}s"),
-        _ => format!("{hours}h{minutes}m{seconds}s"),
-    }
-}
-
-/// `value / unit` in decimal, without trailing zeros.
-fn decimal(value: u128, unit: u128) -> String {
-    let (whole, fraction) = (value / unit, value % unit);
-    if fraction == 0 {
-        return whole.to_string();
-    }
-    let width = unit.ilog10() as usize;
-    let digits = format!("{fraction:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
-}
-
-/// RFC 3339 with whole seconds, as Kubernetes writes times.
-mod rfc3339 {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{de, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Secs, true))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(de::Error::custom)
-    }
-
-    pub mod option {
-        use chrono::{DateTime, Utc};
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(
-            time: &Option<DateTime<Utc>>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match time {
-                Some(time) => super::serialize(time, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(
-            d: D,
-        ) -> Result<Option<DateTime<Utc>>, D::Error> {
-            #[derive(Deserialize)]
-            struct Wire(#[serde(with = "super")] DateTime<Utc>);
-            Ok(Option::<Wire>::deserialize(d)?.map(|Wire(time)| time))
-        }
-    }
-}
-
-/// `lastState` is a whole `ContainerState` in Kubernetes: `{}` or `{"terminated": …}`.
-mod last_state_json {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use super::TerminatedState;
-
-    #[derive(Serialize, Deserialize)]
-    struct Wire<T> {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        terminated: Option<T>,
-    }
-
-    pub fn serialize<S: Serializer>(
-        state: &Option<TerminatedState>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        Wire {
-            terminated: state.as_ref(),
-        }
-        .serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<TerminatedState>, D::Error> {
-        Ok(Option::<Wire<TerminatedState>>::deserialize(d)?.and_then(|w| w.terminated))
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    //! The scenario tables of the rules; their builders are shared with the
+    //! tests of the other parts of the machine.
+
     use super::*;
+    pub(super) use crate::pod::status::{ContainerState, Phase};
     use chrono::TimeZone;
     use std::collections::BTreeMap;
 
-    use RestartPolicy::{Always, Never, OnFailure};
-    use Step::*;
+    pub(super) use RestartPolicy::{Always, Never, OnFailure};
+    pub(super) use Step::*;
 
     /// A pod manifest built by hand: containers in the order the methods are called.
-    struct TestPod(model::Pod);
+    pub(super) struct TestPod(pub(super) model::Pod);
 
     impl TestPod {
-        fn new(restart_policy: RestartPolicy) -> Self {
+        pub(super) fn new(restart_policy: RestartPolicy) -> Self {
             Self(model::Pod {
                 name: "web".into(),
                 namespace: "default".into(),
@@ -1385,28 +519,28 @@ mod tests {
             })
         }
 
-        fn init(mut self, name: &str) -> Self {
+        pub(super) fn init(mut self, name: &str) -> Self {
             self.0.init_containers.push(container(name, None));
             self
         }
 
-        fn sidecar(mut self, name: &str) -> Self {
+        pub(super) fn sidecar(mut self, name: &str) -> Self {
             self.0.init_containers.push(container(name, Some(Always)));
             self
         }
 
-        fn app(mut self, name: &str) -> Self {
+        pub(super) fn app(mut self, name: &str) -> Self {
             self.0.containers.push(container(name, None));
             self
         }
 
-        fn grace(mut self, secs: u64) -> Self {
+        pub(super) fn grace(mut self, secs: u64) -> Self {
             self.0.termination_grace = Duration::from_secs(secs);
             self
         }
     }
 
-    fn container(name: &str, restart_policy: Option<RestartPolicy>) -> model::Container {
+    pub(super) fn container(name: &str, restart_policy: Option<RestartPolicy>) -> model::Container {
         model::Container {
             name: name.into(),
             image: format!("{name}:latest"),
@@ -1425,17 +559,17 @@ mod tests {
         }
     }
 
-    fn begin() -> Input {
+    pub(super) fn begin() -> Input {
         Input::Begin
     }
 
-    fn started(c: &str) -> Input {
+    pub(super) fn started(c: &str) -> Input {
         Input::Started {
             container: c.into(),
         }
     }
 
-    fn exited(c: &str, exit_code: i32) -> Input {
+    pub(super) fn exited(c: &str, exit_code: i32) -> Input {
         Input::Exited {
             container: c.into(),
             exit_code,
@@ -1445,7 +579,7 @@ mod tests {
         }
     }
 
-    fn killed(c: &str, signal: i32) -> Input {
+    pub(super) fn killed(c: &str, signal: i32) -> Input {
         Input::Exited {
             container: c.into(),
             exit_code: 128 + signal,
@@ -1455,7 +589,7 @@ mod tests {
         }
     }
 
-    fn oom(c: &str) -> Input {
+    pub(super) fn oom(c: &str) -> Input {
         Input::Exited {
             container: c.into(),
             exit_code: 137,
@@ -1465,7 +599,7 @@ mod tests {
         }
     }
 
-    fn start_failed(c: &str) -> Input {
+    pub(super) fn start_failed(c: &str) -> Input {
         Input::StartFailed {
             container: c.into(),
             reason: "StartError".into(),
@@ -1473,39 +607,39 @@ mod tests {
         }
     }
 
-    fn tick() -> Input {
+    pub(super) fn tick() -> Input {
         Input::Tick
     }
 
-    fn stop() -> Input {
+    pub(super) fn stop() -> Input {
         Input::Stop
     }
 
-    fn start(c: &str) -> Action {
+    pub(super) fn start(c: &str) -> Action {
         Action::Start {
             container: c.into(),
         }
     }
 
-    fn term(c: &str) -> Action {
+    pub(super) fn term(c: &str) -> Action {
         Action::Signal {
             container: c.into(),
             signal: StopSignal::Term,
         }
     }
 
-    fn kill(c: &str) -> Action {
+    pub(super) fn kill(c: &str) -> Action {
         Action::Signal {
             container: c.into(),
             signal: StopSignal::Kill,
         }
     }
 
-    const SANDBOX: Action = Action::StopSandbox;
+    pub(super) const SANDBOX: Action = Action::StopSandbox;
 
     /// One line of a scenario; times are seconds after the scenario's start.
     #[derive(Debug, Clone)]
-    enum Step {
+    pub(super) enum Step {
         /// Feed this input at this time; exactly these actions must come back.
         At(u64, Input, Vec<Action>),
         /// `next_deadline()`, as seconds after the start.
@@ -1522,20 +656,20 @@ mod tests {
         Grace(u64),
     }
 
-    struct Clock {
-        mono: Instant,
-        wall: DateTime<Utc>,
+    pub(super) struct Clock {
+        pub(super) mono: Instant,
+        pub(super) wall: DateTime<Utc>,
     }
 
     impl Clock {
-        fn new() -> Self {
+        pub(super) fn new() -> Self {
             Self {
                 mono: Instant::now(),
                 wall: Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap(),
             }
         }
 
-        fn at(&self, secs: u64) -> Now {
+        pub(super) fn at(&self, secs: u64) -> Now {
             Now {
                 mono: self.mono + Duration::from_secs(secs),
                 wall: self.wall + chrono::Duration::seconds(secs as i64),
@@ -1544,7 +678,7 @@ mod tests {
     }
 
     /// "Waiting:Reason", "Running" or "Terminated:Reason:code".
-    fn describe(state: &ContainerState) -> String {
+    pub(super) fn describe(state: &ContainerState) -> String {
         match state {
             ContainerState::Waiting(w) => format!("Waiting:{}", w.reason),
             ContainerState::Running(_) => "Running".to_owned(),
@@ -1552,11 +686,16 @@ mod tests {
         }
     }
 
-    fn run(name: &str, pod: TestPod, steps: &[Step]) -> (Lifecycle, Clock) {
+    pub(super) fn run(name: &str, pod: TestPod, steps: &[Step]) -> (Lifecycle, Clock) {
         run_with(name, pod, Backoff::default(), steps)
     }
 
-    fn run_with(name: &str, pod: TestPod, backoff: Backoff, steps: &[Step]) -> (Lifecycle, Clock) {
+    pub(super) fn run_with(
+        name: &str,
+        pod: TestPod,
+        backoff: Backoff,
+        steps: &[Step],
+    ) -> (Lifecycle, Clock) {
         let clock = Clock::new();
         let mut pod = Lifecycle::new(&pod.0, backoff);
         for (i, step) in steps.iter().enumerate() {
@@ -1755,142 +894,6 @@ mod tests {
                 &steps,
             );
         }
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_max_and_resets_after_a_long_run() {
-        let mut steps = vec![
-            At(0, begin(), vec![start("c")]),
-            At(0, started("c"), vec![]),
-        ];
-        let mut t = 0;
-        for delay in [0, 10, 20, 40, 80, 160, 300, 300] {
-            if delay == 0 {
-                steps.push(At(t, exited("c", 1), vec![start("c")]));
-                steps.push(Deadline(None));
-            } else {
-                steps.push(At(t, exited("c", 1), vec![]));
-                steps.push(Deadline(Some(t + delay)));
-                t += delay;
-                steps.push(At(t, tick(), vec![start("c")]));
-            }
-            steps.push(At(t, started("c"), vec![]));
-        }
-        steps.push(Restarts("c", 8));
-        // After a 10-minute run: at once again, then `base` again.
-        t += 600;
-        steps.push(At(t, exited("c", 1), vec![start("c")]));
-        steps.push(Deadline(None));
-        steps.push(Restarts("c", 9));
-        steps.push(At(t, started("c"), vec![]));
-        steps.push(At(t, exited("c", 1), vec![]));
-        steps.push(Deadline(Some(t + 10)));
-        steps.push(Restarts("c", 9));
-        run("ladder", TestPod::new(Always).app("c"), &steps);
-
-        let backoff = Backoff::default();
-        let secs = Duration::from_secs;
-        let cases = [
-            (None, secs(0), secs(0)),
-            (None, secs(600), secs(0)),
-            (Some(secs(0)), secs(0), secs(10)),
-            (Some(secs(0)), secs(599), secs(10)),
-            (Some(secs(10)), secs(0), secs(20)),
-            (Some(secs(160)), secs(599), secs(300)),
-            (Some(secs(300)), secs(0), secs(300)),
-            (Some(secs(300)), secs(600), secs(0)),
-        ];
-        for (previous, ran_for, want) in cases {
-            assert_eq!(
-                backoff.next(previous, ran_for),
-                want,
-                "{previous:?} {ran_for:?}"
-            );
-        }
-        let odd = Backoff {
-            base: secs(20),
-            max: secs(15),
-            reset_after: secs(1),
-        };
-        assert_eq!(odd.next(None, secs(0)), secs(0));
-        assert_eq!(odd.next(Some(secs(0)), secs(0)), secs(15));
-        assert_eq!(odd.next(Some(secs(15)), secs(0)), secs(15));
-    }
-
-    #[test]
-    fn configurable_base_keeps_the_ladder() {
-        let fast = Backoff {
-            base: Duration::from_millis(10),
-            ..Backoff::default()
-        };
-        let clock = Clock::new();
-        let mut pod = Lifecycle::new(&TestPod::new(Always).app("c").0, fast);
-        assert_eq!(pod.handle(begin(), clock.at(0)), vec![start("c")]);
-        assert_eq!(pod.handle(started("c"), clock.at(0)), vec![]);
-        assert_eq!(pod.handle(exited("c", 1), clock.at(0)), vec![start("c")]);
-        assert_eq!(pod.next_deadline(), None);
-        assert_eq!(pod.handle(started("c"), clock.at(0)), vec![]);
-        assert_eq!(pod.handle(exited("c", 1), clock.at(0)), vec![]);
-        assert_eq!(
-            pod.next_deadline(),
-            Some(clock.at(0).mono + Duration::from_millis(10))
-        );
-        let status = pod.status();
-        let ContainerState::Waiting(waiting) = &status.container_statuses[0].state else {
-            panic!("{status:?}");
-        };
-        assert_eq!(
-            waiting.message.as_deref(),
-            Some("back-off 10ms restarting failed container=c pod=web_default(uid-1)")
-        );
-    }
-
-    #[test]
-    fn first_crash_restarts_at_once_then_after_base() {
-        let message = "back-off 10s restarting failed container=c pod=web_default(uid-1)";
-        let steps = [
-            At(0, begin(), vec![start("c")]),
-            At(1, started("c"), vec![]),
-            // First crash: Start from the same call, no CrashLoopBackOff in between.
-            At(2, exited("c", 1), vec![start("c")]),
-            State("c", "Waiting:ContainerCreating"),
-            Message("c", None),
-            Restarts("c", 1),
-            Deadline(None),
-            PhaseIs(Phase::Running),
-            At(3, started("c"), vec![]),
-            State("c", "Running"),
-            // Second crash: Start only after `base`.
-            At(4, exited("c", 1), vec![]),
-            State("c", "Waiting:CrashLoopBackOff"),
-            Message("c", Some(message)),
-            Restarts("c", 1),
-            Deadline(Some(14)),
-            At(13, tick(), vec![]),
-            Restarts("c", 1),
-            At(14, tick(), vec![start("c")]),
-            Restarts("c", 2),
-            Deadline(None),
-            At(14, started("c"), vec![]),
-            // Ran for `reset_after`: at once again, and the ladder starts over.
-            At(614, exited("c", 1), vec![start("c")]),
-            State("c", "Waiting:ContainerCreating"),
-            Message("c", None),
-            Restarts("c", 3),
-            Deadline(None),
-            At(615, started("c"), vec![]),
-            At(616, exited("c", 1), vec![]),
-            Message("c", Some(message)),
-            Deadline(Some(626)),
-            At(626, tick(), vec![start("c")]),
-            At(626, started("c"), vec![]),
-            // A second short of `reset_after`: no reset, the delay doubles.
-            At(1225, exited("c", 1), vec![]),
-            State("c", "Waiting:CrashLoopBackOff"),
-            Deadline(Some(1245)),
-            Restarts("c", 4),
-        ];
-        run("ladder from zero", TestPod::new(Always).app("c"), &steps);
     }
 
     #[test]
@@ -2106,129 +1109,6 @@ mod tests {
                 ]);
             }
             run(&name, TestPod::new(policy).app("c"), &steps);
-        }
-    }
-
-    #[test]
-    fn phase_follows_the_app_containers() {
-        let cases = [
-            (
-                "all succeed",
-                TestPod::new(Never).app("a").app("b"),
-                vec![
-                    PhaseIs(Phase::Pending),
-                    At(0, begin(), vec![start("a"), start("b")]),
-                    At(1, started("a"), vec![]),
-                    PhaseIs(Phase::Pending),
-                    At(1, started("b"), vec![]),
-                    PhaseIs(Phase::Running),
-                    At(2, exited("a", 0), vec![]),
-                    PhaseIs(Phase::Running),
-                    At(3, exited("b", 0), vec![SANDBOX]),
-                    PhaseIs(Phase::Succeeded),
-                ],
-            ),
-            (
-                "one fails",
-                TestPod::new(Never).app("a").app("b"),
-                vec![
-                    At(0, begin(), vec![start("a"), start("b")]),
-                    At(1, started("a"), vec![]),
-                    At(1, started("b"), vec![]),
-                    At(2, exited("a", 1), vec![]),
-                    PhaseIs(Phase::Running),
-                    At(3, exited("b", 0), vec![SANDBOX]),
-                    PhaseIs(Phase::Failed),
-                ],
-            ),
-            (
-                "OnFailure: running while a failed one will restart",
-                TestPod::new(OnFailure).app("a").app("b"),
-                vec![
-                    At(0, begin(), vec![start("a"), start("b")]),
-                    At(1, started("a"), vec![]),
-                    At(1, started("b"), vec![]),
-                    At(2, exited("a", 0), vec![]),
-                    At(3, exited("b", 1), vec![start("b")]),
-                    PhaseIs(Phase::Running),
-                    At(3, started("b"), vec![]),
-                    At(4, exited("b", 1), vec![]),
-                    State("b", "Waiting:CrashLoopBackOff"),
-                    PhaseIs(Phase::Running),
-                    At(14, tick(), vec![start("b")]),
-                    PhaseIs(Phase::Running),
-                    At(14, started("b"), vec![]),
-                    At(15, exited("b", 0), vec![SANDBOX]),
-                    PhaseIs(Phase::Succeeded),
-                    Restarts("b", 2),
-                ],
-            ),
-            (
-                "pending while an init container crash-loops",
-                TestPod::new(Always).init("i").app("a"),
-                vec![
-                    At(0, begin(), vec![start("i")]),
-                    At(0, start_failed("i"), vec![start("i")]),
-                    PhaseIs(Phase::Pending),
-                    At(0, start_failed("i"), vec![]),
-                    State("i", "Waiting:CrashLoopBackOff"),
-                    PhaseIs(Phase::Pending),
-                    At(10, tick(), vec![start("i")]),
-                    At(10, started("i"), vec![]),
-                    At(11, exited("i", 0), vec![start("a")]),
-                    PhaseIs(Phase::Pending),
-                    At(11, started("a"), vec![]),
-                    PhaseIs(Phase::Running),
-                ],
-            ),
-            (
-                "running while a sidecar stops after the apps",
-                TestPod::new(Never).sidecar("s").app("a"),
-                vec![
-                    At(0, begin(), vec![start("s")]),
-                    At(0, started("s"), vec![start("a")]),
-                    At(1, started("a"), vec![]),
-                    PhaseIs(Phase::Running),
-                    At(2, exited("a", 0), vec![term("s")]),
-                    PhaseIs(Phase::Running),
-                    State("s", "Running"),
-                    At(3, killed("s", 15), vec![SANDBOX]),
-                    PhaseIs(Phase::Succeeded),
-                ],
-            ),
-            (
-                "a failed app: Failed once the sidecar has stopped",
-                TestPod::new(Never).sidecar("s").app("a"),
-                vec![
-                    At(0, begin(), vec![start("s")]),
-                    At(0, started("s"), vec![start("a")]),
-                    At(1, started("a"), vec![]),
-                    At(2, exited("a", 1), vec![term("s")]),
-                    PhaseIs(Phase::Running),
-                    At(3, exited("s", 0), vec![SANDBOX]),
-                    PhaseIs(Phase::Failed),
-                ],
-            ),
-            (
-                "a sidecar being restarted counts as alive",
-                TestPod::new(Never).sidecar("s").app("a"),
-                vec![
-                    At(0, begin(), vec![start("s")]),
-                    At(0, started("s"), vec![start("a")]),
-                    At(0, started("a"), vec![]),
-                    At(5, exited("s", 1), vec![start("s")]),
-                    At(6, exited("a", 0), vec![]),
-                    PhaseIs(Phase::Running),
-                    Deadline(None),
-                    At(7, started("s"), vec![term("s")]),
-                    PhaseIs(Phase::Running),
-                    At(8, exited("s", 0), vec![SANDBOX]),
-                    PhaseIs(Phase::Succeeded),
-                ],
-            ),
-        ];
-        for (name, pod, steps) in cases {
-            run(name, pod, &steps);
         }
     }
 
@@ -2666,322 +1546,6 @@ mod tests {
             Deadline(Some(36)),
         ];
         run("earliest", TestPod::new(Always).app("a").app("b"), &steps);
-    }
-
-    #[test]
-    fn status_is_a_kubernetes_pod_status() {
-        let steps = [
-            At(0, begin(), vec![start("s")]),
-            At(1, started("s"), vec![start("i")]),
-            At(2, started("i"), vec![]),
-            At(3, exited("i", 0), vec![start("a")]),
-            At(4, started("a"), vec![]),
-            At(10, killed("a", 9), vec![start("a")]),
-            At(10, started("a"), vec![]),
-            At(11, exited("a", 1), vec![]),
-            At(21, tick(), vec![start("a")]),
-            At(21, started("a"), vec![]),
-            At(30, exited("a", 2), vec![]),
-        ];
-        let pod = TestPod::new(Always).sidecar("s").init("i").app("a");
-        let (pod, clock) = run("status", pod, &steps);
-        let status = pod.status();
-        assert_eq!(status.phase, Phase::Running);
-        assert_eq!(status.start_time, Some(clock.at(0).wall));
-
-        let json = serde_json::to_value(&status).unwrap();
-        let a = &json["containerStatuses"][0];
-        assert_eq!(a["name"], "a");
-        assert_eq!(a["image"], "a:latest");
-        assert_eq!(a["restartCount"], 2);
-        assert_eq!(a["ready"], false);
-        assert_eq!(a["started"], false);
-        assert_eq!(a["state"]["waiting"]["reason"], "CrashLoopBackOff");
-        assert_eq!(
-            a["state"]["waiting"]["message"],
-            "back-off 20s restarting failed container=a pod=web_default(uid-1)"
-        );
-        assert_eq!(a["lastState"]["terminated"]["exitCode"], 2);
-        assert_eq!(a["lastState"]["terminated"]["reason"], "Error");
-        assert_eq!(
-            a["lastState"]["terminated"]["startedAt"],
-            "2024-05-01T12:00:21Z"
-        );
-        assert_eq!(
-            a["lastState"]["terminated"]["finishedAt"],
-            "2024-05-01T12:00:30Z"
-        );
-        assert_eq!(json["startTime"], "2024-05-01T12:00:00Z");
-        let inits = &json["initContainerStatuses"];
-        assert_eq!(inits[0]["name"], "s");
-        assert_eq!(
-            inits[0]["state"]["running"]["startedAt"],
-            "2024-05-01T12:00:01Z"
-        );
-        assert_eq!(inits[0]["ready"], true);
-        assert_eq!(inits[0]["lastState"], serde_json::json!({}));
-        assert_eq!(inits[1]["state"]["terminated"]["reason"], "Completed");
-        assert_eq!(inits[1]["ready"], true);
-
-        let conditions: Vec<(String, String)> = json["conditions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                (
-                    c["type"].as_str().unwrap().into(),
-                    c["status"].as_str().unwrap().into(),
-                )
-            })
-            .collect();
-        let want = [
-            ("PodReadyToStartContainers", "True"),
-            ("Initialized", "True"),
-            ("Ready", "False"),
-            ("ContainersReady", "False"),
-            ("PodScheduled", "True"),
-        ];
-        let want: Vec<(String, String)> = want
-            .iter()
-            .map(|(t, s)| (t.to_string(), s.to_string()))
-            .collect();
-        assert_eq!(conditions, want);
-        let ready = status.condition(ConditionType::Ready).unwrap();
-        assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
-        assert_eq!(
-            ready.message.as_deref(),
-            Some("containers with unready status: [a]")
-        );
-        // Ready went true at 21 s (a started again) and false at 30 s.
-        assert_eq!(ready.last_transition_time, Some(clock.at(30).wall));
-        let initialized = status.condition(ConditionType::Initialized).unwrap();
-        assert_eq!(initialized.last_transition_time, Some(clock.at(3).wall));
-
-        // Kubernetes' own types read it, and so do ours.
-        let k8s: k8s_openapi::api::core::v1::PodStatus =
-            serde_json::from_value(json.clone()).unwrap();
-        assert_eq!(k8s.phase.as_deref(), Some("Running"));
-        let k8s_a = &k8s.container_statuses.as_ref().unwrap()[0];
-        assert_eq!(k8s_a.restart_count, 2);
-        let last = k8s_a
-            .last_state
-            .as_ref()
-            .unwrap()
-            .terminated
-            .as_ref()
-            .unwrap();
-        assert_eq!(last.exit_code, 2);
-        assert_eq!(k8s.init_container_statuses.as_ref().unwrap().len(), 2);
-        assert_eq!(k8s.conditions.as_ref().unwrap().len(), 5);
-        let back: PodStatusView = serde_json::from_value(json).unwrap();
-        assert_eq!(back, status);
-    }
-
-    #[test]
-    fn conditions_before_and_after() {
-        let pod = TestPod::new(Never).init("i").app("a");
-        let (mut pod, clock) = run("conditions", pod, &[]);
-        let status = pod.status();
-        let initialized = status.condition(ConditionType::Initialized).unwrap();
-        assert_eq!(initialized.status, ConditionStatus::False);
-        assert_eq!(
-            initialized.reason.as_deref(),
-            Some("ContainersNotInitialized")
-        );
-        assert_eq!(
-            initialized.message.as_deref(),
-            Some("containers with incomplete status: [i]")
-        );
-        assert_eq!(initialized.last_transition_time, None);
-        let ready_to_start = status
-            .condition(ConditionType::PodReadyToStartContainers)
-            .unwrap();
-        assert_eq!(ready_to_start.status, ConditionStatus::False);
-
-        pod.handle(begin(), clock.at(0));
-        pod.handle(started("i"), clock.at(1));
-        pod.handle(exited("i", 0), clock.at(2));
-        pod.handle(started("a"), clock.at(3));
-        let status = pod.status();
-        for kind in CONDITIONS {
-            let condition = status.condition(kind).unwrap();
-            assert_eq!(condition.status, ConditionStatus::True, "{kind:?}");
-        }
-        let ready = status.condition(ConditionType::Ready).unwrap();
-        assert_eq!(ready.last_transition_time, Some(clock.at(3).wall));
-        assert!(status.container("a").unwrap().ready);
-        assert!(status.container("a").unwrap().started);
-
-        pod.handle(exited("a", 0), clock.at(4));
-        let status = pod.status();
-        assert_eq!(status.phase, Phase::Succeeded);
-        let ready = status.condition(ConditionType::ContainersReady).unwrap();
-        assert_eq!(ready.status, ConditionStatus::False);
-        assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
-        // The kubelet's GeneratePodInitializedCondition on a Succeeded pod.
-        let initialized = status.condition(ConditionType::Initialized).unwrap();
-        assert_eq!(initialized.status, ConditionStatus::True);
-        assert_eq!(initialized.reason.as_deref(), Some("PodCompleted"));
-        assert_eq!(initialized.message, None);
-        assert_eq!(initialized.last_transition_time, Some(clock.at(2).wall));
-        let sandbox = status
-            .condition(ConditionType::PodReadyToStartContainers)
-            .unwrap();
-        assert_eq!(sandbox.status, ConditionStatus::False);
-        assert_eq!(sandbox.last_transition_time, Some(clock.at(4).wall));
-    }
-
-    #[test]
-    fn conditions_while_a_sidecar_outlives_the_apps() {
-        let pod = TestPod::new(Never).sidecar("s").app("a");
-        let steps = [
-            At(0, begin(), vec![start("s")]),
-            At(1, started("s"), vec![start("a")]),
-            At(2, started("a"), vec![]),
-            At(3, exited("a", 0), vec![term("s")]),
-        ];
-        let (mut pod, clock) = run("sidecar outlives", pod, &steps);
-        let status = pod.status();
-        assert_eq!(status.phase, Phase::Running);
-        for kind in [ConditionType::Ready, ConditionType::ContainersReady] {
-            let ready = status.condition(kind).unwrap();
-            assert_eq!(ready.status, ConditionStatus::False, "{kind:?}");
-            assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
-            assert_eq!(
-                ready.message.as_deref(),
-                Some("containers with unready status: [a]")
-            );
-            assert_eq!(ready.last_transition_time, Some(clock.at(3).wall));
-        }
-        let initialized = status.condition(ConditionType::Initialized).unwrap();
-        assert_eq!(initialized.status, ConditionStatus::True);
-        assert_eq!(initialized.reason, None);
-        assert!(status.container("s").unwrap().ready);
-
-        assert_eq!(pod.handle(killed("s", 15), clock.at(4)), vec![SANDBOX]);
-        let status = pod.status();
-        assert_eq!(status.phase, Phase::Succeeded);
-        let ready = status.condition(ConditionType::Ready).unwrap();
-        assert_eq!(ready.reason.as_deref(), Some("PodCompleted"));
-        assert_eq!(ready.last_transition_time, Some(clock.at(3).wall));
-        let initialized = status.condition(ConditionType::Initialized).unwrap();
-        assert_eq!(initialized.status, ConditionStatus::True);
-        assert_eq!(initialized.reason.as_deref(), Some("PodCompleted"));
-        assert_eq!(initialized.last_transition_time, Some(clock.at(1).wall));
-    }
-
-    #[test]
-    fn durations_print_as_go_does() {
-        let cases = [
-            (Duration::ZERO, "0s"),
-            (Duration::from_nanos(5), "5ns"),
-            (Duration::from_micros(1500), "1.5ms"),
-            (Duration::from_millis(10), "10ms"),
-            (Duration::from_secs(10), "10s"),
-            (Duration::from_millis(2500), "2.5s"),
-            (Duration::from_secs(80), "1m20s"),
-            (Duration::from_secs(300), "5m0s"),
-            (Duration::from_secs(3600), "1h0m0s"),
-        ];
-        for (d, want) in cases {
-            assert_eq!(go_duration(d), want);
-        }
-    }
-
-    /// Two lifecycles fed the same inputs: one lives on, the other goes through
-    /// a JSON snapshot (as a replacement supervisor gets it) at `cut` seconds.
-    #[test]
-    fn a_restored_lifecycle_carries_on_exactly_like_the_original() {
-        let pod = TestPod::new(OnFailure)
-            .init("setup")
-            .sidecar("log")
-            .app("web")
-            .app("worker");
-        let backoff = Backoff {
-            base: Duration::from_secs(10),
-            ..Backoff::default()
-        };
-        let before = [
-            (0, begin()),
-            (1, started("setup")),
-            (2, exited("setup", 0)),
-            (3, started("log")),
-            (4, started("web")),
-            (4, started("worker")),
-            (5, exited("worker", 1)),
-            (5, started("worker")),
-            (6, exited("worker", 2)),
-        ];
-        let after = [
-            (20, tick()),
-            (20, started("worker")),
-            (30, stop()),
-            (31, exited("web", 0)),
-            (33, exited("worker", 143)),
-            (35, exited("log", 0)),
-        ];
-        let clock = Clock::new();
-        let mut original = Lifecycle::new(&pod.0, backoff);
-        for (secs, input) in &before {
-            original.handle(input.clone(), clock.at(*secs));
-        }
-        let json = serde_json::to_string(&original.snapshot(clock.at(7))).unwrap();
-        // The new process has its own monotonic clock; wall time is what carries over.
-        let later = Clock {
-            mono: Instant::now() + Duration::from_secs(1000),
-            wall: clock.wall,
-        };
-        let snapshot: Snapshot = serde_json::from_str(&json).unwrap();
-        let mut restored = Lifecycle::restore(&pod.0, backoff, &snapshot, later.at(8)).unwrap();
-        assert_eq!(restored.status(), original.status());
-        assert_eq!(restored.alive_containers(), ["log", "web"]);
-        // The worker's back-off (10 s after its second crash at 6 s) is still due at 16 s.
-        assert_eq!(restored.next_deadline(), Some(later.at(16).mono));
-        for (secs, input) in &after {
-            let want = original.handle(input.clone(), clock.at(*secs));
-            let got = restored.handle(input.clone(), later.at(*secs));
-            assert_eq!(got, want, "at {secs}s: {input:?}");
-            assert_eq!(restored.status(), original.status(), "at {secs}s");
-        }
-        assert!(restored.is_finished());
-    }
-
-    /// The time of a `Term` is not in the snapshot: the pod's deadline stands alone.
-    #[test]
-    fn a_restored_lifecycle_kills_a_termed_container_at_the_deadline() {
-        let pod = TestPod::new(Always).grace(1).app("a");
-        let steps = [
-            At(0, begin(), vec![start("a")]),
-            At(0, started("a"), vec![]),
-            At(10, stop(), vec![term("a")]),
-            Deadline(Some(12)),
-        ];
-        let (original, clock) = run("original", pod, &steps);
-        let snapshot = original.snapshot(clock.at(10));
-        let pod = TestPod::new(Always).grace(1).app("a");
-        let later = Clock {
-            mono: Instant::now() + Duration::from_secs(1000),
-            wall: clock.wall,
-        };
-        let mut restored =
-            Lifecycle::restore(&pod.0, Backoff::default(), &snapshot, later.at(10)).unwrap();
-        assert_eq!(restored.next_deadline(), Some(later.at(11).mono));
-        assert_eq!(restored.handle(tick(), later.at(11)), vec![kill("a")]);
-        assert_eq!(restored.next_deadline(), None);
-    }
-
-    #[test]
-    fn a_restored_lifecycle_refuses_another_pods_snapshot() {
-        let clock = Clock::new();
-        let pod = TestPod::new(Always).app("web");
-        let snapshot = Lifecycle::new(&pod.0, Backoff::default()).snapshot(clock.at(0));
-        let other = TestPod::new(Always).app("db");
-        let err =
-            Lifecycle::restore(&other.0, Backoff::default(), &snapshot, clock.at(1)).unwrap_err();
-        assert!(
-            err.contains("[\"web\"]") && err.contains("[\"db\"]"),
-            "{err}"
-        );
     }
 
     #[test]

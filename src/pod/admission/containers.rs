@@ -1,0 +1,260 @@
+//! One container: image, restart policy (sidecars), ports, termination message,
+//! working directory, and its command and args with `$(VAR)` expanded; the
+//! concerns it has in common with others are in their own files.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use k8s_openapi::api::core::v1 as k8s;
+
+use super::env::expand;
+use super::probes::Probes;
+use super::security::PodSecurity;
+use super::{model, not_one_of, Admission, ManifestError, NO_API_SERVER};
+
+/// The pod as seen while converting one of its containers.
+pub(super) struct Scope<'a> {
+    pub(super) name: &'a str,
+    pub(super) namespace: &'a str,
+    pub(super) uid: &'a str,
+    pub(super) labels: &'a BTreeMap<String, String>,
+    pub(super) annotations: &'a BTreeMap<String, String>,
+    pub(super) service_account: &'a str,
+    /// Every container's resources by name, for resourceFieldRef.containerName.
+    pub(super) resources: &'a [(String, model::Resources)],
+    pub(super) security: &'a PodSecurity,
+    pub(super) volumes: &'a BTreeSet<String>,
+}
+
+impl Admission<'_> {
+    pub(super) fn container(
+        &mut self,
+        field: &str,
+        container: k8s::Container,
+        init: bool,
+        resources: &model::Resources,
+        scope: &Scope,
+    ) -> Result<model::Container, ManifestError> {
+        let k8s::Container {
+            args,
+            command,
+            env,
+            env_from,
+            image,
+            // Images are local: there is nothing to pull.
+            image_pull_policy,
+            lifecycle,
+            liveness_probe,
+            name,
+            ports,
+            readiness_probe,
+            resize_policy,
+            // Converted by the caller, before any container.
+            resources: _,
+            restart_policy,
+            restart_policy_rules,
+            security_context,
+            startup_probe,
+            stdin,
+            stdin_once,
+            termination_message_path,
+            termination_message_policy,
+            tty,
+            volume_devices,
+            volume_mounts,
+            working_dir,
+        } = container;
+
+        let image = image.unwrap_or_default();
+        if image.is_empty() {
+            return Err(self.invalid(format!("{field}.image"), "required"));
+        }
+        if image.trim() != image {
+            return Err(self.invalid(
+                format!("{field}.image"),
+                "must not have leading or trailing whitespace",
+            ));
+        }
+        match image_pull_policy.as_deref() {
+            None | Some("Always" | "IfNotPresent" | "Never") => {}
+            Some(other) => {
+                return Err(self.invalid(
+                    format!("{field}.imagePullPolicy"),
+                    not_one_of(other, &["Always", "IfNotPresent", "Never"]),
+                ))
+            }
+        }
+        let restart_policy = match (init, restart_policy.as_deref()) {
+            (_, None) => None,
+            (true, Some("Always")) => Some(model::RestartPolicy::Always),
+            (true, Some(other)) => {
+                return Err(self.invalid(
+                    format!("{field}.restartPolicy"),
+                    not_one_of(other, &["Always"]),
+                ))
+            }
+            (false, Some(_)) => return Err(self.invalid(
+                format!("{field}.restartPolicy"),
+                "not supported on app containers (only init containers may set it, to \"Always\")",
+            )),
+        };
+        if restart_policy_rules.is_some_and(|rules| !rules.is_empty()) {
+            return Err(self.unsupported(format!("{field}.restartPolicyRules"), "unsupported"));
+        }
+        let sidecar = restart_policy.is_some();
+        let probes = Probes {
+            liveness: liveness_probe,
+            readiness: readiness_probe,
+            startup: startup_probe,
+            lifecycle,
+        };
+        self.probes(field, init && !sidecar, probes)?;
+        if env_from.is_some_and(|list| !list.is_empty()) {
+            return Err(self.unsupported(format!("{field}.envFrom"), NO_API_SERVER));
+        }
+        if volume_devices.is_some_and(|list| !list.is_empty()) {
+            return Err(self.unsupported(
+                format!("{field}.volumeDevices"),
+                "unsupported: raw block volumes",
+            ));
+        }
+        for (i, port) in ports.unwrap_or_default().iter().enumerate() {
+            let at = format!("{field}.ports[{i}]");
+            if !(1..=65535).contains(&port.container_port) {
+                return Err(
+                    self.invalid(format!("{at}.containerPort"), "must be between 1 and 65535")
+                );
+            }
+            match port.protocol.as_deref() {
+                None | Some("TCP" | "UDP" | "SCTP") => {}
+                Some(other) => {
+                    return Err(self.invalid(
+                        format!("{at}.protocol"),
+                        not_one_of(other, &["TCP", "UDP", "SCTP"]),
+                    ))
+                }
+            }
+            if port.host_port.is_some_and(|port| port != 0) {
+                self.warn(
+                    &format!("{at}.hostPort"),
+                    "not enforced yet (no port mapping)",
+                );
+            }
+        }
+        if resize_policy.is_some_and(|list| !list.is_empty()) {
+            self.warn(
+                &format!("{field}.resizePolicy"),
+                "ignored (no in-place resize)",
+            );
+        }
+        if stdin_once == Some(true) {
+            self.warn(&format!("{field}.stdinOnce"), "ignored");
+        }
+        let termination_message_path = termination_message_path
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| model::DEFAULT_TERMINATION_MESSAGE_PATH.to_string());
+        if !termination_message_path.starts_with('/')
+            || termination_message_path.split('/').any(|part| part == "..")
+        {
+            return Err(self.invalid(
+                format!("{field}.terminationMessagePath"),
+                "must be an absolute path without \"..\"",
+            ));
+        }
+        let termination_message_from_logs = match termination_message_policy.as_deref() {
+            None | Some("File") => false,
+            Some("FallbackToLogsOnError") => true,
+            Some(other) => {
+                return Err(self.invalid(
+                    format!("{field}.terminationMessagePolicy"),
+                    format!("unsupported value {other:?}: \"File\" or \"FallbackToLogsOnError\""),
+                ))
+            }
+        };
+        let working_dir = working_dir.filter(|dir| !dir.is_empty());
+        if let Some(dir) = &working_dir {
+            if !dir.starts_with('/') {
+                return Err(self.invalid(
+                    format!("{field}.workingDir"),
+                    format!("must be an absolute path, not {dir:?}"),
+                ));
+            }
+        }
+
+        let security = self.security(field, security_context, scope.security)?;
+        let mounts = self.mounts(field, volume_mounts, scope.volumes)?;
+        let env = self.env(field, env, resources, scope)?;
+        let vars: HashMap<&str, &str> = env
+            .iter()
+            .map(|var| (var.name.as_str(), var.value.as_str()))
+            .collect();
+        let lookup = |name: &str| vars.get(name).copied();
+        let command = command
+            .unwrap_or_default()
+            .iter()
+            .map(|word| expand(word, lookup))
+            .collect();
+        let args = args
+            .unwrap_or_default()
+            .iter()
+            .map(|word| expand(word, lookup))
+            .collect();
+
+        Ok(model::Container {
+            name,
+            image,
+            command,
+            args,
+            env,
+            working_dir,
+            security,
+            resources: resources.clone(),
+            mounts,
+            restart_policy,
+            tty: tty.unwrap_or(false),
+            stdin: stdin.unwrap_or(false),
+            termination_message_path,
+            termination_message_from_logs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pod::admission::tests::*;
+
+    #[test]
+    fn refusals_name_the_file_and_field() {
+        let cases: Vec<(String, &str)> = vec![
+            (app(", terminationMessagePath: end.log"), "web.yaml: spec.containers[0].terminationMessagePath: must be an absolute path"),
+            (app(", terminationMessagePolicy: Always"), "web.yaml: spec.containers[0].terminationMessagePolicy: unsupported value \"Always\""),
+            (pod("{containers: [{image: i}]}"), "web.yaml: spec.containers[0].name: required"),
+            (pod("{containers: [{name: App_1, image: i}]}"), "web.yaml: spec.containers[0].name: invalid name \"App_1\""),
+            (pod(&format!("{{containers: [{{name: {}, image: i}}]}}", "a".repeat(64))), "web.yaml: spec.containers[0].name: invalid name"),
+            (pod("{containers: [{name: a}]}"), "web.yaml: spec.containers[0].image: required"),
+            (pod("{containers: [{name: a, image: \"\"}]}"), "web.yaml: spec.containers[0].image: required"),
+            (pod("{containers: [{name: a, image: \" busybox\"}]}"), "web.yaml: spec.containers[0].image: must not have leading or trailing whitespace"),
+            (pod("{initContainers: [{name: x, image: i}, {name: y}], containers: [{name: a, image: i}]}"), "web.yaml: spec.initContainers[1].image: required"),
+            (pod("{initContainers: [{name: x, image: i}, {name: x, image: i}], containers: [{name: a, image: i}]}"), "web.yaml: spec.initContainers[1].name: duplicate name \"x\""),
+            (pod("{initContainers: [{name: x, image: i}], containers: [{name: a, image: i}, {name: x, image: i}]}"), "web.yaml: spec.containers[1].name: duplicate name \"x\""),
+            (app(", workingDir: srv"), "web.yaml: spec.containers[0].workingDir: must be an absolute path, not \"srv\""),
+            (app(", imagePullPolicy: Sometimes"), "web.yaml: spec.containers[0].imagePullPolicy: unsupported value"),
+            (app(", restartPolicy: Always"), "web.yaml: spec.containers[0].restartPolicy: not supported on app containers"),
+            (pod("{initContainers: [{name: x, image: i, restartPolicy: Never}], containers: [{name: a, image: i}]}"), "web.yaml: spec.initContainers[0].restartPolicy: unsupported value \"Never\""),
+            (app(", restartPolicyRules: [{action: Restart, exitCodes: {operator: In, values: [42]}}]"), "web.yaml: spec.containers[0].restartPolicyRules: unsupported"),
+            (app(", volumeDevices: [{name: v, devicePath: /dev/xvda}]"), "web.yaml: spec.containers[0].volumeDevices: unsupported"),
+            (app(", ports: [{containerPort: 0}]"), "web.yaml: spec.containers[0].ports[0].containerPort: must be between 1 and 65535"),
+            (app(", ports: [{containerPort: 80, protocol: ICMP}]"), "web.yaml: spec.containers[0].ports[0].protocol: unsupported value"),
+            (app(", envFrom: [{configMapRef: {name: c}}]"), "web.yaml: spec.containers[0].envFrom: unsupported"),
+        ];
+        assert_refusals(&cases);
+    }
+
+    #[test]
+    fn warnings_name_the_field() {
+        let cases = [(
+            app(", ports: [{containerPort: 80, hostPort: 8080}]"),
+            "web.yaml: spec.containers[0].ports[0].hostPort: not enforced yet",
+        )];
+        assert_warnings(&cases);
+    }
+}
