@@ -1156,3 +1156,51 @@ fn rm_prune_and_gc_free_disk_and_keep_images_in_use() {
         .next()
         .is_none());
 }
+
+#[test]
+fn the_pod_engine_pulls_through_a_watched_child() {
+    use peapod::image::pull::child::{self, PullOutcome};
+    use peapod::image::registry::RegistrySettings;
+    let reg = Registry::start(Options::default());
+    let host = reg.host();
+    reg.push(
+        &format!("oci-archive:{}", busybox_archive().display()),
+        "x/busybox:1",
+        &[],
+    );
+    let node = Node::new();
+    let settings = RegistrySettings {
+        insecure: vec![host.clone()],
+        hosts_dir: node.path("hosts"),
+        ca_dir: node.path("certs"),
+        credentials: Some(node.path("config.json")),
+        ..Default::default()
+    };
+    let images = vec![format!("{host}/x/busybox:1"), format!("{host}/x/missing:1")];
+    let mut pull = child::spawn(
+        Path::new(peapod_bin()),
+        &images,
+        &node.store_path(),
+        &settings,
+    )
+    .unwrap();
+    assert!(pull.pid() > 0);
+    let mut outcomes = None;
+    wait_until("the pull child to finish", Duration::from_secs(60), || {
+        outcomes = pull.poll().unwrap();
+        outcomes.is_some()
+    });
+    let outcomes = outcomes.unwrap();
+    match &outcomes[0] {
+        PullOutcome::Pulled { name, size, .. } => {
+            assert_eq!(name, &images[0]);
+            assert!(*size > 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &outcomes[1] {
+        PullOutcome::Failed { error, .. } => assert!(error.contains("not found"), "{error}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(node.store().resolve(&images[0]).is_ok());
+}

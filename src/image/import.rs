@@ -3,8 +3,7 @@
 //! `layers/` once all of them are verified, then the blobs and the index are written.
 
 use std::collections::HashSet;
-use std::fs::{self, DirBuilder, Permissions};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::archive::Layout;
@@ -79,22 +78,15 @@ impl ImageStore {
                     continue;
                 }
                 let dir = self.tmp_path(&format!("layer-{}", &planned.diff_id.hex()[..12]));
-                DirBuilder::new()
-                    .mode(0o755)
-                    .create(&dir)
-                    .context(|| format!("creating {}", dir.display()))?;
-                fs::set_permissions(&dir, Permissions::from_mode(0o755))
-                    .context(|| format!("creating {}", dir.display()))?;
                 let blob = layout.blob(&planned.blob, planned.size)?;
-                let diff_id =
-                    layer::unpack(blob, &planned.blob, planned.size, planned.compression, &dir)?;
-                if diff_id != planned.diff_id {
-                    return Err(ImageError::DiffIdMismatch {
-                        layer: planned.blob.to_string(),
-                        diff_id: planned.diff_id.to_string(),
-                        actual: diff_id.to_string(),
-                    });
-                }
+                layer::unpack_new(
+                    blob,
+                    &planned.blob,
+                    planned.size,
+                    planned.compression,
+                    &dir,
+                    &planned.diff_id,
+                )?;
                 staged.push((dir, target));
             }
         }

@@ -9,11 +9,11 @@
 //! through a symbolic link are refused.
 
 use std::ffi::{CString, OsStr};
-use std::fs::{self, OpenOptions, Permissions};
+use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
@@ -86,6 +86,33 @@ pub(crate) fn unpack<R: Read>(
     }
     applied?;
     Ok(diff_id)
+}
+
+/// Unpacks a layer blob into the new folder `dir` (mode 0755, whatever the
+/// umask) and checks its diff_id against the config's.
+pub(crate) fn unpack_new<R: Read>(
+    blob: R,
+    digest: &Digest,
+    size: u64,
+    compression: Compression,
+    dir: &Path,
+    diff_id: &Digest,
+) -> Result<()> {
+    DirBuilder::new()
+        .mode(0o755)
+        .create(dir)
+        .context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, Permissions::from_mode(0o755))
+        .context(|| format!("creating {}", dir.display()))?;
+    let actual = unpack(blob, digest, size, compression, dir)?;
+    if actual != *diff_id {
+        return Err(ImageError::DiffIdMismatch {
+            layer: digest.to_string(),
+            diff_id: diff_id.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// The blob, decompressed or not; `into_inner` gives the buffered blob back.

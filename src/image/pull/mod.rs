@@ -18,9 +18,8 @@ pub mod policy;
 mod progress;
 mod scratch;
 
-use std::fs::{self, DirBuilder, Permissions};
+use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
 pub use child::{PullChild, PullOutcome};
@@ -193,12 +192,6 @@ impl ImageStore {
         let dir = scratch
             .dir()
             .join(format!("layer-{}", &diff_id.hex()[..12]));
-        DirBuilder::new()
-            .mode(0o755)
-            .create(&dir)
-            .context(|| format!("creating {}", dir.display()))?;
-        fs::set_permissions(&dir, Permissions::from_mode(0o755))
-            .context(|| format!("creating {}", dir.display()))?;
         progress.layer_started(&desc.digest, desc.size);
         let started = Instant::now();
         let (body, length) = client.blob(&digest)?;
@@ -216,14 +209,7 @@ impl ImageStore {
             size: desc.size,
             done: 0,
         };
-        let actual = layer::unpack(reader, &digest, desc.size, compression, &dir)?;
-        if actual != *diff_id {
-            return Err(ImageError::DiffIdMismatch {
-                layer: desc.digest.clone(),
-                diff_id: diff_id.to_string(),
-                actual: actual.to_string(),
-            });
-        }
+        layer::unpack_new(reader, &digest, desc.size, compression, &dir, diff_id)?;
         {
             // Garbage collection runs under the store lock: the layer appears between two runs,
             // already covered by this pull's use record.

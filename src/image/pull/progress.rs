@@ -196,9 +196,11 @@ pub(crate) struct Counting<'a, R> {
 impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.done += n as u64;
-        self.progress
-            .layer_progress(self.digest, self.done, self.size);
+        if n > 0 {
+            self.done += n as u64;
+            self.progress
+                .layer_progress(self.digest, self.done, self.size);
+        }
         Ok(n)
     }
 }
