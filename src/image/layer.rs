@@ -810,7 +810,14 @@ mod tests {
 
     #[test]
     fn zstd_layers_unpack_and_are_checked() {
-        let tar = LayerTar::new().file("z", b"zstd", 0o644).build();
+        // Owned by whoever runs the test, so that it needs no root.
+        let (uid, gid) = (
+            u64::from(nix::unistd::getuid().as_raw()),
+            u64::from(nix::unistd::getgid().as_raw()),
+        );
+        let tar = LayerTar::new()
+            .file_as("z", b"zstd", 0o644, uid, gid)
+            .build();
         let zst = zstd::encode_all(&tar[..], 3).unwrap();
         let digest = Digest::of(&zst);
         for compression in [Compression::Zstd, Compression::TarOrGzip] {
