@@ -20,6 +20,8 @@ mod scratch;
 
 use std::fs;
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use child::{PullChild, PullOutcome};
@@ -37,8 +39,11 @@ use super::registry::{Client, RegistrySettings, MAX_CONFIG};
 use super::store::{write_atomic, ImageStore};
 use super::Image;
 use crate::error::Context;
-use progress::Counting;
+use progress::{Counting, Shared};
 use scratch::{KeyLock, Scratch};
+
+/// Layers fetched at once, as containerd's default `max_concurrent_downloads`.
+const PARALLEL_LAYERS: usize = 3;
 
 /// Nested indexes deeper than this are refused.
 const MAX_INDEX_DEPTH: usize = 4;
@@ -70,7 +75,7 @@ impl ImageStore {
         &self,
         reference: &str,
         settings: &RegistrySettings,
-        progress: &mut dyn Progress,
+        progress: &mut (dyn Progress + Send),
     ) -> Result<Pulled> {
         let started = Instant::now();
         let name = remote_name(reference)?;
@@ -112,7 +117,7 @@ impl ImageStore {
         let mut scratch = Scratch::new(self)?;
         scratch.protect(&image.id, &image.name, &image.layers)?;
 
-        let fetched = self.fetch_layers(&mut client, &scratch, &found.layers, &diff_ids, progress);
+        let fetched = self.fetch_layers(&client, &scratch, &found.layers, &diff_ids, progress);
         let (fetched_bytes, fetched_layers) = match fetched {
             Ok(counts) => counts,
             Err(e) => {
@@ -136,35 +141,88 @@ impl ImageStore {
         })
     }
 
-    /// Fetches the layers not in the store yet; returns the bytes and layers fetched.
+    /// Fetches the layers not in the store yet, up to [`PARALLEL_LAYERS`] at a
+    /// time (this runs in a pull process of its own, where threads are fine);
+    /// returns the bytes and layers fetched. The first error stops the others
+    /// taking new layers.
     fn fetch_layers(
         &self,
-        client: &mut Client,
+        client: &Client,
         scratch: &Scratch,
         layers: &[Descriptor],
         diff_ids: &[Digest],
-        progress: &mut dyn Progress,
+        progress: &mut (dyn Progress + Send),
     ) -> Result<(u64, usize)> {
-        let (mut fetched_bytes, mut fetched_layers) = (0, 0);
-        for (desc, diff_id) in layers.iter().zip(diff_ids) {
-            let compression = manifest::layer_compression(desc)?;
-            if self.layer_dir(diff_id).is_dir() {
-                progress.layer_present(&desc.digest);
-                continue;
+        let shared = Mutex::new(progress);
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let worker = || -> Result<(u64, usize)> {
+            let mut client = client.clone();
+            let mut progress = Shared(&shared);
+            let (mut bytes, mut count) = (0, 0);
+            while !failed.load(Ordering::SeqCst) {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some((desc, diff_id)) = layers.get(i).zip(diff_ids.get(i)) else {
+                    break;
+                };
+                match self.fetch_if_missing(&mut client, scratch, desc, diff_id, &mut progress) {
+                    Ok(true) => {
+                        bytes += desc.size;
+                        count += 1;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        failed.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
             }
-            let lock = KeyLock::acquire(self, diff_id.hex())?;
-            // Another pull may have brought it while we waited.
-            if self.layer_dir(diff_id).is_dir() {
-                lock.done();
-                progress.layer_present(&desc.digest);
-                continue;
-            }
-            self.fetch_layer(client, scratch, desc, compression, diff_id, progress)?;
-            lock.done();
-            fetched_bytes += desc.size;
-            fetched_layers += 1;
+            Ok((bytes, count))
+        };
+        let results: Vec<Result<(u64, usize)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..PARALLEL_LAYERS.min(layers.len()))
+                .map(|_| scope.spawn(worker))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
+        let mut total = (0, 0);
+        for result in results {
+            let (bytes, count) = result?;
+            total = (total.0 + bytes, total.1 + count);
         }
-        Ok((fetched_bytes, fetched_layers))
+        Ok(total)
+    }
+
+    /// One layer, unless the store has it; true when this pull fetched it.
+    fn fetch_if_missing(
+        &self,
+        client: &mut Client,
+        scratch: &Scratch,
+        desc: &Descriptor,
+        diff_id: &Digest,
+        progress: &mut dyn Progress,
+    ) -> Result<bool> {
+        let compression = manifest::layer_compression(desc)?;
+        if self.layer_dir(diff_id).is_dir() {
+            progress.layer_present(&desc.digest);
+            return Ok(false);
+        }
+        let lock = KeyLock::acquire(self, diff_id.hex())?;
+        // Another pull may have brought it while we waited.
+        if self.layer_dir(diff_id).is_dir() {
+            lock.done();
+            progress.layer_present(&desc.digest);
+            return Ok(false);
+        }
+        self.fetch_layer(client, scratch, desc, compression, diff_id, progress)?;
+        lock.done();
+        Ok(true)
     }
 
     /// An image of the store with this manifest whose layers are all there.

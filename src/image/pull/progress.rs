@@ -21,12 +21,43 @@ pub trait Progress {
     fn layer_present(&mut self, _digest: &str) {}
 }
 
+/// One progress for the threads of a pull, each event under its lock.
+pub(crate) struct Shared<'a, 'p>(pub &'a std::sync::Mutex<&'p mut (dyn Progress + Send)>);
+
+impl Shared<'_, '_> {
+    fn with(&self, f: impl FnOnce(&mut dyn Progress)) {
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut **guard);
+    }
+}
+
+impl Progress for Shared<'_, '_> {
+    fn resolved(&mut self, name: &str, manifest: &str) {
+        self.with(|p| p.resolved(name, manifest));
+    }
+    fn layer_started(&mut self, digest: &str, size: u64) {
+        self.with(|p| p.layer_started(digest, size));
+    }
+    fn layer_progress(&mut self, digest: &str, done: u64, size: u64) {
+        self.with(|p| p.layer_progress(digest, done, size));
+    }
+    fn layer_done(&mut self, digest: &str, size: u64, elapsed: Duration) {
+        self.with(|p| p.layer_done(digest, size, elapsed));
+    }
+    fn layer_present(&mut self, digest: &str) {
+        self.with(|p| p.layer_present(digest));
+    }
+}
+
 /// Ignores everything.
 pub struct Silent;
 impl Progress for Silent {}
 
 /// How `peapod image pull` reports.
-pub fn for_output(json: bool) -> Box<dyn Progress> {
+pub fn for_output(json: bool) -> Box<dyn Progress + Send> {
     use std::io::IsTerminal;
     if json {
         Box::new(JsonLines(io::stdout()))
@@ -85,10 +116,11 @@ impl<W: Write> Progress for Lines<W> {
     }
 }
 
-/// A line per layer redrawn as bytes arrive, at most ten times a second.
+/// A line redrawn as bytes arrive (the layer that moved last), at most ten
+/// times a second; a line per layer once it is done.
 #[derive(Default)]
 pub struct Terminal {
-    started: Option<Instant>,
+    started: std::collections::HashMap<String, Instant>,
     drawn: Option<Instant>,
 }
 
@@ -97,7 +129,7 @@ impl Progress for Terminal {
         println!("{name}: resolved to {manifest}");
     }
     fn layer_started(&mut self, digest: &str, size: u64) {
-        self.started = Some(Instant::now());
+        self.started.insert(digest.to_string(), Instant::now());
         self.drawn = None;
         self.layer_progress(digest, 0, size);
     }
@@ -113,7 +145,8 @@ impl Progress for Terminal {
         self.drawn = Some(now);
         let elapsed = self
             .started
-            .map_or(Duration::ZERO, |t| now.duration_since(t));
+            .get(digest)
+            .map_or(Duration::ZERO, |t| now.duration_since(*t));
         let mut out = io::stdout().lock();
         let _ = write!(
             out,
@@ -126,6 +159,7 @@ impl Progress for Terminal {
         let _ = out.flush();
     }
     fn layer_done(&mut self, digest: &str, size: u64, elapsed: Duration) {
+        self.started.remove(digest);
         println!(
             "\r\x1b[2Klayer {}: {} in {:.2}s ({})",
             short(digest),

@@ -44,7 +44,9 @@ pub(crate) struct FetchedManifest {
     pub bytes: Vec<u8>,
 }
 
-/// A client for one repository of one registry.
+/// A client for one repository of one registry. A clone shares the
+/// connection pools and starts with the tokens obtained so far.
+#[derive(Clone)]
 pub(crate) struct Client {
     name: RemoteName,
     endpoints: Vec<Endpoint>,
