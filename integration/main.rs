@@ -12,5 +12,6 @@ mod pod;
 mod pod_features;
 mod podman;
 mod probes;
+mod registry;
 mod runtime;
 mod static_pods;

@@ -268,10 +268,16 @@ pub struct PodRmArgs {
 pub enum ImageCommand {
     /// Import an OCI image archive (tar) or OCI layout folder
     Import(ImageImportArgs),
-    /// List images
+    /// Pull images from a registry (busybox means docker.io/library/busybox:latest)
+    Pull(ImagePullArgs),
+    /// List images: name, id, digest, size and last use
     Ls(StoreArg),
     /// Remove an image
     Rm(ImageRmArgs),
+    /// Remove every image no container uses (the pause image is kept)
+    Prune(ImagePruneArgs),
+    /// Remove least recently used images while the store's disk is above the high threshold
+    Gc(ImageGcArgs),
 }
 
 #[derive(Args, Debug)]
@@ -289,6 +295,65 @@ pub struct ImageRmArgs {
     pub reference: String,
     #[command(flatten)]
     pub store: StoreArg,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePullArgs {
+    /// Image references: NAME[:TAG][@DIGEST]
+    #[arg(required = true)]
+    pub references: Vec<String>,
+    /// Write JSON lines (progress events and one result per image) for a parent process
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePruneArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+#[derive(Args, Debug)]
+pub struct ImageGcArgs {
+    /// Collect when disk use reaches this percentage (kubelet imageGCHighThresholdPercent, default 85)
+    #[arg(long, env = "PEAPOD_IMAGE_GC_HIGH")]
+    pub high_threshold: Option<u8>,
+    /// Collect down to this percentage (kubelet imageGCLowThresholdPercent, default 80)
+    #[arg(long, env = "PEAPOD_IMAGE_GC_LOW")]
+    pub low_threshold: Option<u8>,
+    /// YAML file with registry and image settings (see `image pull --help`)
+    #[arg(long, env = "PEAPOD_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArg,
+}
+
+/// How this node reaches registries: flags, then `PEAPOD_*`, then the YAML file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Registry (host[:port]) that may be reached over plain HTTP; repeat or comma-separate
+    #[arg(
+        long = "insecure-registry",
+        env = "PEAPOD_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Folder of <registry>/hosts.toml: mirrors and endpoints, as containerd's (default /etc/peapod/certs.d)
+    #[arg(long, env = "PEAPOD_REGISTRY_HOSTS_DIR")]
+    pub registry_hosts_dir: Option<PathBuf>,
+    /// Folder of <registry>/*.crt: CAs trusted for that registry (default /etc/peapod/certs.d)
+    #[arg(long, env = "PEAPOD_REGISTRY_CA_DIR")]
+    pub registry_ca_dir: Option<PathBuf>,
+    /// Docker-style config.json with credentials (default: /var/lib/kubelet/config.json, then ~/.docker/config.json)
+    #[arg(long, env = "PEAPOD_REGISTRY_CREDENTIALS")]
+    pub registry_credentials: Option<PathBuf>,
+    /// YAML file with insecureRegistries, hostsDir, caDir, credentialsFile, imageStore (flags win)
+    #[arg(long, env = "PEAPOD_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

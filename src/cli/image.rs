@@ -1,15 +1,28 @@
-//! `peapod image …`: the local image store.
+//! `peapod image …`: the local image store and registry pulls.
+
+use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::args::{ImageCommand, ImageImportArgs, ImageRmArgs, StoreArg};
-use crate::image::ImageStore;
+use super::args::{
+    ImageCommand, ImageGcArgs, ImageImportArgs, ImagePruneArgs, ImagePullArgs, ImageRmArgs,
+    RegistryArgs, StoreArg,
+};
+use crate::image::pull::{self, human_size, PullOutcome};
+use crate::image::registry::{RegistryConfigFile, RegistryOverrides, RegistrySettings};
+use crate::image::{GcPolicy, ImageStore, DEFAULT_HIGH_PERCENT, DEFAULT_LOW_PERCENT};
+
+/// Kept by prune and GC: every pod's sandbox runs it (the kubelet pins its sandbox image).
+const PINNED: &[&str] = &[crate::pod::settings::PAUSE_IMAGE];
 
 pub fn dispatch(command: ImageCommand) -> Result<i32> {
     match command {
         ImageCommand::Import(a) => import(a),
+        ImageCommand::Pull(a) => pull(a),
         ImageCommand::Ls(a) => ls(a),
         ImageCommand::Rm(a) => rm(a),
+        ImageCommand::Prune(a) => prune(a),
+        ImageCommand::Gc(a) => gc(a),
     }
 }
 
@@ -21,16 +34,103 @@ fn import(a: ImageImportArgs) -> Result<i32> {
     Ok(0)
 }
 
+fn config_file(path: Option<&PathBuf>) -> Result<RegistryConfigFile> {
+    match path {
+        Some(path) => RegistryConfigFile::load(path).map_err(anyhow::Error::msg),
+        None => Ok(RegistryConfigFile::default()),
+    }
+}
+
+/// The store: the flag (or PEAPOD_IMAGE_STORE) unless left at its default and the file names one.
+fn store_path(store: &StoreArg, file: &RegistryConfigFile) -> PathBuf {
+    match &file.image_store {
+        Some(path) if store.image_store.as_os_str() == crate::image::DEFAULT_STORE => path.clone(),
+        _ => store.image_store.clone(),
+    }
+}
+
+fn settings(a: &RegistryArgs, file: &RegistryConfigFile) -> Result<RegistrySettings> {
+    let overrides = RegistryOverrides {
+        insecure: a.insecure_registries.clone(),
+        hosts_dir: a.registry_hosts_dir.clone(),
+        ca_dir: a.registry_ca_dir.clone(),
+        credentials: a.registry_credentials.clone(),
+    };
+    RegistrySettings::resolve(file, overrides).map_err(anyhow::Error::msg)
+}
+
+fn pull(a: ImagePullArgs) -> Result<i32> {
+    let file = config_file(a.registry.registry_config.as_ref())?;
+    let settings = settings(&a.registry, &file)?;
+    let store = ImageStore::open(&store_path(&a.store, &file))?;
+    let mut progress = pull::for_output(a.json);
+    let mut failed = 0;
+    for reference in &a.references {
+        match store.pull(reference, &settings, progress.as_mut()) {
+            Ok(pulled) => {
+                let image = &pulled.image;
+                if a.json {
+                    let outcome = PullOutcome::Pulled {
+                        reference: reference.clone(),
+                        name: image.name.clone(),
+                        id: image.id.clone(),
+                        size: image.size,
+                        seconds: pulled.elapsed.as_secs_f64(),
+                        up_to_date: pulled.up_to_date,
+                    };
+                    println!("{}", serde_json::to_string(&outcome)?);
+                } else if pulled.up_to_date {
+                    println!("{} {} (up to date)", image.name, image.id);
+                } else {
+                    println!(
+                        "{} {} ({} in {:.2}s, {} of {} layers fetched)",
+                        image.name,
+                        image.id,
+                        human_size(pulled.fetched_bytes),
+                        pulled.elapsed.as_secs_f64(),
+                        pulled.fetched_layers,
+                        image.layers.len()
+                    );
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if a.json {
+                    let outcome = PullOutcome::Failed {
+                        reference: reference.clone(),
+                        error: e.to_string(),
+                    };
+                    println!("{}", serde_json::to_string(&outcome)?);
+                } else if a.references.len() == 1 {
+                    return Err(e.into());
+                } else {
+                    eprintln!("peapod: {reference}: {e}");
+                }
+            }
+        }
+    }
+    Ok(i32::from(failed > 0))
+}
+
 fn ls(a: StoreArg) -> Result<i32> {
     let store = ImageStore::open(&a.image_store)?;
-    println!("{:<40} {:<20} {:>10}", "NAME", "ID", "SIZE");
+    println!(
+        "{:<48} {:<14} {:<14} {:>10}  LAST USED",
+        "NAME", "ID", "DIGEST", "SIZE"
+    );
+    let short = |d: &str| {
+        let hex = d.trim_start_matches("sha256:");
+        hex[..hex.len().min(12)].to_string()
+    };
     for image in store.list()? {
-        let short = image.id.trim_start_matches("sha256:");
+        let last_used = chrono::DateTime::<chrono::Utc>::from(store.last_used(&image));
         println!(
-            "{:<40} {:<20} {:>10}",
+            "{:<48} {:<14} {:<14} {:>10}  {}",
             image.name,
-            &short[..short.len().min(12)],
-            human_size(image.size)
+            short(&image.id),
+            short(&image.manifest_digest),
+            human_size(image.size),
+            last_used.format("%Y-%m-%dT%H:%M:%SZ")
         );
     }
     Ok(0)
@@ -43,27 +143,32 @@ fn rm(a: ImageRmArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
+fn prune(a: ImagePruneArgs) -> Result<i32> {
+    let store = ImageStore::open(&a.store.image_store)?;
+    let collected = store.prune(PINNED)?;
+    for name in &collected.removed {
+        println!("removed {name}");
     }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    println!("freed {}", human_size(collected.freed));
+    Ok(0)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(super::human_size(512), "512 B");
-        assert_eq!(super::human_size(1536), "1.5 KiB");
-        assert_eq!(super::human_size(3 << 20), "3.0 MiB");
+fn gc(a: ImageGcArgs) -> Result<i32> {
+    let file = config_file(a.registry_config.as_ref())?;
+    let policy = GcPolicy::new(
+        a.high_threshold
+            .or(file.image_gc_high_threshold_percent)
+            .unwrap_or(DEFAULT_HIGH_PERCENT),
+        a.low_threshold
+            .or(file.image_gc_low_threshold_percent)
+            .unwrap_or(DEFAULT_LOW_PERCENT),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let store = ImageStore::open(&store_path(&a.store, &file))?;
+    let collected = store.collect_images(policy, PINNED)?;
+    for name in &collected.removed {
+        println!("removed {name}");
     }
+    println!("freed {}", human_size(collected.freed));
+    Ok(0)
 }

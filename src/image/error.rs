@@ -36,8 +36,6 @@ pub enum ImageError {
         digest: String,
         media_type: String,
     },
-    #[error("layer {digest}: zstd-compressed layers are not supported (export the image with gzip or uncompressed layers)")]
-    Zstd { digest: String },
     #[error("{what} {digest}: {reason}")]
     InvalidDocument {
         what: &'static str,
@@ -86,6 +84,8 @@ pub enum ImageError {
     AlreadyMounted { path: PathBuf },
     #[error("image {image}: {count} layers are too many for one overlay mount")]
     TooManyLayers { image: String, count: usize },
+    #[error(transparent)]
+    Registry(#[from] super::registry::RegistryError),
 }
 
 pub type Result<T> = std::result::Result<T, ImageError>;

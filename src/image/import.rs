@@ -3,8 +3,7 @@
 //! `layers/` once all of them are verified, then the blobs and the index are written.
 
 use std::collections::HashSet;
-use std::fs::{self, DirBuilder, Permissions};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::archive::Layout;
@@ -79,22 +78,15 @@ impl ImageStore {
                     continue;
                 }
                 let dir = self.tmp_path(&format!("layer-{}", &planned.diff_id.hex()[..12]));
-                DirBuilder::new()
-                    .mode(0o755)
-                    .create(&dir)
-                    .context(|| format!("creating {}", dir.display()))?;
-                fs::set_permissions(&dir, Permissions::from_mode(0o755))
-                    .context(|| format!("creating {}", dir.display()))?;
                 let blob = layout.blob(&planned.blob, planned.size)?;
-                let diff_id =
-                    layer::unpack(blob, &planned.blob, planned.size, planned.compression, &dir)?;
-                if diff_id != planned.diff_id {
-                    return Err(ImageError::DiffIdMismatch {
-                        layer: planned.blob.to_string(),
-                        diff_id: planned.diff_id.to_string(),
-                        actual: diff_id.to_string(),
-                    });
-                }
+                layer::unpack_new(
+                    blob,
+                    &planned.blob,
+                    planned.size,
+                    planned.compression,
+                    &dir,
+                    &planned.diff_id,
+                )?;
                 staged.push((dir, target));
             }
         }
@@ -260,20 +252,13 @@ fn plan_image(layout: &Layout, name: String, found: Found) -> Result<Plan> {
     manifest::check_config_type(&found.config)?;
     let config_digest = found.config.digest()?;
     let config_bytes = layout.read_document(&config_digest, found.config.size)?;
-    let config = ConfigFile::parse(&config_bytes, &found.config.digest)?;
-    let diff_ids = config.diff_ids(&found.config.digest)?;
-    if diff_ids.len() != found.layers.len() {
-        return Err(ImageError::InvalidDocument {
-            what: "manifest",
-            digest: found.digest.to_string(),
-            reason: format!(
-                "lists {} layers but its config {} has {} diff_ids",
-                found.layers.len(),
-                config_digest,
-                diff_ids.len()
-            ),
-        });
-    }
+    let (image, diff_ids) = image_record(
+        name,
+        &found.digest,
+        &found.config,
+        &config_bytes,
+        &found.layers,
+    )?;
     let mut layers = Vec::with_capacity(found.layers.len());
     for (desc, diff_id) in found.layers.iter().zip(diff_ids) {
         layers.push(PlannedLayer {
@@ -283,22 +268,48 @@ fn plan_image(layout: &Layout, name: String, found: Found) -> Result<Plan> {
             diff_id,
         });
     }
-    let size = found.config.size + found.layers.iter().map(|l| l.size).sum::<u64>();
-    let image = Image {
-        config: config.image_config(&name),
-        name,
-        id: config_digest.to_string(),
-        manifest_digest: found.digest.to_string(),
-        layers: layers.iter().map(|l| l.diff_id.to_string()).collect(),
-        size,
-        created: config.created.clone(),
-    };
     Ok(Plan {
         image,
         manifest: (found.digest, found.bytes),
         config: (config_digest, config_bytes),
         layers,
     })
+}
+
+/// The store's record of the image a manifest describes, from its verified
+/// config, and the layers' diff_ids (one per layer, checked). Import and pull
+/// both name their images with it.
+pub(crate) fn image_record(
+    name: String,
+    manifest: &Digest,
+    config: &Descriptor,
+    config_bytes: &[u8],
+    layers: &[Descriptor],
+) -> Result<(Image, Vec<Digest>)> {
+    let parsed = ConfigFile::parse(config_bytes, &config.digest)?;
+    let diff_ids = parsed.diff_ids(&config.digest)?;
+    if diff_ids.len() != layers.len() {
+        return Err(ImageError::InvalidDocument {
+            what: "manifest",
+            digest: manifest.to_string(),
+            reason: format!(
+                "lists {} layers but its config {} has {} diff_ids",
+                layers.len(),
+                config.digest,
+                diff_ids.len()
+            ),
+        });
+    }
+    let image = Image {
+        config: parsed.image_config(&name),
+        name,
+        id: config.digest()?.to_string(),
+        manifest_digest: manifest.to_string(),
+        layers: diff_ids.iter().map(|d| d.to_string()).collect(),
+        size: config.size + layers.iter().map(|l| l.size).sum::<u64>(),
+        created: parsed.created.clone(),
+    };
+    Ok((image, diff_ids))
 }
 
 #[cfg(test)]

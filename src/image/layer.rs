@@ -9,11 +9,11 @@
 //! through a symbolic link are refused.
 
 use std::ffi::{CString, OsStr};
-use std::fs::{self, OpenOptions, Permissions};
+use std::fs::{self, DirBuilder, OpenOptions, Permissions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use flate2::bufread::MultiGzDecoder;
@@ -43,12 +43,6 @@ pub(crate) fn unpack<R: Read>(
     dest: &Path,
 ) -> Result<Digest> {
     let layer = digest.to_string();
-    let zstd = || ImageError::Zstd {
-        digest: layer.clone(),
-    };
-    if compression == Compression::Zstd {
-        return Err(zstd());
-    }
     let mut buffered = BufReader::with_capacity(64 << 10, Digester::new(blob));
     let magic = {
         let buf = buffered
@@ -56,10 +50,11 @@ pub(crate) fn unpack<R: Read>(
             .context(|| format!("layer {layer}: reading"))?;
         buf[..buf.len().min(4)].to_vec()
     };
-    if magic.starts_with(&ZSTD_MAGIC) {
-        return Err(zstd());
-    }
-    let decoded = if magic.starts_with(&GZIP_MAGIC) {
+    let decoded = if compression == Compression::Zstd || magic.starts_with(&ZSTD_MAGIC) {
+        let decoder = zstd::stream::read::Decoder::with_buffer(buffered)
+            .context(|| format!("layer {layer}: starting zstd"))?;
+        Decoded::Zstd(decoder)
+    } else if magic.starts_with(&GZIP_MAGIC) {
         Decoded::Gzip(MultiGzDecoder::new(buffered))
     } else {
         Decoded::Plain(buffered)
@@ -99,10 +94,38 @@ pub fn unpack_tar<R: Read>(tar: R, dest: &Path, layer: &str) -> Result<()> {
     apply(&mut tar::Archive::new(tar), dest, layer)
 }
 
+/// Unpacks a layer blob into the new folder `dir` (mode 0755, whatever the
+/// umask) and checks its diff_id against the config's.
+pub(crate) fn unpack_new<R: Read>(
+    blob: R,
+    digest: &Digest,
+    size: u64,
+    compression: Compression,
+    dir: &Path,
+    diff_id: &Digest,
+) -> Result<()> {
+    DirBuilder::new()
+        .mode(0o755)
+        .create(dir)
+        .context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, Permissions::from_mode(0o755))
+        .context(|| format!("creating {}", dir.display()))?;
+    let actual = unpack(blob, digest, size, compression, dir)?;
+    if actual != *diff_id {
+        return Err(ImageError::DiffIdMismatch {
+            layer: digest.to_string(),
+            diff_id: diff_id.to_string(),
+            actual: actual.to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// The blob, decompressed or not; `into_inner` gives the buffered blob back.
 enum Decoded<R: BufRead> {
     Plain(R),
     Gzip(MultiGzDecoder<R>),
+    Zstd(zstd::stream::read::Decoder<'static, R>),
 }
 
 impl<R: BufRead> Decoded<R> {
@@ -110,6 +133,7 @@ impl<R: BufRead> Decoded<R> {
         match self {
             Decoded::Plain(r) => r,
             Decoded::Gzip(d) => d.into_inner(),
+            Decoded::Zstd(d) => d.finish(),
         }
     }
 }
@@ -119,6 +143,7 @@ impl<R: BufRead> Read for Decoded<R> {
         match self {
             Decoded::Plain(r) => r.read(buf),
             Decoded::Gzip(d) => d.read(buf),
+            Decoded::Zstd(d) => d.read(buf),
         }
     }
 }
@@ -660,14 +685,43 @@ mod tests {
     }
 
     #[test]
-    fn zstd_is_refused_clearly() {
-        let blob = [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0];
-        let digest = Digest::of(&blob);
+    fn zstd_layers_unpack_and_are_checked() {
+        // Owned by whoever runs the test, so that it needs no root.
+        let (uid, gid) = (
+            u64::from(nix::unistd::getuid().as_raw()),
+            u64::from(nix::unistd::getgid().as_raw()),
+        );
+        let tar = LayerTar::new()
+            .file_as("z", b"zstd", 0o644, uid, gid)
+            .build();
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        let digest = Digest::of(&zst);
+        for compression in [Compression::Zstd, Compression::TarOrGzip] {
+            let dest = tempfile::tempdir().unwrap();
+            let diff_id = unpack(
+                &zst[..],
+                &digest,
+                zst.len() as u64,
+                compression,
+                dest.path(),
+            )
+            .unwrap();
+            assert_eq!(diff_id, Digest::of(&tar), "{compression:?}");
+            assert_eq!(fs::read(dest.path().join("z")).unwrap(), b"zstd");
+        }
+        // A corrupt zstd stream is reported as the digest mismatch it is.
+        let mut bad = zst.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
         let dest = tempfile::tempdir().unwrap();
-        let err = unpack(&blob[..], &digest, 8, Compression::TarOrGzip, dest.path()).unwrap_err();
-        assert!(matches!(err, ImageError::Zstd { .. }), "{err:?}");
-        assert!(err.to_string().contains(&digest.to_string()));
-        let err = unpack(&blob[..], &digest, 8, Compression::Zstd, dest.path()).unwrap_err();
-        assert!(err.to_string().contains("zstd"), "{err}");
+        let err = unpack(
+            &bad[..],
+            &digest,
+            zst.len() as u64,
+            Compression::Zstd,
+            dest.path(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err:?}");
     }
 }

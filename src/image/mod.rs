@@ -13,6 +13,11 @@
 //! ImageStore::remove(reference)         -> Image           drops the name, then unused layers and blobs
 //! ImageStore::layer_dirs(image)         -> Vec<PathBuf>    unpacked layer folders, bottom first
 //! unpack_tar(tar, dest, layer)          -> ()              an uncompressed layer tar into a folder, whiteouts as overlayfs reads them
+//! ImageStore::pull(ref, settings, prog) -> Pulled          from a registry (pull/, registry/); own process only
+//! ImageStore::presence(ref)             -> Presence        for the kubelet's pull policy (pull/policy.rs)
+//! ImageStore::prune(pinned)             -> Collected       every image no container uses
+//! ImageStore::collect_images(policy, pinned) -> Collected  LRU images between the GC thresholds
+//! pull::child::spawn(bin, refs, ...)    -> PullChild       `peapod image pull --json` as a watched child
 //!
 //! Rootfs::mount(store, image, dir)      -> Rootfs          overlay at <dir>/rootfs (upper <dir>/upper, work <dir>/work)
 //! Rootfs::path()                        -> <dir>/rootfs
@@ -31,6 +36,9 @@
 //!                                   named by the digest of its uncompressed tar (diff_id)
 //! <root>/uses/<sha256 of dir>.json  one record per mounted rootfs: the layers it stacks
 //! <root>/tmp/                       unpacking and decompression scratch, emptied by each import
+//! <root>/pulls/<id>/, <id>.lock     a pull's scratch, flocked while it runs (swept once its owner died)
+//! <root>/pulls/locks/<hex>.lock     one pull at a time per manifest or layer
+//! <root>/lastused/<config hex>      mtime: the image's last use (mount or pull)
 //! ```
 //!
 //! A container folder holds `rootfs/` (the mount point), `upper/`, `work/` and
@@ -44,10 +52,14 @@ mod archive;
 mod config;
 mod digest;
 mod error;
+mod gc;
 mod import;
+mod lastuse;
 mod layer;
 mod manifest;
+pub mod pull;
 mod reference;
+pub mod registry;
 mod rootfs;
 mod store;
 mod uses;
@@ -58,6 +70,10 @@ use serde::{Deserialize, Serialize};
 
 pub use config::ImageConfig;
 pub use error::ImageError;
+pub use gc::{
+    choose as gc_choose, Candidate, Collected, DiskUsage, GcPolicy, DEFAULT_HIGH_PERCENT,
+    DEFAULT_LOW_PERCENT,
+};
 pub use layer::unpack_tar;
 pub use rootfs::{is_mounted, mount_points, Rootfs};
 pub use store::ImageStore;

@@ -121,18 +121,101 @@ impl Reference {
 
     fn tag_matches(&self, stored: &Reference) -> bool {
         match (&self.tag, &self.digest) {
-            (Some(tag), _) => stored.tag.as_deref() == Some(tag.as_str()),
-            // name@digest: any tag with that content.
-            (None, Some(_)) => true,
+            // name@digest and name:tag@digest: the digest decides, as for a pull.
+            (_, Some(_)) => true,
+            (Some(tag), None) => stored.tag.as_deref() == Some(tag.as_str()),
             (None, None) => stored.tag.as_deref() == Some(DEFAULT_TAG),
         }
     }
 
-    fn digest_matches(&self, image: &Image) -> bool {
+    /// The manifest, the config, or (for an image pulled by an index's digest)
+    /// the digest its name holds.
+    fn digest_matches(&self, image: &Image, stored: &Reference) -> bool {
+        self.digest.as_deref().is_none_or(|d| {
+            image.manifest_digest == d || image.id == d || stored.digest.as_deref() == Some(d)
+        })
+    }
+}
+
+/// A reference as a registry sees it, normalized as containerd and the kubelet do:
+/// no registry means Docker Hub (`busybox` is `docker.io/library/busybox:latest`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteName {
+    /// `host[:port]`, Docker Hub as `docker.io`.
+    pub registry: String,
+    /// The repository on that registry, e.g. `library/busybox`.
+    pub repository: String,
+    /// The tag; `latest` when neither a tag nor a digest was given.
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl RemoteName {
+    /// What to ask the registry for: the digest when there is one, else the tag.
+    pub(crate) fn reference(&self) -> &str {
         self.digest
             .as_deref()
-            .is_none_or(|d| image.manifest_digest == d || image.id == d)
+            .or(self.tag.as_deref())
+            .unwrap_or(DEFAULT_TAG)
     }
+
+    /// The name the store keeps a pulled image under: `registry/repository:tag`,
+    /// with `@digest` when pulled by digest.
+    pub(crate) fn store_name(&self) -> String {
+        let mut name = format!("{}/{}", self.registry, self.repository);
+        if let Some(tag) = &self.tag {
+            name.push(':');
+            name.push_str(tag);
+        }
+        if let Some(digest) = &self.digest {
+            name.push('@');
+            name.push_str(digest);
+        }
+        name
+    }
+}
+
+/// Parses a reference to pull. `localhost/…` names the local store (imported
+/// images), never a registry: a registry on this machine is `localhost:PORT/…`.
+pub(crate) fn remote_name(text: &str) -> Result<RemoteName> {
+    let reference = Reference::parse(text)?;
+    let registry = match reference.domain.as_deref() {
+        None => DOCKER_DOMAIN.to_string(),
+        Some(LOCAL_DOMAIN) => {
+            return Err(ImageError::InvalidReference {
+                reference: text.to_string(),
+                reason: "localhost/ names images imported into the local store, not a registry (a registry on this machine is localhost:PORT/...)".to_string(),
+            })
+        }
+        Some(domain) => domain.to_string(),
+    };
+    let repository = if registry == DOCKER_DOMAIN && !reference.path.contains('/') {
+        format!("library/{}", reference.path)
+    } else {
+        reference.path
+    };
+    let tag = match (&reference.tag, &reference.digest) {
+        (None, None) => Some(DEFAULT_TAG.to_string()),
+        (tag, _) => tag.clone(),
+    };
+    Ok(RemoteName {
+        registry,
+        repository,
+        tag,
+        digest: reference.digest,
+    })
+}
+
+/// The tag and the digest a reference gives, as written (no default applied).
+pub(crate) fn tag_and_digest(text: &str) -> Result<(Option<String>, Option<String>)> {
+    let reference = Reference::parse(text)?;
+    Ok((reference.tag, reference.digest))
+}
+
+/// Whether `text` names a registry explicitly (`quay.io/x`, `localhost:5000/x`),
+/// rather than a short name (`busybox`, `team/app`).
+pub(crate) fn has_registry(text: &str) -> Result<bool> {
+    Ok(Reference::parse(text)?.domain.is_some())
 }
 
 /// The canonical form of a name given to an image (a digest is refused there).
@@ -162,7 +245,7 @@ pub(crate) fn find<'a>(images: &'a [Image], reference: &str) -> Result<(&'a Imag
         let stored: Vec<(&Image, Reference)> = images
             .iter()
             .filter_map(|img| Reference::parse(&img.name).ok().map(|r| (img, r)))
-            .filter(|(img, r)| wanted.tag_matches(r) && wanted.digest_matches(img))
+            .filter(|(img, r)| wanted.tag_matches(r) && wanted.digest_matches(img, r))
             .collect();
         let exact = stored
             .iter()
@@ -399,6 +482,71 @@ mod tests {
             find(&images, "aa"),
             Err(ImageError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn remote_names_are_normalized_as_containerd_does() {
+        let r = |s: &str| {
+            let n = remote_name(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            (n.store_name(), n.reference().to_string())
+        };
+        let digest = format!("sha256:{}", "d".repeat(64));
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            r("busybox"),
+            s("docker.io/library/busybox:latest", "latest")
+        );
+        assert_eq!(
+            r("busybox:1.36"),
+            s("docker.io/library/busybox:1.36", "1.36")
+        );
+        assert_eq!(r("foo/bar"), s("docker.io/foo/bar:latest", "latest"));
+        assert_eq!(
+            r("index.docker.io/busybox"),
+            s("docker.io/library/busybox:latest", "latest")
+        );
+        assert_eq!(
+            r("registry.k8s.io/pause:3.9"),
+            s("registry.k8s.io/pause:3.9", "3.9")
+        );
+        assert_eq!(
+            r("localhost:5000/team/app"),
+            s("localhost:5000/team/app:latest", "latest")
+        );
+        assert_eq!(r("127.0.0.1:5000/app:v1"), s("127.0.0.1:5000/app:v1", "v1"));
+        assert_eq!(
+            r(&format!("busybox@{digest}")),
+            (
+                format!("docker.io/library/busybox@{digest}"),
+                digest.clone()
+            )
+        );
+        assert_eq!(
+            r(&format!("quay.io/a/b:1@{digest}")),
+            (format!("quay.io/a/b:1@{digest}"), digest.clone())
+        );
+        assert!(remote_name("localhost/busybox").is_err());
+        assert!(remote_name("Busybox").is_err());
+        assert!(has_registry("quay.io/x").unwrap());
+        assert!(has_registry("localhost/x").unwrap());
+        assert!(!has_registry("team/app").unwrap());
+    }
+
+    #[test]
+    fn a_pulled_digest_name_is_found() {
+        let f = "f".repeat(64);
+        let images = vec![image(
+            &format!("docker.io/library/busybox@sha256:{f}"),
+            &"a".repeat(64),
+        )];
+        for r in [
+            format!("busybox@sha256:{f}"),
+            format!("docker.io/library/busybox:1.36@sha256:{f}"),
+        ] {
+            assert!(find(&images, &r).is_ok(), "{r}");
+        }
+        assert!(find(&images, "busybox").is_err(), "no tag: not :latest");
+        assert!(find(&images, "docker.io/library/busybox:latest").is_err());
     }
 
     #[test]

@@ -78,6 +78,7 @@ impl Rootfs {
             let bytes = serde_json::to_vec_pretty(&marker)
                 .context(|| format!("{}", dir.join(MARKER_FILE).display()))?;
             write_atomic(&dir.join(MARKER_FILE), &bytes)?;
+            super::lastuse::touch(store.root(), &image.id)?;
             lowers
         };
         let rootfs = Rootfs { dir };

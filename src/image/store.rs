@@ -144,18 +144,7 @@ impl ImageStore {
 
     /// Serializes import, removal, garbage collection and use records between processes.
     pub(crate) fn lock(&self) -> Result<Flock<File>> {
-        let path = self.root.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .context(|| format!("opening {}", path.display()))?;
-        let lock = Flock::lock(file, FlockArg::LockExclusive)
-            .map_err(|(_, errno)| errno)
-            .context(|| format!("locking {}", path.display()))?;
-        Ok(lock)
+        lock_file(&self.root.join(LOCK_FILE))
     }
 
     pub(crate) fn load(&self) -> Result<Vec<Image>> {
@@ -243,6 +232,21 @@ impl ImageStore {
         }
         Ok(())
     }
+}
+
+/// An exclusive flock(2) on `path` (created if missing), waiting for it.
+pub(crate) fn lock_file(path: &Path) -> Result<Flock<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .context(|| format!("opening {}", path.display()))?;
+    let lock = Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| errno)
+        .context(|| format!("locking {}", path.display()))?;
+    Ok(lock)
 }
 
 /// Names in `dir` that are sha256 hex digests (anything else is not ours to touch).

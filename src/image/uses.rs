@@ -60,11 +60,27 @@ pub(crate) fn remove(root: &Path, key: &str) -> Result<()> {
 
 /// diff_ids of every layer a live record names.
 pub(crate) fn layers_in_use(root: &Path) -> Result<HashSet<String>> {
+    Ok(live_records(root)?
+        .into_iter()
+        .flat_map(|record| record.layers)
+        .collect())
+}
+
+/// Ids of the images a live record names (a mounted rootfs, or a pull in progress).
+pub(crate) fn images_in_use(root: &Path) -> Result<HashSet<String>> {
+    Ok(live_records(root)?
+        .into_iter()
+        .map(|record| record.image)
+        .collect())
+}
+
+/// Every record whose folder still exists; the others are dropped.
+fn live_records(root: &Path) -> Result<Vec<UseRecord>> {
     let dir = root.join(USES_DIR);
-    let mut layers = HashSet::new();
+    let mut records = Vec::new();
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(layers),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(records),
         Err(e) => Err(e).context(|| format!("reading {}", dir.display()))?,
     };
     for entry in entries {
@@ -84,7 +100,7 @@ pub(crate) fn layers_in_use(root: &Path) -> Result<HashSet<String>> {
             let _ = fs::remove_file(&path);
             continue;
         }
-        layers.extend(record.layers);
+        records.push(record);
     }
-    Ok(layers)
+    Ok(records)
 }
