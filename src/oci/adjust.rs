@@ -1,7 +1,8 @@
 //! Bundles libcontainer cannot take as they are: a mount with runc's `tmpcopyup`
 //! option (podman's `--tmpfs`, `--read-only`), no `linux.cgroupsPath` (where
 //! libcontainer would invent a cgroup name of its own), device rules that do
-//! not begin by denying every device (runc's starting point), or
+//! not begin by denying every device (runc's starting point), a recursive
+//! `rootfsPropagation` (`rshared`, as containerd's CRI sets it), or
 //! `noNewPrivileges: false` with a seccomp profile. For those, peapod hands
 //! libcontainer an adjusted copy of the config in its state folder (and does
 //! the copy-up itself, see copy_up.rs); `state` still reports the user's bundle.
@@ -63,6 +64,15 @@ fn edit(spec: &mut Spec, id: &str) -> Option<Vec<String>> {
         linux.set_cgroups_path(Some(format!("/{DEFAULT_CGROUP_PARENT}/{id}").into()));
         changed = true;
     }
+    if let Some(flat) = linux
+        .rootfs_propagation()
+        .as_deref()
+        .and_then(flat_propagation)
+    {
+        // libcontainer knows only the flat names, and makes them recursive.
+        linux.set_rootfs_propagation(Some(flat.into()));
+        changed = true;
+    }
     let resources = linux.resources_mut().get_or_insert_with(Default::default);
     if !denies_all_devices_first(resources.devices().as_deref()) {
         // runc's devices cgroup starts from deny-all whatever the spec says;
@@ -97,6 +107,18 @@ fn edit(spec: &mut Spec, id: &str) -> Option<Vec<String>> {
         }
     }
     changed.then_some(copy_up)
+}
+
+/// runc's recursive `rootfsPropagation` values as libcontainer names them
+/// (it applies every one recursively).
+fn flat_propagation(value: &str) -> Option<&'static str> {
+    Some(match value {
+        "rshared" => "shared",
+        "rslave" => "slave",
+        "rprivate" => "private",
+        "runbindable" => "unbindable",
+        _ => return None,
+    })
 }
 
 /// The first device rule denies every device (`{"allow": false, "access":
@@ -209,5 +231,29 @@ mod tests {
         let resources = s.linux().as_ref().unwrap().resources().clone().unwrap();
         assert_eq!(resources.devices().as_ref().map(Vec::len), Some(1));
         assert!(denies_all_devices_first(resources.devices().as_deref()));
+    }
+
+    #[test]
+    fn recursive_rootfs_propagation_takes_libcontainers_name() {
+        for (given, flat) in [
+            ("rshared", "shared"),
+            ("rslave", "slave"),
+            ("rprivate", "private"),
+        ] {
+            let mut s = spec(RUNNABLE);
+            s.linux_mut()
+                .as_mut()
+                .unwrap()
+                .set_rootfs_propagation(Some(given.into()));
+            assert_eq!(edit(&mut s, "c"), Some(vec![]));
+            let linux = s.linux().as_ref().unwrap();
+            assert_eq!(linux.rootfs_propagation().as_deref(), Some(flat));
+        }
+        let mut s = spec(RUNNABLE);
+        s.linux_mut()
+            .as_mut()
+            .unwrap()
+            .set_rootfs_propagation(Some("slave".into()));
+        assert_eq!(edit(&mut s, "c"), None);
     }
 }

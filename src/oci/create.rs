@@ -11,7 +11,7 @@ use super::bundle::{self, Bundle};
 use super::console::ConsoleListener;
 use super::error::{Error, Result};
 use super::foreground::{self, ExitStatus};
-use super::{adjust, copy_up, network, validate_id, Runtime};
+use super::{adjust, copy_up, network, remount, validate_id, Runtime};
 use crate::error::Context;
 
 /// A container's standard input, output and error.
@@ -197,6 +197,9 @@ impl Runtime {
                 .map(|r| r.path().clone())
                 .unwrap_or_default();
             copy_up::copy_up(&bundle.dir.join(root), pid.as_raw(), &adjusted.copy_up)?;
+        }
+        if let Some(pid) = container.pid() {
+            remount::apply(pid.as_raw(), &remount::plan(&bundle.spec))?;
         }
         if bundle.has_new_netns() {
             if let Some(pid) = container.pid() {

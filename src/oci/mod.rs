@@ -19,6 +19,7 @@ mod kill;
 pub mod network;
 mod pause;
 mod ps;
+mod remount;
 pub mod signal;
 pub mod spec;
 mod start;
