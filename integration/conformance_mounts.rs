@@ -177,3 +177,107 @@ fn read_only_dev_and_cgroup_mounts() {
     }
     env.finish();
 }
+
+/// A copy of the busybox rootfs this test can plant links in.
+fn own_rootfs(env: &TestEnv, name: &str) -> std::path::PathBuf {
+    let dir = env.work.path().join(name);
+    let out = output_of(Command::new("cp").arg("-a").arg(busybox_rootfs()).arg(&dir));
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    dir
+}
+
+/// Whether anything is mounted at or below `path` on the host.
+fn mounted_under(path: &Path) -> bool {
+    let p = path.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(p)))
+}
+
+/// A rootfs whose /proc or /sys is a symbolic link (here to a host folder) is
+/// refused, as runc refuses it; a mount whose destination goes through a link
+/// to a host path is made inside the rootfs (the link resolved with the rootfs
+/// as `/`) or, where the rootfs lacks the link's target, refused by peapod
+/// (runc makes the target in the rootfs); never on the host.
+#[test]
+fn links_in_the_rootfs_never_reach_the_host() {
+    let env = TestEnv::new("links");
+    let target = env.work.path().join("host-target");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("marker"), "host").unwrap();
+    for rt in [Rt::Runc, Rt::Peapod] {
+        for dir in ["proc", "sys"] {
+            let rootfs = own_rootfs(&env, &format!("rootfs-{}-{dir}", rt.name()));
+            std::fs::remove_dir(rootfs.join(dir)).unwrap();
+            std::os::unix::fs::symlink(&target, rootfs.join(dir)).unwrap();
+            let id = rt.id(&env, dir);
+            let mut config = env.config(&id, &["true"]);
+            config["root"] = json!({ "path": rootfs });
+            let out = rt.run_detached(&env, &id, &config);
+            assert_ne!(code(&out), 0, "{rt:?}: /{dir} as a link was accepted");
+            let err = stderr(&out);
+            assert!(
+                err.contains("must be mounted on ordinary directory"),
+                "{rt:?} /{dir}: {err}"
+            );
+            if let Rt::Peapod = rt {
+                assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            }
+            rt.cmd(&env, &["delete", "--force", &id]);
+            assert!(!mounted_under(&target), "{rt:?}: mounted on the host");
+        }
+
+        // /data -> the host folder, /up -> far above the rootfs.
+        let rootfs = own_rootfs(&env, &format!("rootfs-{}-data", rt.name()));
+        std::fs::remove_dir_all(rootfs.join("data")).unwrap();
+        std::os::unix::fs::symlink(&target, rootfs.join("data")).unwrap();
+        std::os::unix::fs::symlink("../../../../../../../../..", rootfs.join("up")).unwrap();
+        let up = format!("/up{}/sub", target.display());
+        for destination in [up.as_str(), "/data/sub"] {
+            let id = rt.id(
+                &env,
+                if destination == "/data/sub" {
+                    "data"
+                } else {
+                    "up"
+                },
+            );
+            let mut config = env.config(&id, &["sleep", "1000"]);
+            config["root"] = json!({ "path": rootfs });
+            config["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({ "destination": destination, "type": "tmpfs", "source": "tmpfs" }));
+            let out = rt.run_detached(&env, &id, &config);
+            assert!(!mounted_under(&target), "{rt:?}: mounted on the host");
+            let refused = matches!(rt, Rt::Peapod) && destination == "/data/sub";
+            if refused {
+                // runc makes the link's target in the rootfs; peapod names the link.
+                let err = stderr(&out);
+                assert_ne!(code(&out), 0, "{rt:?} {destination}: accepted");
+                assert!(
+                    err.contains("/data is a symbolic link to a path the rootfs does not have"),
+                    "{err}"
+                );
+                assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+                continue;
+            }
+            assert_eq!(code(&out), 0, "{rt:?} {destination}: {}", stderr(&out));
+            // Inside, the link leads to the rootfs's own copy of the path.
+            let inside = rt.sh(&env, &id, "grep -q host-target/sub /proc/mounts");
+            rt.remove(&env, &id);
+            assert_eq!(
+                code(&inside),
+                0,
+                "{rt:?} {destination}: not in the container"
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        1,
+        "the host folder was written to"
+    );
+    env.finish();
+}
