@@ -3,6 +3,7 @@
 mod cgroup;
 mod common;
 mod conformance;
+mod conformance_cgroups;
 mod conformance_mounts;
 mod containerd;
 mod containerd_shim;

@@ -13,6 +13,7 @@ use super::error::{Error, Result};
 use super::foreground::{self, ExitStatus};
 use super::{adjust, copy_up, network, remount, validate_id, Runtime};
 use crate::error::Context;
+use crate::sys::cgroup::{FreezerState, Layout};
 
 /// A container's standard input, output and error.
 pub struct Stdio {
@@ -70,6 +71,9 @@ impl Runtime {
         stdio: Option<Stdio>,
     ) -> Result<Container> {
         check_console(bundle, opts.console_socket)?;
+        if !self.systemd {
+            check_cgroup(bundle, opts.id)?;
+        }
         self.ensure_root()?;
 
         let adjusted = adjust::adjust(&self.root, opts.id, bundle)?;
@@ -226,4 +230,37 @@ fn check_console(bundle: &Bundle, console_socket: Option<&Path>) -> Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// The cgroup the container goes into, as runc checks it: a frozen one would
+/// hold the init frozen for ever (refused); one that already has processes is
+/// shared with them (a warning, as runc gives).
+fn check_cgroup(bundle: &Bundle, id: &str) -> Result<()> {
+    let path = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| format!("/{}/{id}", adjust::DEFAULT_CGROUP_PARENT).into());
+    let cgroup = Layout::host().cgroup(&path);
+    if cgroup
+        .freezer_state()
+        .is_ok_and(|s| s != FreezerState::Thawed)
+    {
+        return Err(Error::Invalid(format!(
+            "cgroup {} is frozen: thaw it or give another linux.cgroupsPath",
+            path.display()
+        )));
+    }
+    if let Ok(pids) = cgroup.pids() {
+        if !pids.is_empty() {
+            tracing::warn!(
+                "container {id}: cgroup {} is not empty: {} process(es) found",
+                path.display(),
+                pids.len()
+            );
+        }
+    }
+    Ok(())
 }

@@ -73,7 +73,10 @@ fn apply_overrides(process: &mut Process, opts: &ExecOptions) -> Result<()> {
             .set_additional_gids(Some(opts.additional_gids.clone()));
     }
     if !opts.caps.is_empty() {
-        let mut caps = process.capabilities().clone().unwrap_or_else(empty_capabilities);
+        let mut caps = process
+            .capabilities()
+            .clone()
+            .unwrap_or_else(empty_capabilities);
         for name in &opts.caps {
             let cap = parse_cap(name)?;
             let with = |set: &Option<Capabilities>| {
