@@ -107,3 +107,83 @@ fn create_into_busy_or_frozen_cgroup() {
     std::fs::remove_dir(&freezer).unwrap();
     env.finish();
 }
+
+/// `events --interval D` streams stats lines, reports an OOM kill in the
+/// container as `{"type":"oom",...}` (runc's line), and ends by itself once
+/// the container stops (runc 1.1's goes on until it is killed).
+#[test]
+fn events_stream_stats_and_oom_until_stop() {
+    let env = TestEnv::new("events");
+    for rt in [Rt::Runc, Rt::Peapod] {
+        let id = rt.id(&env, "oom");
+        let mut config = env.config(
+            &id,
+            &[
+                "sh",
+                "-c",
+                "sleep 0.5; head -c 500m /dev/zero | tail; sleep 1",
+            ],
+        );
+        config["linux"]["resources"] = serde_json::json!({
+            "memory": { "limit": 16 << 20, "swap": 16 << 20 }
+        });
+        let out = rt.run_detached(&env, &id, &config);
+        assert!(out.status.success(), "{rt:?}: {}", stderr(&out));
+        let log = env.work.path().join(format!("events-{}", rt.name()));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = match rt {
+            Rt::Peapod => env.cmd(&[]),
+            Rt::Runc => {
+                let mut c = Command::new("runc");
+                c.arg("--root").arg(env.work.path().join("runc-state"));
+                c
+            }
+        };
+        let mut events = cmd
+            .args(["events", "--interval", "100ms", &id])
+            .stdout(file)
+            .spawn()
+            .unwrap();
+        let end = std::time::Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = events.try_wait().unwrap() {
+                break Some(status);
+            }
+            // runc 1.1's events goes on after the container stops: stop it once
+            // it has reported the OOM kill.
+            let runc_done = matches!(rt, Rt::Runc)
+                && std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"type\":\"oom\""));
+            if runc_done || std::time::Instant::now() > end {
+                let _ = events.kill();
+                let _ = events.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let text = std::fs::read_to_string(&log).unwrap();
+        rt.remove(&env, &id);
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|v| v["type"] == "stats" && v["id"] == id.as_str()),
+            "{rt:?}: no stats: {text}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|v| v["type"] == "oom" && v["id"] == id.as_str()),
+            "{rt:?}: no oom: {text}"
+        );
+        if let Rt::Peapod = rt {
+            assert!(
+                status.is_some(),
+                "{rt:?}: events still running after the container stopped"
+            );
+        }
+    }
+    env.finish();
+}
