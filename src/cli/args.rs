@@ -84,6 +84,9 @@ pub enum Command {
     Events(EventsArgs),
     /// Change a container's resource limits
     Update(UpdateArgs),
+    /// Run a hook with the user's bundle in its state (peapod's own hooks call this)
+    #[command(name = "hook-state", hide = true)]
+    HookState(HookStateArgs),
     /// Run and manage Kubernetes pods on this node
     #[command(subcommand)]
     Pod(PodCommand),
@@ -463,6 +466,16 @@ pub struct EventsArgs {
     #[arg(long, default_value = "5s")]
     pub interval: String,
     pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct HookStateArgs {
+    /// The bundle folder to put into the state
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// The hook's path, then its argv (argv[0] first)
+    #[arg(last = true, required = true)]
+    pub hook: Vec<String>,
 }
 
 #[derive(Args, Debug)]

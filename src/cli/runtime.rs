@@ -74,6 +74,7 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> Result<i32> {
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         sub_cgroup: a.cgroup,
+        stdin: None,
     };
     match runtime(g)?.exec(&opts)? {
         ExecOutcome::Detached(_) => Ok(0),
@@ -210,4 +211,8 @@ mod tests {
         let rows = [["long-id".to_string(), "running".to_string()]];
         assert_eq!(table(&h, &rows), "ID        STATUS\nlong-id   running\n");
     }
+}
+
+pub fn hook_state(a: HookStateArgs) -> Result<i32> {
+    match oci::exec_hook(&a.bundle, &a.hook)? {}
 }

@@ -5,7 +5,8 @@
 //! `rootfsPropagation` (`rshared`, as containerd's CRI sets it), or
 //! `noNewPrivileges: false` with a seccomp profile. For those, peapod hands
 //! libcontainer an adjusted copy of the config in its state folder (and does
-//! the copy-up itself, see copy_up.rs); `state` still reports the user's bundle.
+//! the copy-up itself, see copy_up.rs); `state` still reports the user's
+//! bundle, and so do the hooks (hooks.rs).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,6 +16,7 @@ use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
 
 use super::bundle::{self, Bundle};
 use super::error::Result;
+use super::hooks;
 use super::spec::{empty_linux, every_device};
 use crate::error::Context;
 
@@ -43,11 +45,14 @@ pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>
         let path = bundle.dir.join(root.path());
         root.set_path(path);
     }
+    let exe = std::env::current_exe().context(|| "the runtime's own path".into())?;
+    let start_hooks = hooks::wrap(&mut spec, &exe, &bundle.dir);
     let dir = adjusted_dir(root, id);
     fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
         .context(|| format!("chmod {}", dir.display()))?;
     bundle::write_config(&dir.join("config.json"), &spec)?;
+    hooks::save_start_hooks(&dir, &start_hooks)?;
     Ok(Some(Adjusted { dir, copy_up }))
 }
 
@@ -94,6 +99,8 @@ fn edit(spec: &mut Spec, id: &str) -> Option<Vec<String>> {
             changed = true;
         }
     }
+    // The hooks of an adjusted copy are rewritten (see hooks.rs).
+    changed |= hooks::needs_adjusting(spec);
     let mut copy_up = vec![];
     for m in spec.mounts_mut().iter_mut().flatten() {
         let destination = m.destination().to_string_lossy().into_owned();

@@ -77,7 +77,12 @@ pub fn write(dir: &Path, spec: Spec) -> Result<Bundle> {
 /// Writes `spec` to `path`, readable by root only: the process's environment
 /// may hold secrets.
 pub(super) fn write_config(path: &Path, spec: &Spec) -> Result<()> {
-    let text = serde_json::to_vec_pretty(spec)
+    write_json(path, spec)
+}
+
+/// Writes `value` as JSON to `path`, readable by root only.
+pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::Invalid(format!("encode {}: {e}", path.display())))?;
     let mut file = OpenOptions::new()
         .write(true)

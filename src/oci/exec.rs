@@ -56,6 +56,8 @@ pub struct ExecOptions<'a> {
     pub preserve_fds: i32,
     pub ignore_paused: bool,
     pub sub_cgroup: Option<String>,
+    /// The process's stdin instead of ours (a startContainer hook's state).
+    pub stdin: Option<OwnedFd>,
 }
 
 /// What `exec` started: detached, or waited for in the foreground.
@@ -131,6 +133,12 @@ impl Runtime {
             namespaces: target.namespaces,
             cgroups: target.cgroups,
             preserve_fds: opts.preserve_fds,
+            stdin: opts
+                .stdin
+                .as_ref()
+                .map(|fd| fd.try_clone())
+                .transpose()
+                .context(|| "exec: stdin".into())?,
         };
         if !opts.detach {
             // From here on a signal for us is the process's: keep it pending

@@ -15,6 +15,7 @@ pub mod events;
 mod exec;
 mod features;
 mod foreground;
+mod hooks;
 mod kill;
 pub mod network;
 mod pause;
@@ -37,6 +38,7 @@ pub use error::{Error, Result};
 pub use exec::{ExecOptions, ExecOutcome};
 pub use features::features;
 pub use foreground::ExitStatus;
+pub use hooks::exec_hook;
 pub use update::ResourceFlags;
 
 use crate::error::Context;

@@ -40,6 +40,8 @@ pub struct Entry {
     /// `cgroup.procs` of each cgroup to join, opened for writing.
     pub cgroups: Vec<CgroupJoin>,
     pub preserve_fds: i32,
+    /// What becomes the process's stdin instead of ours (a hook's state).
+    pub stdin: Option<OwnedFd>,
 }
 
 pub struct Namespace {
@@ -78,6 +80,9 @@ fn become_process(entry: Entry, channel: &Channel) -> Step<Infallible> {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: only the disposition changes; no handler of ours runs.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    if let Some(stdin) = &entry.stdin {
+        nix::unistd::dup2(stdin.as_raw_fd(), 0).map_err(|e| format!("stdin: {e}"))?;
+    }
     mark_cloexec_from(3 + entry.preserve_fds.max(0));
 
     // Through the host's /proc, before the container's mount namespace can
