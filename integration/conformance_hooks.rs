@@ -108,14 +108,18 @@ fn create_pid_file_with_every_flag() {
             Rt::Peapod => env.cmd(&args),
             Rt::Runc => {
                 let mut c = std::process::Command::new("runc");
-                c.arg("--root").arg(env.work.path().join("runc-state")).args(args);
+                c.arg("--root")
+                    .arg(env.work.path().join("runc-state"))
+                    .args(args);
                 c
             }
         };
         // SAFETY: dup2 in the child before exec, onto fd 3, of a descriptor we hold open.
         unsafe {
             cmd.pre_exec(move || {
-                nix::unistd::dup2(extra_fd, 3).map(|_| ()).map_err(std::io::Error::from)
+                nix::unistd::dup2(extra_fd, 3)
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
             });
         }
         let out = output_of(&mut cmd);
@@ -137,7 +141,10 @@ fn create_pid_file_with_every_flag() {
             }
         }
         rt.remove(&env, &id);
-        assert!(seen.contains("peapod-work"), "{rt:?}: fd 3 is not the folder: {seen:?}");
+        assert!(
+            seen.contains("peapod-work"),
+            "{rt:?}: fd 3 is not the folder: {seen:?}"
+        );
     }
     env.finish();
 }

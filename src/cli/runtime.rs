@@ -201,6 +201,10 @@ pub fn update(g: &GlobalOpts, a: UpdateArgs) -> Result<i32> {
     Ok(0)
 }
 
+pub fn hook_state(a: HookStateArgs) -> Result<i32> {
+    match oci::exec_hook(&a.bundle, &a.hook)? {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::table;
@@ -211,8 +215,4 @@ mod tests {
         let rows = [["long-id".to_string(), "running".to_string()]];
         assert_eq!(table(&h, &rows), "ID        STATUS\nlong-id   running\n");
     }
-}
-
-pub fn hook_state(a: HookStateArgs) -> Result<i32> {
-    match oci::exec_hook(&a.bundle, &a.hook)? {}
 }
