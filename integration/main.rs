@@ -6,6 +6,7 @@ mod conformance;
 mod conformance_cgroups;
 mod conformance_hooks;
 mod conformance_mounts;
+mod conformance_tty;
 mod containerd;
 mod containerd_shim;
 mod pod;

@@ -8,7 +8,7 @@ use libcontainer::workload::default::DefaultExecutor;
 use oci_spec::runtime::Spec;
 
 use super::bundle::{self, Bundle};
-use super::console::ConsoleListener;
+use super::console::{self, ConsoleListener};
 use super::error::{Error, Result};
 use super::foreground::{self, ExitStatus};
 use super::{adjust, copy_up, network, remount, validate_id, Runtime};
@@ -204,6 +204,9 @@ impl Runtime {
         }
         if let Some(pid) = container.pid() {
             remount::apply(pid.as_raw(), &remount::plan(&bundle.spec))?;
+            if let Some(process) = bundle.spec.process().as_ref().filter(|_| bundle.terminal()) {
+                console::prepare_init_terminal(pid.as_raw(), process)?;
+            }
         }
         if bundle.has_new_netns() {
             if let Some(pid) = container.pid() {

@@ -259,14 +259,7 @@ fn open_terminal(process: &Process, uid: u32) -> Step<OwnedFd> {
     nix::unistd::fchown(slave.as_raw_fd(), Some(Uid::from_raw(uid)), None)
         .map_err(|e| format!("terminal: chown to {uid}: {e}"))?;
     if let Some(size) = process.console_size() {
-        let ws = libc::winsize {
-            ws_row: size.height().min(u16::MAX as u64) as u16,
-            ws_col: size.width().min(u16::MAX as u64) as u16,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads the winsize we pass.
-        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        crate::oci::console::set_window_size(slave.as_fd(), size.height(), size.width());
     }
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(|e| format!("terminal: dup2: {e}"))?;
