@@ -7,6 +7,7 @@ mod conformance_cgroups;
 mod conformance_hooks;
 mod conformance_mounts;
 mod conformance_tty;
+mod conformance_update;
 mod containerd;
 mod containerd_shim;
 mod pod;

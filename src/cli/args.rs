@@ -483,14 +483,14 @@ pub struct UpdateArgs {
     /// linux.resources JSON file, or - for stdin
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
-    /// Memory limit (bytes, or with k/m/g suffix)
-    #[arg(short, long, value_parser = size)]
+    /// Memory limit (bytes, or with k/m/g suffix; -1 for unlimited)
+    #[arg(short, long, value_parser = size, allow_hyphen_values = true)]
     pub memory: Option<i64>,
     /// Memory soft limit
-    #[arg(long, value_parser = size)]
+    #[arg(long, value_parser = size, allow_hyphen_values = true)]
     pub memory_reservation: Option<i64>,
     /// Memory plus swap limit (-1 for unlimited)
-    #[arg(long, value_parser = size)]
+    #[arg(long, value_parser = size, allow_hyphen_values = true)]
     pub memory_swap: Option<i64>,
     /// CPU shares (relative weight)
     #[arg(long, alias = "cpu-share")]
@@ -501,6 +501,12 @@ pub struct UpdateArgs {
     /// CPU CFS period in microseconds
     #[arg(long)]
     pub cpu_period: Option<u64>,
+    /// CPU real-time period in microseconds
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU real-time runtime in microseconds per real-time period
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
     /// CPUs to run on (0-3, 0,1)
     #[arg(long)]
     pub cpuset_cpus: Option<String>,

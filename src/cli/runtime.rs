@@ -191,6 +191,8 @@ pub fn update(g: &GlobalOpts, a: UpdateArgs) -> Result<i32> {
         cpu_shares: a.cpu_shares,
         cpu_quota: a.cpu_quota,
         cpu_period: a.cpu_period,
+        cpu_rt_period: a.cpu_rt_period,
+        cpu_rt_runtime: a.cpu_rt_runtime,
         cpuset_cpus: a.cpuset_cpus,
         cpuset_mems: a.cpuset_mems,
         pids_limit: a.pids_limit,

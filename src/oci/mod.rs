@@ -26,6 +26,7 @@ pub mod spec;
 mod start;
 pub mod state;
 pub mod update;
+mod update_v2;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
