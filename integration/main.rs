@@ -6,6 +6,7 @@ mod conformance;
 mod conformance_cgroups;
 mod conformance_hooks;
 mod conformance_mounts;
+mod conformance_seccomp;
 mod conformance_tty;
 mod conformance_update;
 mod containerd;

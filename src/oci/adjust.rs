@@ -2,8 +2,8 @@
 //! option (podman's `--tmpfs`, `--read-only`), no `linux.cgroupsPath` (where
 //! libcontainer would invent a cgroup name of its own), device rules that do
 //! not begin by denying every device (runc's starting point), a recursive
-//! `rootfsPropagation` (`rshared`, as containerd's CRI sets it), or
-//! `noNewPrivileges: false` with a seccomp profile. For those, peapod hands
+//! `rootfsPropagation` (`rshared`, as containerd's CRI sets it), hooks
+//! (hooks.rs), or a seccomp profile (peapod loads the filter, seccomp.rs). For those, peapod hands
 //! libcontainer an adjusted copy of the config in its state folder (and does
 //! the copy-up itself, see copy_up.rs); `state` still reports the user's
 //! bundle, and so do the hooks (hooks.rs).
@@ -12,22 +12,40 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, Spec};
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType, LinuxSeccomp,
+    Spec,
+};
 
 use super::bundle::{self, Bundle};
 use super::error::Result;
 use super::hooks;
-use super::spec::{empty_linux, every_device};
+use super::spec::{empty_capabilities, empty_linux, every_device};
 use crate::error::Context;
 
 /// The cgroup parent for containers whose bundle names none.
 pub const DEFAULT_CGROUP_PARENT: &str = "peapod";
 
-/// An adjusted bundle: where its config lives and which mount points need copy-up.
+/// An adjusted bundle: where its config lives, which mount points need
+/// copy-up, and the seccomp profile peapod loads itself (see seccomp.rs) with
+/// the capabilities added for loading it, to be dropped once it is loaded.
 pub struct Adjusted {
     pub dir: PathBuf,
     pub copy_up: Vec<String>,
+    pub seccomp: Option<LinuxSeccomp>,
+    pub added_caps: Vec<(caps::Capability, caps::CapSet)>,
 }
+
+/// What `edit` changed that the caller acts on.
+#[derive(Debug, Default)]
+struct Edits {
+    copy_up: Vec<String>,
+    seccomp: Option<LinuxSeccomp>,
+    added_caps: Vec<(caps::Capability, caps::CapSet)>,
+}
+
+/// The container's seccomp profile, kept beside the adjusted copy.
+const SECCOMP_FILE: &str = "seccomp.json";
 
 /// Where the adjusted copy for container `id` lives under the state folder.
 pub fn adjusted_dir(root: &Path, id: &str) -> PathBuf {
@@ -37,7 +55,7 @@ pub fn adjusted_dir(root: &Path, id: &str) -> PathBuf {
 /// Returns the adjusted copy's folder, or None when the bundle can be used as is.
 pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>> {
     let mut spec = bundle.spec.clone();
-    let Some(copy_up) = edit(&mut spec, id) else {
+    let Some(edits) = edit(&mut spec, id) else {
         return Ok(None);
     };
     // The copy lives elsewhere: its root must not be relative to it.
@@ -53,12 +71,42 @@ pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>
         .context(|| format!("chmod {}", dir.display()))?;
     bundle::write_config(&dir.join("config.json"), &spec)?;
     hooks::save_start_hooks(&dir, &start_hooks)?;
-    Ok(Some(Adjusted { dir, copy_up }))
+    if let Some(seccomp) = &edits.seccomp {
+        bundle::write_json(&dir.join(SECCOMP_FILE), seccomp)?;
+    }
+    Ok(Some(Adjusted {
+        dir,
+        copy_up: edits.copy_up,
+        seccomp: edits.seccomp,
+        added_caps: edits.added_caps,
+    }))
 }
 
-/// Makes `spec` one libcontainer runs as runc would. Returns the mount points
-/// whose `tmpcopyup` it took out, or None when nothing needed a change.
-fn edit(spec: &mut Spec, id: &str) -> Option<Vec<String>> {
+/// The seccomp profile of container `id`: the one kept beside its adjusted
+/// copy, else (a container made before peapod loaded filters itself) the
+/// config's.
+pub fn seccomp_of(root: &Path, id: &str, spec: &Spec) -> Result<Option<LinuxSeccomp>> {
+    let path = adjusted_dir(root, id).join(SECCOMP_FILE);
+    match fs::read(&path) {
+        Ok(text) => {
+            serde_json::from_slice(&text)
+                .map(Some)
+                .map_err(|e| crate::oci::Error::Config {
+                    path,
+                    reason: format!("invalid seccomp profile: {e}"),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(spec.linux().as_ref().and_then(|l| l.seccomp().clone()))
+        }
+        Err(e) => Err(e).context(|| format!("read {}", path.display()))?,
+    }
+}
+
+/// Makes `spec` one libcontainer runs as runc would. Returns what the caller
+/// does itself (copy-up, the seccomp filter), or None when nothing needed a
+/// change.
+fn edit(spec: &mut Spec, id: &str) -> Option<Edits> {
     let mut changed = false;
     let linux = spec.linux_mut().get_or_insert_with(empty_linux);
     if linux
@@ -89,31 +137,77 @@ fn edit(spec: &mut Spec, id: &str) -> Option<Vec<String>> {
             .insert(0, every_device(false));
         changed = true;
     }
-    let has_seccomp = linux.seccomp().is_some();
-    if let Some(process) = spec.process_mut() {
-        if process.no_new_privileges() == Some(false) && has_seccomp {
-            // libcontainer loads the filter before the capability drop only when
-            // the field is absent; an explicit false would make it load the filter
-            // after, without CAP_SYS_ADMIN or no_new_privs, which fails.
-            process.set_no_new_privileges(None);
-            changed = true;
+    let mut edits = Edits {
+        seccomp: linux.seccomp_mut().take(),
+        ..Edits::default()
+    };
+    if edits.seccomp.is_some() {
+        // peapod loads the filter itself (seccomp.rs), right before the user's
+        // process, as runc does. Without no_new_privs that takes
+        // CAP_SYS_ADMIN (and CAP_SETPCAP to take it out of the bounding set
+        // again), which libcontainer would have dropped by then: they are
+        // added here and dropped by peapod's executor once the filter is in.
+        changed = true;
+        if spec.process().as_ref().and_then(|p| p.no_new_privileges()) != Some(true) {
+            edits.added_caps = add_caps(spec, &[Capability::SysAdmin, Capability::Setpcap]);
         }
     }
     // The hooks of an adjusted copy are rewritten (see hooks.rs).
     changed |= hooks::needs_adjusting(spec);
-    let mut copy_up = vec![];
     for m in spec.mounts_mut().iter_mut().flatten() {
         let destination = m.destination().to_string_lossy().into_owned();
         if let Some(options) = m.options_mut() {
             let before = options.len();
             options.retain(|o| o != "tmpcopyup");
             if options.len() != before {
-                copy_up.push(destination);
+                edits.copy_up.push(destination);
                 changed = true;
             }
         }
     }
-    changed.then_some(copy_up)
+    changed.then_some(edits)
+}
+
+/// Adds `wanted` to the process's bounding, effective and permitted sets;
+/// returns each (capability, set) that was not there.
+fn add_caps(spec: &mut Spec, wanted: &[Capability]) -> Vec<(caps::Capability, caps::CapSet)> {
+    use libcontainer::capabilities::CapabilityExt;
+    let Some(process) = spec.process_mut() else {
+        return vec![];
+    };
+    let mut sets = process
+        .capabilities()
+        .clone()
+        .unwrap_or_else(empty_capabilities);
+    let mut added = vec![];
+    for (set, get, put) in [
+        (
+            caps::CapSet::Bounding,
+            LinuxCapabilities::bounding as fn(&LinuxCapabilities) -> &Option<Capabilities>,
+            LinuxCapabilities::set_bounding
+                as fn(&mut LinuxCapabilities, Option<Capabilities>) -> &mut LinuxCapabilities,
+        ),
+        (
+            caps::CapSet::Effective,
+            LinuxCapabilities::effective,
+            LinuxCapabilities::set_effective,
+        ),
+        (
+            caps::CapSet::Permitted,
+            LinuxCapabilities::permitted,
+            LinuxCapabilities::set_permitted,
+        ),
+    ] {
+        let mut have = get(&sets).clone().unwrap_or_default();
+        for cap in wanted {
+            if have.insert(*cap) {
+                added.push((cap.to_cap(), set));
+            }
+        }
+        put(&mut sets, Some(have));
+    }
+    process.set_capabilities(Some(sets));
+    added
 }
 
 /// runc's recursive `rootfsPropagation` values as libcontainer names them
@@ -181,15 +275,19 @@ mod tests {
         "mounts": [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}],
         "linux": {"cgroupsPath": "/x/c", "resources": {"devices": [{"allow": false, "access": "rwm"}]}}}"#;
 
+    fn copy_up(edits: Option<Edits>) -> Option<Vec<String>> {
+        edits.map(|e| e.copy_up)
+    }
+
     #[test]
     fn a_spec_runc_would_run_as_is_is_left_alone() {
         let mut s = spec(RUNNABLE);
-        assert_eq!(edit(&mut s, "c"), None);
+        assert!(edit(&mut s, "c").is_none());
         assert_eq!(s, spec(RUNNABLE));
     }
 
     #[test]
-    fn cgroup_device_rule_tmpcopyup_and_no_new_privs_are_adjusted() {
+    fn cgroup_device_rule_tmpcopyup_and_seccomp_are_adjusted() {
         let mut s = spec(
             r#"{"ociVersion": "1.0.2",
             "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"], "noNewPrivileges": false},
@@ -198,8 +296,41 @@ mod tests {
             "linux": {"resources": {"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]},
                       "seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}"#,
         );
-        assert_eq!(edit(&mut s, "web"), Some(vec!["/tmp".to_string()]));
+        let edits = edit(&mut s, "web").unwrap();
+        assert_eq!(edits.copy_up, vec!["/tmp".to_string()]);
+        // The profile is peapod's to load: out of libcontainer's copy, with
+        // the capabilities to load it without no_new_privs added.
+        assert!(edits.seccomp.is_some());
+        let added: Vec<String> = edits
+            .added_caps
+            .iter()
+            .map(|(c, set)| format!("{c}/{set:?}"))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                "CAP_SYS_ADMIN/Bounding",
+                "CAP_SETPCAP/Bounding",
+                "CAP_SYS_ADMIN/Effective",
+                "CAP_SETPCAP/Effective",
+                "CAP_SYS_ADMIN/Permitted",
+                "CAP_SETPCAP/Permitted"
+            ]
+        );
+        let bounding = s
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert!(bounding
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
         let linux = s.linux().as_ref().unwrap();
+        assert!(linux.seccomp().is_none());
         assert_eq!(
             linux.cgroups_path().as_deref(),
             Some(Path::new("/peapod/web"))
@@ -220,21 +351,31 @@ mod tests {
             Some(&["nosuid".to_string()][..])
         );
         assert_eq!(mounts[1].options(), &None);
-        assert_eq!(s.process().as_ref().unwrap().no_new_privileges(), None);
+        assert_eq!(
+            s.process().as_ref().unwrap().no_new_privileges(),
+            Some(false)
+        );
 
-        // Without a seccomp profile an explicit false stays; a spec without
-        // linux.resources gets the deny-all rule alone.
+        // With no_new_privs, nothing is added.
+        let mut s = spec(RUNNABLE);
+        s.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_no_new_privileges(Some(true));
+        s.linux_mut().as_mut().unwrap().set_seccomp(Some(
+            serde_json::from_str(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap(),
+        ));
+        let edits = edit(&mut s, "c").unwrap();
+        assert!(edits.seccomp.is_some() && edits.added_caps.is_empty());
+
+        // A spec without linux.resources gets the deny-all rule alone.
         let mut s = spec(RUNNABLE);
         s.process_mut()
             .as_mut()
             .unwrap()
             .set_no_new_privileges(Some(false));
         s.linux_mut().as_mut().unwrap().set_resources(None);
-        assert_eq!(edit(&mut s, "c"), Some(vec![]));
-        assert_eq!(
-            s.process().as_ref().unwrap().no_new_privileges(),
-            Some(false)
-        );
+        assert_eq!(copy_up(edit(&mut s, "c")), Some(vec![]));
         let resources = s.linux().as_ref().unwrap().resources().clone().unwrap();
         assert_eq!(resources.devices().as_ref().map(Vec::len), Some(1));
         assert!(denies_all_devices_first(resources.devices().as_deref()));
@@ -252,7 +393,7 @@ mod tests {
                 .as_mut()
                 .unwrap()
                 .set_rootfs_propagation(Some(given.into()));
-            assert_eq!(edit(&mut s, "c"), Some(vec![]));
+            assert_eq!(copy_up(edit(&mut s, "c")), Some(vec![]));
             let linux = s.linux().as_ref().unwrap();
             assert_eq!(linux.rootfs_propagation().as_deref(), Some(flat));
         }
@@ -261,6 +402,6 @@ mod tests {
             .as_mut()
             .unwrap()
             .set_rootfs_propagation(Some("slave".into()));
-        assert_eq!(edit(&mut s, "c"), None);
+        assert!(edit(&mut s, "c").is_none());
     }
 }

@@ -24,16 +24,17 @@ use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Sign
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{
-    Capabilities, LinuxPersonality, LinuxPersonalityDomain, LinuxSeccomp, PosixRlimitType, Process,
+    Capabilities, LinuxPersonality, LinuxPersonalityDomain, PosixRlimitType, Process,
 };
 
 use super::channel::{Channel, Message};
+use crate::oci::seccomp;
 
 /// Everything the child needs, prepared (and opened) by the parent while it
 /// still sees the host.
 pub struct Entry {
     pub process: Process,
-    pub seccomp: Option<LinuxSeccomp>,
+    pub seccomp: Option<seccomp::Filter>,
     pub personality: Option<LinuxPersonality>,
     /// The namespaces to join, in order (user first, mount last).
     pub namespaces: Vec<Namespace>,
@@ -287,15 +288,11 @@ fn give_stdio_to(uid: u32, gid: u32) {
     }
 }
 
-fn load_seccomp(seccomp: Option<&LinuxSeccomp>, channel: &Channel) -> Step<()> {
-    let Some(seccomp) = seccomp else {
+fn load_seccomp(filter: Option<&seccomp::Filter>, channel: &Channel) -> Step<()> {
+    let Some(filter) = filter else {
         return Ok(());
     };
-    let notify = libcontainer::seccomp::initialize_seccomp(seccomp)
-        .map_err(|e| format!("linux.seccomp: {e}"))?;
-    if let Some(fd) = notify {
-        // SAFETY: the listener descriptor libseccomp just made is ours alone.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(fd) = seccomp::load(filter)? {
         channel
             .send(&Message::SeccompNotify(fd))
             .map_err(|e| e.to_string())?;
