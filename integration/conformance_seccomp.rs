@@ -38,7 +38,12 @@ int main(int argc, char **argv) {
     )
     .unwrap();
     let bin = env.work.path().join("probe");
-    let out = output_of(Command::new("cc").args(["-static", "-O2", "-o"]).arg(&bin).arg(&src));
+    let out = output_of(
+        Command::new("cc")
+            .args(["-static", "-O2", "-o"])
+            .arg(&bin)
+            .arg(&src),
+    );
     assert!(out.status.success(), "cc: {}", stderr(&out));
     bin
 }
@@ -60,7 +65,14 @@ fn profile(default: Value) -> Value {
     p
 }
 
-fn with_probe(env: &TestEnv, id: &str, probe: &Path, args: &[&str], seccomp: &Value, nnp: bool) -> Value {
+fn with_probe(
+    env: &TestEnv,
+    id: &str,
+    probe: &Path,
+    args: &[&str],
+    seccomp: &Value,
+    nnp: bool,
+) -> Value {
     let mut config = env.config(id, args);
     config["linux"]["seccomp"] = seccomp.clone();
     config["process"]["noNewPrivileges"] = json!(nnp);
@@ -77,7 +89,10 @@ fn errno_profiles_load_and_newer_syscalls_get_enosys() {
     let calls = ["/tmp/probe", "111", "434", "999", "39"];
     for (default, errno) in [
         (json!({ "defaultAction": "SCMP_ACT_ERRNO" }), 1),
-        (json!({ "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 13 }), 13),
+        (
+            json!({ "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 13 }),
+            13,
+        ),
     ] {
         let seccomp = profile(default);
         let expected = format!("111={errno} 434=38 999=38 39=0");
@@ -97,10 +112,18 @@ fn errno_profiles_load_and_newer_syscalls_get_enosys() {
                 let config = with_probe(&env, &id, &probe, &["sleep", "1000"], &seccomp, nnp);
                 let out = rt.run_detached(&env, &id, &config);
                 assert!(out.status.success(), "{rt:?}: {}", stderr(&out));
-                let out = rt.cmd(&env, &["exec", &id, "/tmp/probe", "111", "434", "999", "39"]);
+                let out = rt.cmd(
+                    &env,
+                    &["exec", &id, "/tmp/probe", "111", "434", "999", "39"],
+                );
                 rt.remove(&env, &id);
                 let text = String::from_utf8_lossy(&out.stdout);
-                assert_eq!(text.trim(), expected, "{rt:?} exec, nnp {nnp}: {}", stderr(&out));
+                assert_eq!(
+                    text.trim(),
+                    expected,
+                    "{rt:?} exec, nnp {nnp}: {}",
+                    stderr(&out)
+                );
             }
         }
     }
@@ -170,7 +193,14 @@ fn notify_hands_the_listener_the_init_descriptor_and_state() {
         let sock = env.work.path().join(format!("listener-{}.sock", rt.name()));
         let listener = listen(&sock);
         let id = rt.id(&env, "n");
-        let mut config = env.config(&id, &["sh", "-c", "mkdir /tmp/x; echo rc=$?; test -d /tmp/x || echo absent"]);
+        let mut config = env.config(
+            &id,
+            &[
+                "sh",
+                "-c",
+                "mkdir /tmp/x; echo rc=$?; test -d /tmp/x || echo absent",
+            ],
+        );
         config["linux"]["seccomp"] = json!({
             "defaultAction": "SCMP_ACT_ALLOW",
             "listenerPath": sock,
@@ -183,7 +213,11 @@ fn notify_hands_the_listener_the_init_descriptor_and_state() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (state, answered) = listener.join().unwrap();
         assert!(out.status.success(), "{rt:?}: {}", stderr(&out));
-        assert!(text.contains("rc=1") && text.contains("absent"), "{rt:?}: {text} {}", stderr(&out));
+        assert!(
+            text.contains("rc=1") && text.contains("absent"),
+            "{rt:?}: {text} {}",
+            stderr(&out)
+        );
         assert!(answered >= 1, "{rt:?}: no notification");
         assert_eq!(state["fds"], json!(["seccompFd"]), "{rt:?}: {state}");
         assert_eq!(state["metadata"], "meta", "{rt:?}: {state}");

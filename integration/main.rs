@@ -4,6 +4,7 @@ mod cgroup;
 mod common;
 mod conformance;
 mod conformance_cgroups;
+mod conformance_checkpoint;
 mod conformance_hooks;
 mod conformance_mounts;
 mod conformance_seccomp;

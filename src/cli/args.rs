@@ -44,7 +44,7 @@ pub struct GlobalOpts {
     /// Rootless mode: true, false or auto (`spec --rootless` writes a rootless spec)
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility; checkpointing is not supported
+    /// Accepted for runc compatibility; CRIU is found on PATH
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
 }
@@ -84,6 +84,8 @@ pub enum Command {
     Events(EventsArgs),
     /// Change a container's resource limits
     Update(UpdateArgs),
+    /// Checkpoint a running container with CRIU
+    Checkpoint(CheckpointArgs),
     /// Run a hook with the user's bundle in its state (peapod's own hooks call this)
     #[command(name = "hook-state", hide = true)]
     HookState(HookStateArgs),
@@ -465,6 +467,41 @@ pub struct EventsArgs {
     /// Time between stats events
     #[arg(long, default_value = "5s")]
     pub interval: String,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    /// Folder for CRIU's image files
+    #[arg(long, default_value = "checkpoint")]
+    pub image_path: PathBuf,
+    /// Folder for CRIU's log and work files (default: the image folder)
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Folder of a previous pre-dump (not supported)
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the processes running after the checkpoint
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Allow open TCP connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external Unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow a shell job (a terminal)
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Handle file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Dump memory only, leaving the container running (not supported)
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// CRIU's cgroup mode: soft, full, strict or ignore
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
     pub id: String,
 }
 

@@ -203,6 +203,23 @@ pub fn update(g: &GlobalOpts, a: UpdateArgs) -> Result<i32> {
     Ok(0)
 }
 
+pub fn checkpoint(g: &GlobalOpts, a: CheckpointArgs) -> Result<i32> {
+    let flags = oci::checkpoint::CheckpointFlags {
+        image_path: &a.image_path,
+        work_path: a.work_path.as_deref(),
+        parent_path: a.parent_path.as_deref(),
+        leave_running: a.leave_running,
+        tcp_established: a.tcp_established,
+        ext_unix_sk: a.ext_unix_sk,
+        shell_job: a.shell_job,
+        file_locks: a.file_locks,
+        pre_dump: a.pre_dump,
+        manage_cgroups_mode: a.manage_cgroups_mode.as_deref(),
+    };
+    runtime(g)?.checkpoint(&a.id, &flags)?;
+    Ok(0)
+}
+
 pub fn hook_state(a: HookStateArgs) -> Result<i32> {
     match oci::exec_hook(&a.bundle, &a.hook)? {}
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType, LinuxSeccomp,
-    Spec,
+    Process, Spec,
 };
 
 use super::bundle::{self, Bundle};
@@ -46,6 +46,8 @@ struct Edits {
 
 /// The container's seccomp profile, kept beside the adjusted copy.
 const SECCOMP_FILE: &str = "seccomp.json";
+/// The user's process, kept where the copy's has capabilities added.
+const PROCESS_FILE: &str = "process.json";
 
 /// Where the adjusted copy for container `id` lives under the state folder.
 pub fn adjusted_dir(root: &Path, id: &str) -> PathBuf {
@@ -74,6 +76,9 @@ pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>
     if let Some(seccomp) = &edits.seccomp {
         bundle::write_json(&dir.join(SECCOMP_FILE), seccomp)?;
     }
+    if let (false, Some(process)) = (edits.added_caps.is_empty(), bundle.spec.process()) {
+        bundle::write_json(&dir.join(PROCESS_FILE), process)?;
+    }
     Ok(Some(Adjusted {
         dir,
         copy_up: edits.copy_up,
@@ -82,23 +87,34 @@ pub fn adjust(root: &Path, id: &str, bundle: &Bundle) -> Result<Option<Adjusted>
     }))
 }
 
-/// The seccomp profile of container `id`: the one kept beside its adjusted
-/// copy, else (a container made before peapod loaded filters itself) the
-/// config's.
-pub fn seccomp_of(root: &Path, id: &str, spec: &Spec) -> Result<Option<LinuxSeccomp>> {
-    let path = adjusted_dir(root, id).join(SECCOMP_FILE);
-    match fs::read(&path) {
+/// The spec as the user gave it, for `exec` and startContainer hooks: the
+/// adjusted copy `spec` with what libcontainer was not given (the seccomp
+/// profile) or was given changed (the capabilities added for loading it) put
+/// back from beside it.
+pub fn user_spec(root: &Path, id: &str, mut spec: Spec) -> Result<Spec> {
+    let dir = adjusted_dir(root, id);
+    if let Some(seccomp) = read_kept::<LinuxSeccomp>(&dir.join(SECCOMP_FILE))? {
+        spec.linux_mut()
+            .get_or_insert_with(empty_linux)
+            .set_seccomp(Some(seccomp));
+    }
+    if let Some(process) = read_kept::<Process>(&dir.join(PROCESS_FILE))? {
+        spec.set_process(Some(process));
+    }
+    Ok(spec)
+}
+
+fn read_kept<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match fs::read(path) {
         Ok(text) => {
             serde_json::from_slice(&text)
                 .map(Some)
                 .map_err(|e| crate::oci::Error::Config {
-                    path,
-                    reason: format!("invalid seccomp profile: {e}"),
+                    path: path.to_path_buf(),
+                    reason: format!("invalid: {e}"),
                 })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(spec.linux().as_ref().and_then(|l| l.seccomp().clone()))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).context(|| format!("read {}", path.display()))?,
     }
 }
@@ -403,5 +419,37 @@ mod tests {
             .unwrap()
             .set_rootfs_propagation(Some("slave".into()));
         assert!(edit(&mut s, "c").is_none());
+    }
+
+    #[test]
+    fn exec_gets_the_users_spec_back() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut user = spec(RUNNABLE);
+        user.set_root(Some(serde_json::from_str(r#"{"path": "rootfs"}"#).unwrap()));
+        user.linux_mut().as_mut().unwrap().set_seccomp(Some(
+            serde_json::from_str(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap(),
+        ));
+        let bundle = Bundle {
+            dir: dir.path().to_path_buf(),
+            spec: user.clone(),
+        };
+        let adjusted = adjust(root.path(), "c", &bundle).unwrap().unwrap();
+        assert!(!adjusted.added_caps.is_empty());
+        let copy = Spec::load(adjusted.dir.join("config.json")).unwrap();
+        assert!(copy.linux().as_ref().unwrap().seccomp().is_none());
+        assert_ne!(copy.process(), user.process());
+        let back = user_spec(root.path(), "c", copy).unwrap();
+        assert_eq!(back.process(), user.process());
+        assert_eq!(
+            back.linux().as_ref().unwrap().seccomp(),
+            user.linux().as_ref().unwrap().seccomp()
+        );
+        // A container without kept parts keeps its config as it is.
+        let plain = spec(RUNNABLE);
+        assert_eq!(
+            user_spec(root.path(), "other", plain.clone()).unwrap(),
+            plain
+        );
     }
 }

@@ -95,6 +95,7 @@ impl Runtime {
             path: config.clone(),
             reason: format!("invalid config: {e}"),
         })?;
+        let spec = super::adjust::user_spec(&self.root, opts.id, spec)?;
         let process = match opts.process {
             Some(path) => process::from_file(path)?,
             None => process::from_container(&spec, opts)?,
@@ -128,8 +129,9 @@ impl Runtime {
         let linux = spec.linux().as_ref();
         let entry = Entry {
             process,
-            seccomp: super::adjust::seccomp_of(&self.root, opts.id, &spec)?
-                .map(|s| super::seccomp::build(&s))
+            seccomp: linux
+                .and_then(|l| l.seccomp().as_ref())
+                .map(super::seccomp::build)
                 .transpose()
                 .map_err(Error::Invalid)?,
             personality: linux.and_then(|l| l.personality().clone()),
@@ -193,11 +195,11 @@ impl Runtime {
                     }
                 }
                 Some(Message::SeccompNotify(fd)) => {
-                    let seccomp = super::adjust::seccomp_of(&self.root, opts.id, &spec)?;
+                    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
                     let annotations = spec.annotations().as_ref();
                     let status = status_name(container.status());
                     started.check(send_to_listener(
-                        seccomp.as_ref(),
+                        seccomp,
                         annotations,
                         &container,
                         status,

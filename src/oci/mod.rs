@@ -6,6 +6,7 @@
 mod adjust;
 pub mod bundle;
 pub mod cgroup;
+pub mod checkpoint;
 pub mod console;
 mod copy_up;
 mod create;

@@ -43,6 +43,7 @@ impl Runtime {
             path: spec.clone(),
             reason: format!("invalid config: {e}"),
         })?;
+        let spec = adjust::user_spec(&self.root, id, spec)?;
         let base = spec.process().clone().unwrap_or_else(empty_process);
         let result = hooks::run_each(&start_hooks, &state, |hook, stdin| {
             let mut process = base.clone();
