@@ -130,16 +130,7 @@ fn create_pid_file_with_every_flag() {
         assert_eq!(written.trim(), state["pid"].to_string(), "{rt:?}");
         let out = rt.cmd(&env, &["start", &id]);
         assert!(out.status.success(), "{rt:?}: {}", stderr(&out));
-        let mut tty = std::fs::File::from(master);
-        let mut seen = String::new();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !seen.contains("peapod-work") && std::time::Instant::now() < deadline {
-            let mut buf = [0u8; 256];
-            match std::io::Read::read(&mut tty, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-            }
-        }
+        let seen = crate::runtime::read_console(master, "peapod-work");
         rt.remove(&env, &id);
         assert!(
             seen.contains("peapod-work"),

@@ -2,28 +2,11 @@
 //! user, and `process.consoleSize` is its first size, for `create`/`run` and
 //! for `exec`.
 
-use std::io::Read;
-use std::time::{Duration, Instant};
-
 use serde_json::json;
 
 use crate::common::*;
 use crate::conformance_mounts::{stderr, Rt};
-
-/// Reads the master until `needle` shows (or it closes, or 10 s pass).
-fn read_until(master: std::os::fd::OwnedFd, needle: &str) -> String {
-    let mut file = std::fs::File::from(master);
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !seen.contains(needle) && Instant::now() < deadline {
-        let mut buf = [0u8; 256];
-        match file.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-    seen
-}
+use crate::runtime::read_console;
 
 const REPORT: &str = "echo owner=$(stat -c %u $(tty)) size=$(stty size) done; sleep 1000";
 
@@ -54,7 +37,7 @@ fn init_pty_owned_by_the_user_and_sized() {
         let master = listener.receive_master().unwrap();
         let out = rt.cmd(&env, &["start", &id]);
         assert!(out.status.success(), "{rt:?}: {}", stderr(&out));
-        let seen = read_until(master, "done");
+        let seen = read_console(master, "done");
 
         // exec with a process.json: its own consoleSize.
         let mut process = config["process"].clone();
@@ -75,7 +58,7 @@ fn init_pty_owned_by_the_user_and_sized() {
             ],
         );
         assert!(out.status.success(), "{rt:?}: {}", stderr(&out));
-        let exec_seen = read_until(listener.receive_master().unwrap(), "done");
+        let exec_seen = read_console(listener.receive_master().unwrap(), "done");
         rt.remove(&env, &id);
         assert!(seen.contains("owner=1000 "), "{rt:?}: {seen:?}");
         assert!(seen.contains("size=33 111 "), "{rt:?}: {seen:?}");
