@@ -20,7 +20,7 @@ use oci_spec::runtime::{
 use super::bundle::{self, Bundle};
 use super::error::Result;
 use super::hooks;
-use super::spec::{empty_capabilities, empty_linux, every_device};
+use super::spec::{empty_linux, every_device};
 use crate::error::Context;
 
 /// The cgroup parent for containers whose bundle names none.
@@ -184,17 +184,17 @@ fn edit(spec: &mut Spec, id: &str) -> Option<Edits> {
     changed.then_some(edits)
 }
 
-/// Adds `wanted` to the process's bounding, effective and permitted sets;
-/// returns each (capability, set) that was not there.
+/// Adds `wanted` to the process's bounding, effective and permitted sets
+/// where the spec gives them; returns each (capability, set) that was not there.
 fn add_caps(spec: &mut Spec, wanted: &[Capability]) -> Vec<(caps::Capability, caps::CapSet)> {
     use libcontainer::capabilities::CapabilityExt;
     let Some(process) = spec.process_mut() else {
         return vec![];
     };
-    let mut sets = process
-        .capabilities()
-        .clone()
-        .unwrap_or_else(empty_capabilities);
+    // No capabilities given: libcontainer changes none, the process keeps root's.
+    let Some(mut sets) = process.capabilities().clone() else {
+        return vec![];
+    };
     let mut added = vec![];
     for (set, get, put) in [
         (
@@ -214,7 +214,10 @@ fn add_caps(spec: &mut Spec, wanted: &[Capability]) -> Vec<(caps::Capability, ca
             LinuxCapabilities::set_permitted,
         ),
     ] {
-        let mut have = get(&sets).clone().unwrap_or_default();
+        // A set not given is left as it is (full, for root): nothing to add.
+        let Some(mut have) = get(&sets).clone() else {
+            continue;
+        };
         for cap in wanted {
             if have.insert(*cap) {
                 added.push((cap.to_cap(), set));
@@ -306,7 +309,8 @@ mod tests {
     fn cgroup_device_rule_tmpcopyup_and_seccomp_are_adjusted() {
         let mut s = spec(
             r#"{"ociVersion": "1.0.2",
-            "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"], "noNewPrivileges": false},
+            "process": {"cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["true"], "noNewPrivileges": false,
+                        "capabilities": {"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]}},
             "mounts": [{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "tmpcopyup"]},
                        {"destination": "/run", "type": "tmpfs", "source": "tmpfs"}],
             "linux": {"resources": {"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]},
@@ -383,6 +387,17 @@ mod tests {
         ));
         let edits = edit(&mut s, "c").unwrap();
         assert!(edits.seccomp.is_some() && edits.added_caps.is_empty());
+        // Without capability sets in the spec (root keeps all), none are added.
+        s.process_mut()
+            .as_mut()
+            .unwrap()
+            .set_no_new_privileges(Some(false));
+        s.linux_mut().as_mut().unwrap().set_seccomp(Some(
+            serde_json::from_str(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap(),
+        ));
+        let edits = edit(&mut s, "c").unwrap();
+        assert!(edits.added_caps.is_empty());
+        assert!(s.process().as_ref().unwrap().capabilities().is_none());
 
         // A spec without linux.resources gets the deny-all rule alone.
         let mut s = spec(RUNNABLE);
@@ -426,6 +441,10 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let mut user = spec(RUNNABLE);
+        user.process_mut().as_mut().unwrap().set_capabilities(Some(
+            serde_json::from_str(r#"{"bounding": ["CAP_KILL"], "permitted": ["CAP_KILL"]}"#)
+                .unwrap(),
+        ));
         user.set_root(Some(serde_json::from_str(r#"{"path": "rootfs"}"#).unwrap()));
         user.linux_mut().as_mut().unwrap().set_seccomp(Some(
             serde_json::from_str(r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap(),
