@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::common::*;
 
 /// runc with a private state folder under the test's work folder.
-fn runc(env: &TestEnv, args: &[&str]) -> Output {
+pub(crate) fn runc(env: &TestEnv, args: &[&str]) -> Output {
     let mut cmd = Command::new("runc");
     cmd.arg("--root")
         .arg(env.work.path().join("runc-state"))
@@ -19,12 +19,12 @@ fn runc(env: &TestEnv, args: &[&str]) -> Output {
 }
 
 /// A bundle for `id` running `args`, usable by both runtimes.
-fn bundle(env: &TestEnv, id: &str, args: &[&str]) -> String {
+pub(crate) fn bundle(env: &TestEnv, id: &str, args: &[&str]) -> String {
     let config = env.config(id, args);
     env.bundle(id, &config).to_str().unwrap().to_string()
 }
 
-fn code(out: &Output) -> i32 {
+pub(crate) fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 

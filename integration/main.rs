@@ -3,6 +3,13 @@
 mod cgroup;
 mod common;
 mod conformance;
+mod conformance_cgroups;
+mod conformance_checkpoint;
+mod conformance_hooks;
+mod conformance_mounts;
+mod conformance_seccomp;
+mod conformance_tty;
+mod conformance_update;
 mod containerd;
 mod containerd_shim;
 mod copy_up;

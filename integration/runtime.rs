@@ -209,7 +209,7 @@ fn exec_runs_in_the_container_with_overrides() {
 }
 
 /// Receives the pty master from a console socket and reads until `needle` shows.
-fn read_console(master: std::os::fd::OwnedFd, needle: &str) -> String {
+pub(crate) fn read_console(master: std::os::fd::OwnedFd, needle: &str) -> String {
     let mut file = std::fs::File::from(master);
     let mut seen = Vec::new();
     let mut buf = [0u8; 256];

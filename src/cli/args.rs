@@ -44,7 +44,7 @@ pub struct GlobalOpts {
     /// Rootless mode: true, false or auto (`spec --rootless` writes a rootless spec)
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "true")]
     pub rootless: Option<String>,
-    /// Accepted for runc compatibility; checkpointing is not supported
+    /// Accepted for runc compatibility; CRIU is found on PATH
     #[arg(long, global = true, hide = true)]
     pub criu: Option<String>,
 }
@@ -84,6 +84,11 @@ pub enum Command {
     Events(EventsArgs),
     /// Change a container's resource limits
     Update(UpdateArgs),
+    /// Checkpoint a running container with CRIU
+    Checkpoint(CheckpointArgs),
+    /// Run a hook with the user's bundle in its state (peapod's own hooks call this)
+    #[command(name = "hook-state", hide = true)]
+    HookState(HookStateArgs),
     /// Run and manage Kubernetes pods on this node
     #[command(subcommand)]
     Pod(PodCommand),
@@ -526,18 +531,63 @@ pub struct EventsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    /// Folder for CRIU's image files
+    #[arg(long, default_value = "checkpoint")]
+    pub image_path: PathBuf,
+    /// Folder for CRIU's log and work files (default: the image folder)
+    #[arg(long)]
+    pub work_path: Option<PathBuf>,
+    /// Folder of a previous pre-dump (not supported)
+    #[arg(long)]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the processes running after the checkpoint
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Allow open TCP connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external Unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow a shell job (a terminal)
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Handle file locks
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Dump memory only, leaving the container running (not supported)
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// CRIU's cgroup mode: soft, full, strict or ignore
+    #[arg(long)]
+    pub manage_cgroups_mode: Option<String>,
+    pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct HookStateArgs {
+    /// The bundle folder to put into the state
+    #[arg(long)]
+    pub bundle: PathBuf,
+    /// The hook's path, then its argv (argv[0] first)
+    #[arg(last = true, required = true)]
+    pub hook: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct UpdateArgs {
     /// linux.resources JSON file, or - for stdin
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
-    /// Memory limit (bytes, or with k/m/g suffix)
-    #[arg(short, long, value_parser = size)]
+    /// Memory limit (bytes, or with k/m/g suffix; -1 for unlimited)
+    #[arg(short, long, value_parser = size, allow_hyphen_values = true)]
     pub memory: Option<i64>,
     /// Memory soft limit
-    #[arg(long, value_parser = size)]
+    #[arg(long, value_parser = size, allow_hyphen_values = true)]
     pub memory_reservation: Option<i64>,
     /// Memory plus swap limit (-1 for unlimited)
-    #[arg(long, value_parser = size)]
+    #[arg(long, value_parser = size, allow_hyphen_values = true)]
     pub memory_swap: Option<i64>,
     /// CPU shares (relative weight)
     #[arg(long, alias = "cpu-share")]
@@ -548,6 +598,12 @@ pub struct UpdateArgs {
     /// CPU CFS period in microseconds
     #[arg(long)]
     pub cpu_period: Option<u64>,
+    /// CPU real-time period in microseconds
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU real-time runtime in microseconds per real-time period
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
     /// CPUs to run on (0-3, 0,1)
     #[arg(long)]
     pub cpuset_cpus: Option<String>,

@@ -83,6 +83,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Resume(a) => runtime::resume(g, a),
         Command::Events(a) => runtime::events(g, a),
         Command::Update(a) => runtime::update(g, a),
+        Command::Checkpoint(a) => runtime::checkpoint(g, a),
+        Command::HookState(a) => runtime::hook_state(a),
         Command::Pod(c) => pod::dispatch(g, c),
         Command::Image(c) => image::dispatch(c),
         Command::Static(a) => static_pods::run(g, a),

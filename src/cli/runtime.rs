@@ -74,6 +74,7 @@ pub fn exec(g: &GlobalOpts, a: ExecArgs) -> Result<i32> {
         preserve_fds: a.preserve_fds,
         ignore_paused: a.ignore_paused,
         sub_cgroup: a.cgroup,
+        stdin: None,
     };
     match runtime(g)?.exec(&opts)? {
         ExecOutcome::Detached(_) => Ok(0),
@@ -190,6 +191,8 @@ pub fn update(g: &GlobalOpts, a: UpdateArgs) -> Result<i32> {
         cpu_shares: a.cpu_shares,
         cpu_quota: a.cpu_quota,
         cpu_period: a.cpu_period,
+        cpu_rt_period: a.cpu_rt_period,
+        cpu_rt_runtime: a.cpu_rt_runtime,
         cpuset_cpus: a.cpuset_cpus,
         cpuset_mems: a.cpuset_mems,
         pids_limit: a.pids_limit,
@@ -198,6 +201,27 @@ pub fn update(g: &GlobalOpts, a: UpdateArgs) -> Result<i32> {
     let resources = oci::update::resources_from(a.resources.as_deref(), &flags)?;
     runtime(g)?.update(&a.id, &resources)?;
     Ok(0)
+}
+
+pub fn checkpoint(g: &GlobalOpts, a: CheckpointArgs) -> Result<i32> {
+    let flags = oci::checkpoint::CheckpointFlags {
+        image_path: &a.image_path,
+        work_path: a.work_path.as_deref(),
+        parent_path: a.parent_path.as_deref(),
+        leave_running: a.leave_running,
+        tcp_established: a.tcp_established,
+        ext_unix_sk: a.ext_unix_sk,
+        shell_job: a.shell_job,
+        file_locks: a.file_locks,
+        pre_dump: a.pre_dump,
+        manage_cgroups_mode: a.manage_cgroups_mode.as_deref(),
+    };
+    runtime(g)?.checkpoint(&a.id, &flags)?;
+    Ok(0)
+}
+
+pub fn hook_state(a: HookStateArgs) -> Result<i32> {
+    match oci::exec_hook(&a.bundle, &a.hook)? {}
 }
 
 #[cfg(test)]

@@ -77,7 +77,12 @@ pub fn write(dir: &Path, spec: Spec) -> Result<Bundle> {
 /// Writes `spec` to `path`, readable by root only: the process's environment
 /// may hold secrets.
 pub(super) fn write_config(path: &Path, spec: &Spec) -> Result<()> {
-    let text = serde_json::to_vec_pretty(spec)
+    write_json(path, spec)
+}
+
+/// Writes `value` as JSON to `path`, readable by root only.
+pub(super) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::Invalid(format!("encode {}: {e}", path.display())))?;
     let mut file = OpenOptions::new()
         .write(true)
@@ -119,6 +124,7 @@ fn check(dir: &Path, spec: &Spec) -> std::result::Result<(), String> {
             root.path().display()
         ));
     }
+    check_mount_destinations(&rootfs, spec)?;
     let process = spec.process().as_ref().ok_or("process: required")?;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err("process.args: required".into());
@@ -137,6 +143,61 @@ fn check(dir: &Path, spec: &Spec) -> std::result::Result<(), String> {
     }
     for (i, rlimit) in process.rlimits().iter().flatten().enumerate() {
         check_rlimit(i, rlimit)?;
+    }
+    Ok(())
+}
+
+/// Mount destinations as the rootfs has them: proc and sysfs go on a plain
+/// directory, never through a symbolic link (runc's check), and no
+/// destination goes through a link to a path the rootfs does not have (a
+/// planted link to a host path; libcontainer fails it later, unnamed).
+fn check_mount_destinations(rootfs: &Path, spec: &Spec) -> std::result::Result<(), String> {
+    use nix::sys::stat::{fstatat, SFlag};
+    let Some(mounts) = spec.mounts() else {
+        return Ok(());
+    };
+    let root = std::fs::File::open(rootfs).map_err(|e| format!("root.path: {e}"))?;
+    for (i, m) in mounts.iter().enumerate() {
+        let destination = m.destination();
+        let mut prefix = PathBuf::from("/");
+        for component in destination.components().skip(1) {
+            let parent = prefix.clone();
+            prefix.push(component);
+            let Ok(dir) = super::copy_up::open_dir_in_root(&root, &parent.to_string_lossy()) else {
+                break;
+            };
+            let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+            let Ok(st) = fstatat(
+                Some(std::os::fd::AsRawFd::as_raw_fd(&dir)),
+                component.as_os_str(),
+                flags,
+            ) else {
+                // Missing: made as a directory.
+                break;
+            };
+            let is_link = st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFLNK.bits();
+            let is_dir = st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits();
+            let last = prefix == *destination;
+            if let (true, Some(typ @ ("proc" | "sysfs"))) = (last, m.typ().as_deref()) {
+                if !is_dir {
+                    return Err(format!(
+                        "mounts[{i}] {}: not a directory in the rootfs: filesystem {typ} must be mounted on ordinary directory",
+                        destination.display()
+                    ));
+                }
+            }
+            if is_link
+                && super::copy_up::open_dir_in_root(&root, &prefix.to_string_lossy()).is_err()
+                && (!last
+                    || super::copy_up::open_in_root(&root, &prefix.to_string_lossy()).is_err())
+            {
+                return Err(format!(
+                    "mounts[{i}] {}: {} is a symbolic link to a path the rootfs does not have",
+                    destination.display(),
+                    prefix.display()
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -292,6 +353,57 @@ mod tests {
         assert!(load_err(dir.path()).contains("process.args: required"));
         let dir = bundle_with(&minimal("").replace("\"cwd\":\"/\"", "\"cwd\":\"tmp\""));
         assert!(load_err(dir.path()).contains("process.cwd"));
+    }
+
+    #[test]
+    fn proc_or_sys_on_a_link_is_rejected() {
+        let with_proc = minimal("").replace(
+            "\"linux\":{}",
+            "\"mounts\":[{\"destination\":\"/proc\",\"type\":\"proc\",\"source\":\"proc\"}],\"linux\":{}",
+        );
+        let dir = bundle_with(&with_proc);
+        assert!(load(dir.path()).is_ok(), "a missing /proc is made");
+        std::fs::create_dir(dir.path().join("rootfs/proc")).unwrap();
+        assert!(load(dir.path()).is_ok());
+        std::fs::remove_dir(dir.path().join("rootfs/proc")).unwrap();
+        std::os::unix::fs::symlink("/tmp", dir.path().join("rootfs/proc")).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            err.contains("mounts[0] /proc: not a directory in the rootfs: filesystem proc must be mounted on ordinary directory"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_destination_through_a_link_out_of_the_rootfs_is_rejected() {
+        let with_mount = |dest: &str| {
+            minimal("").replace(
+                "\"linux\":{}",
+                &format!("\"mounts\":[{{\"destination\":\"{dest}\",\"type\":\"tmpfs\",\"source\":\"tmpfs\"}}],\"linux\":{{}}"),
+            )
+        };
+        let dir = bundle_with(&with_mount("/data/sub"));
+        let rootfs = dir.path().join("rootfs");
+        // A link the rootfs resolves (absolute, as images have them) is fine.
+        std::fs::create_dir(rootfs.join("run")).unwrap();
+        std::os::unix::fs::symlink("/run", rootfs.join("data")).unwrap();
+        assert!(load(dir.path()).is_ok());
+        std::fs::remove_file(rootfs.join("data")).unwrap();
+        std::os::unix::fs::symlink("/no/such/host/path", rootfs.join("data")).unwrap();
+        let err = load_err(dir.path());
+        assert!(
+            err.contains(
+                "mounts[0] /data/sub: /data is a symbolic link to a path the rootfs does not have"
+            ),
+            "{err}"
+        );
+        // A file mount point at the end of a link the rootfs resolves.
+        let dir = bundle_with(&with_mount("/etc/hosts"));
+        let rootfs = dir.path().join("rootfs");
+        std::fs::create_dir(rootfs.join("etc")).unwrap();
+        std::fs::write(rootfs.join("hosts.real"), "").unwrap();
+        std::os::unix::fs::symlink("/hosts.real", rootfs.join("etc/hosts")).unwrap();
+        assert!(load(dir.path()).is_ok());
     }
 
     #[test]

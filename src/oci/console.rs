@@ -4,13 +4,14 @@
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{self, SetArg, Termios};
+use oci_spec::runtime::Process;
 
 use super::error::{Error, Result};
 use crate::error::Context;
@@ -87,6 +88,53 @@ pub fn receive_fd(stream: &UnixStream) -> Result<OwnedFd> {
     Err(Error::Invalid(
         "console socket message carried no file descriptor".into(),
     ))
+}
+
+/// The init's terminal as runc leaves it: its pty slave (the init's stdin,
+/// set up by libcontainer) owned by the process's user, and sized by
+/// `process.consoleSize`. Done from outside before the init runs anything of
+/// the user's.
+pub fn prepare_init_terminal(pid: i32, process: &Process) -> Result<()> {
+    let path = format!("/proc/{pid}/fd/0");
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(&path)
+        .context(|| format!("open the container's terminal {path}"))?;
+    let st = nix::sys::stat::fstat(slave.as_raw_fd()).context(|| format!("stat {path}"))?;
+    let is_char = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+    // 136-143: the Unix98 pty slaves.
+    if !is_char || !(136..=143).contains(&libc::major(st.st_rdev)) {
+        return Err(Error::Invalid(format!(
+            "the container's stdin {path} is not a pty slave"
+        )));
+    }
+    let uid = process.user().uid();
+    if uid != 0 {
+        nix::unistd::fchown(
+            slave.as_raw_fd(),
+            Some(nix::unistd::Uid::from_raw(uid)),
+            None,
+        )
+        .context(|| format!("chown the container's terminal to {uid}"))?;
+    }
+    if let Some(size) = process.console_size() {
+        set_window_size(slave.as_fd(), size.height(), size.width());
+    }
+    Ok(())
+}
+
+/// Sets a terminal's window size (rows, columns).
+pub fn set_window_size(fd: BorrowedFd, rows: u64, cols: u64) {
+    let ws = libc::winsize {
+        ws_row: rows.min(u16::MAX as u64) as u16,
+        ws_col: cols.min(u16::MAX as u64) as u16,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads the winsize we pass.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
 /// Copies the window size of `from` (our terminal) to `to` (the container's pty).

@@ -52,7 +52,7 @@ pub fn copy_up_between(image: &Path, container: &Path, destinations: &[String]) 
 }
 
 /// Opens directory `path` with `root` as `/`: absolute symlinks and `..` stay inside.
-fn open_dir_in_root(root: &File, path: &str) -> nix::Result<Dir> {
+pub(super) fn open_dir_in_root(root: &File, path: &str) -> nix::Result<Dir> {
     let rel = match path.trim_start_matches('/') {
         "" => ".",
         rel => rel,
@@ -65,6 +65,25 @@ fn open_dir_in_root(root: &File, path: &str) -> nix::Result<Dir> {
         match fcntl::openat2(root.as_raw_fd(), rel, how) {
             Err(Errno::EAGAIN) => continue,
             fd => return Dir::from_fd(fd?),
+        }
+    }
+    Err(Errno::EAGAIN)
+}
+
+/// Opens `path` (of any type) with `root` as `/`, as `open_dir_in_root`.
+pub(super) fn open_in_root(root: &File, path: &str) -> nix::Result<File> {
+    let rel = match path.trim_start_matches('/') {
+        "" => ".",
+        rel => rel,
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    for _ in 0..16 {
+        match fcntl::openat2(root.as_raw_fd(), rel, how) {
+            Err(Errno::EAGAIN) => continue,
+            // SAFETY: openat2 just returned this descriptor; nothing else owns it.
+            fd => return Ok(unsafe { File::from_raw_fd(fd?) }),
         }
     }
     Err(Errno::EAGAIN)

@@ -1,18 +1,24 @@
-use std::os::fd::OwnedFd;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
-use libcontainer::workload::default::DefaultExecutor;
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::sys::socket::{
+    recvmsg, socketpair, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
 use oci_spec::runtime::Spec;
 
 use super::bundle::{self, Bundle};
-use super::console::ConsoleListener;
+use super::console::{self, ConsoleListener};
 use super::error::{Error, Result};
 use super::foreground::{self, ExitStatus};
-use super::{adjust, copy_up, network, validate_id, Runtime};
+use super::init::InitExecutor;
+use super::{adjust, copy_up, network, remount, seccomp, validate_id, Runtime};
 use crate::error::Context;
+use crate::sys::cgroup::{FreezerState, Layout};
 
 /// A container's standard input, output and error.
 pub struct Stdio {
@@ -70,21 +76,33 @@ impl Runtime {
         stdio: Option<Stdio>,
     ) -> Result<Container> {
         check_console(bundle, opts.console_socket)?;
+        if !self.systemd {
+            check_cgroup(bundle, opts.id)?;
+        }
         self.ensure_root()?;
 
         let adjusted = adjust::adjust(&self.root, opts.id, bundle)?;
         let lc_bundle = adjusted
             .as_ref()
             .map_or(bundle.dir.as_path(), |a| a.dir.as_path());
-        let built = self.build(bundle, lc_bundle, opts, stdio);
-        let mut container = match built {
+        let built =
+            InitSeccomp::prepare(adjusted.as_ref(), opts.preserve_fds).and_then(|seccomp| {
+                Ok((
+                    self.build(bundle, lc_bundle, opts, stdio, &seccomp)?,
+                    seccomp,
+                ))
+            });
+        let (mut container, seccomp) = match built {
             Ok(c) => c,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(adjust::adjusted_dir(&self.root, opts.id));
                 return Err(e);
             }
         };
-        if let Err(err) = self.finish_create(bundle, &container, adjusted.as_ref()) {
+        let finished = self
+            .finish_create(bundle, &container, adjusted.as_ref())
+            .and_then(|()| seccomp.forward_listener(bundle, adjusted.as_ref(), &container));
+        if let Err(err) = finished {
             let _ = self.destroy(&mut container, true);
             return Err(err);
         }
@@ -97,9 +115,10 @@ impl Runtime {
         lc_bundle: &Path,
         opts: &CreateOptions,
         stdio: Option<Stdio>,
+        seccomp: &InitSeccomp,
     ) -> Result<Container> {
         let mut builder = ContainerBuilder::new(opts.id.to_string(), SyscallType::default())
-            .with_executor(DefaultExecutor {});
+            .with_executor(seccomp.executor.clone());
         if let Some(stdio) = stdio {
             builder = builder
                 .with_stdin(stdio.stdin)
@@ -198,6 +217,12 @@ impl Runtime {
                 .unwrap_or_default();
             copy_up::copy_up(&bundle.dir.join(root), pid.as_raw(), &adjusted.copy_up)?;
         }
+        if let Some(pid) = container.pid() {
+            remount::apply(pid.as_raw(), &remount::plan(&bundle.spec))?;
+            if let Some(process) = bundle.spec.process().as_ref().filter(|_| bundle.terminal()) {
+                console::prepare_init_terminal(pid.as_raw(), process)?;
+            }
+        }
         if bundle.has_new_netns() {
             if let Some(pid) = container.pid() {
                 network::bring_up_loopback(pid)?;
@@ -223,4 +248,137 @@ fn check_console(bundle: &Bundle, console_socket: Option<&Path>) -> Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// The cgroup the container goes into, as runc checks it: a frozen one would
+/// hold the init frozen for ever (refused); one that already has processes is
+/// shared with them (a warning, as runc gives).
+fn check_cgroup(bundle: &Bundle, id: &str) -> Result<()> {
+    let path = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone())
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| format!("/{}/{id}", adjust::DEFAULT_CGROUP_PARENT).into());
+    let cgroup = Layout::host().cgroup(&path);
+    if cgroup
+        .freezer_state()
+        .is_ok_and(|s| s != FreezerState::Thawed)
+    {
+        return Err(Error::Invalid(format!(
+            "cgroup {} is frozen: thaw it or give another linux.cgroupsPath",
+            path.display()
+        )));
+    }
+    if let Ok(pids) = cgroup.pids() {
+        if !pids.is_empty() {
+            tracing::warn!(
+                "container {id}: cgroup {} is not empty: {} process(es) found",
+                path.display(),
+                pids.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The init's seccomp filter (see init.rs): compiled here, loaded by the
+/// init; a notify listener descriptor comes back over a socket pair.
+struct InitSeccomp {
+    executor: InitExecutor,
+    /// Our end of the socket pair, for a notify filter.
+    ours: Option<OwnedFd>,
+    /// The init's end: closed here once the init holds its copy.
+    theirs: Option<OwnedFd>,
+}
+
+impl InitSeccomp {
+    fn prepare(adjusted: Option<&adjust::Adjusted>, preserve_fds: i32) -> Result<Self> {
+        let mut this = InitSeccomp {
+            executor: InitExecutor::default(),
+            ours: None,
+            theirs: None,
+        };
+        let Some(adjusted) = adjusted else {
+            return Ok(this);
+        };
+        let Some(profile) = &adjusted.seccomp else {
+            return Ok(this);
+        };
+        let filter = seccomp::build(profile).map_err(Error::Invalid)?;
+        if filter.notify {
+            let (ours, theirs) = socketpair(
+                AddressFamily::Unix,
+                SockType::Datagram,
+                None,
+                SockFlag::SOCK_CLOEXEC,
+            )
+            .context(|| "seccomp listener socket pair".into())?;
+            // Above the descriptors the container is given (--preserve-fds).
+            let above = (3 + preserve_fds.max(0)).max(64);
+            let theirs = fcntl(theirs.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(above))
+                .context(|| "seccomp listener socket".into())?;
+            // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor we own.
+            let theirs = unsafe { OwnedFd::from_raw_fd(theirs) };
+            this.executor.notify_socket = Some(theirs.as_raw_fd());
+            this.ours = Some(ours);
+            this.theirs = Some(theirs);
+        }
+        this.executor.filter = Some(filter);
+        this.executor.drop_caps = adjusted.added_caps.clone();
+        Ok(this)
+    }
+
+    /// Hands the init's listener descriptor to the profile's listener with the
+    /// container's state, as runc does.
+    fn forward_listener(
+        mut self,
+        bundle: &Bundle,
+        adjusted: Option<&adjust::Adjusted>,
+        container: &Container,
+    ) -> Result<()> {
+        drop(self.theirs.take());
+        let Some(ours) = &self.ours else {
+            return Ok(());
+        };
+        let fd = receive_fd(ours)?;
+        let pid = container
+            .pid()
+            .ok_or_else(|| Error::Invalid("container init has no pid".into()))?;
+        let profile = adjusted.and_then(|a| a.seccomp.as_ref());
+        super::exec::send_to_listener(
+            profile,
+            bundle.spec.annotations().as_ref(),
+            container,
+            "creating",
+            pid,
+            &fd,
+        )
+    }
+}
+
+/// The descriptor the init sent (it did before create returned), without waiting.
+fn receive_fd(socket: &OwnedFd) -> Result<OwnedFd> {
+    let mut buf = [0u8; 16];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context(|| "receive the init's seccomp listener descriptor".into())?;
+    for cmsg in msg.cmsgs().context(|| "seccomp listener message".into())? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg {
+            if let Some(fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(Error::Invalid(
+        "the init sent no seccomp listener descriptor".into(),
+    ))
 }

@@ -5,7 +5,12 @@ use libcontainer::container::{Container, ContainerStatus};
 use super::error::{Error, Result};
 use super::{adjust, status_name, Runtime};
 use crate::error::Context;
-use crate::sys::cgroup::Layout;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::sys::cgroup::{FreezerState, Layout};
 
 /// Alive and not a zombie.
 fn is_running(pid: i32) -> bool {
@@ -44,6 +49,11 @@ impl Runtime {
     pub(super) fn destroy(&self, container: &mut Container, kill: bool) -> Result<()> {
         let id = container.id().to_string();
         let cgroup_path = container.spec().ok().map(|c| c.cgroup_path);
+        if kill {
+            if let Some(path) = &cgroup_path {
+                empty_sub_cgroups(&id, path)?;
+            }
+        }
         let result = if !kill && self.remove_stopped(container) {
             Ok(())
         } else {
@@ -101,4 +111,55 @@ impl Runtime {
         Layout::host().cgroup(&config.cgroup_path).remove().is_ok()
             && std::fs::remove_dir_all(&container.root).is_ok()
     }
+}
+
+/// Kills every process in the container's cgroup tree and removes the cgroups
+/// the container made below its own (libcontainer removes only its own
+/// folder, and fails on one with children). Nothing to do without children.
+fn empty_sub_cgroups(id: &str, path: &Path) -> Result<()> {
+    let cgroup = Layout::host().cgroup(path);
+    let children: std::collections::BTreeSet<std::ffi::OsString> = cgroup
+        .dirs()
+        .iter()
+        .filter(|d| !d.is_root())
+        .filter_map(|d| std::fs::read_dir(&d.path).ok())
+        .flat_map(|entries| entries.filter_map(|e| e.ok()))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name())
+        .collect();
+    if children.is_empty() {
+        return Ok(());
+    }
+    // A frozen process takes no signal: thaw first, as runc's kill does.
+    if cgroup
+        .freezer_state()
+        .is_ok_and(|s| s != FreezerState::Thawed)
+    {
+        let _ = cgroup.thaw();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids = cgroup
+            .pids()
+            .map_err(|e| Error::Cgroup(format!("container {id}: {e}")))?;
+        if pids.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Cgroup(format!(
+                "container {id}: processes {pids:?} still alive after SIGKILL"
+            )));
+        }
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for child in children {
+        Layout::host()
+            .cgroup(path.join(&child))
+            .remove()
+            .map_err(|e| Error::Cgroup(format!("container {id}: {e}")))?;
+    }
+    Ok(())
 }

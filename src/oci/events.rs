@@ -1,7 +1,8 @@
 //! `events`: container statistics from its cgroup, as runc's `{"type":"stats",...}` lines.
 
 use std::io::Write;
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use libcontainer::container::ContainerStatus;
 use serde_json::{json, Map, Value};
@@ -10,7 +11,9 @@ use super::cgroup::cgroup_of;
 use super::error::{Error, Result};
 use super::{status_name, Runtime};
 use crate::error::Context;
-use crate::sys::cgroup::{BlkioEntry, IoDevice, IoStats, MemoryEntry, Stats, Version};
+use crate::sys::cgroup::{
+    BlkioEntry, IoDevice, IoStats, MemoryEntry, OomEvent, OomWatch, Stats, Version,
+};
 
 impl Runtime {
     /// One stats event for a running container.
@@ -32,7 +35,9 @@ impl Runtime {
         Ok(json!({ "type": "stats", "id": id, "data": runc_stats(&stats) }))
     }
 
-    /// Prints stats events every `interval` until the container stops.
+    /// `events`: with `once` (runc's `--stats`) one stats line; else stats
+    /// every `interval` and an `{"type":"oom"}` line for each OOM kill in the
+    /// container's cgroup, until the container stops.
     pub fn events(
         &self,
         id: &str,
@@ -40,21 +45,84 @@ impl Runtime {
         once: bool,
         out: &mut dyn Write,
     ) -> Result<()> {
+        if once {
+            return emit(out, &self.stats_event(id)?);
+        }
+        let container = self.load(id)?;
+        let first = self.stats_event(id)?;
+        let cgroup = cgroup_of(&container)?;
+        let mut oom = cgroup.watch_oom().ok().flatten();
+        // The init's end wakes us at once rather than at the next tick.
+        let init = container
+            .pid()
+            .and_then(|p| rustix::process::Pid::from_raw(p.as_raw()))
+            .and_then(|p| {
+                rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+            });
+        emit(out, &first)?;
+        let mut next = Instant::now() + interval;
         loop {
-            let event = match self.stats_event(id) {
-                Ok(e) => e,
-                // The container went away between two samples: the stream ends.
-                Err(Error::Status { .. } | Error::NotExist(_)) if !once => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            writeln!(out, "{event}").context(|| "write event".into())?;
-            out.flush().context(|| "write event".into())?;
-            if once {
+            let wait = next.saturating_duration_since(Instant::now());
+            let (oom_ready, init_ended) = wait_for(oom.as_ref(), init.as_ref(), wait)?;
+            if oom_ready {
+                if let Some(watch) = oom.as_mut() {
+                    match watch.read() {
+                        Ok(OomEvent::Oom) => emit(out, &json!({ "type": "oom", "id": id }))?,
+                        Ok(OomEvent::Gone) => return Ok(()),
+                        Ok(OomEvent::Other) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        // The watch broke: stats go on without it.
+                        Err(_) => oom = None,
+                    }
+                }
+            }
+            if init_ended {
                 return Ok(());
             }
-            std::thread::sleep(interval);
+            if Instant::now() >= next {
+                match self.stats_event(id) {
+                    Ok(event) => emit(out, &event)?,
+                    // The container went away between two samples: the stream ends.
+                    Err(Error::Status { .. } | Error::NotExist(_)) => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+                next += interval;
+            }
         }
     }
+}
+
+fn emit(out: &mut dyn Write, event: &Value) -> Result<()> {
+    writeln!(out, "{event}").context(|| "write event".into())?;
+    out.flush().context(|| "write event".into())?;
+    Ok(())
+}
+
+/// Waits up to `wait` for an OOM notification or the init's end; says which
+/// came.
+fn wait_for(
+    oom: Option<&OomWatch>,
+    init: Option<&std::os::fd::OwnedFd>,
+    wait: Duration,
+) -> Result<(bool, bool)> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let mut fds = vec![];
+    if let Some(watch) = oom {
+        fds.push(PollFd::new(watch.as_fd(), PollFlags::POLLIN));
+    }
+    if let Some(fd) = init {
+        fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+    }
+    let ms = PollTimeout::try_from(wait.as_millis().min(i32::MAX as u128) as i32)
+        .unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, ms) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(e) => return Err(Error::Invalid(format!("events: poll: {e}"))),
+    }
+    let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+    let oom_ready = oom.is_some() && fds.first().is_some_and(ready);
+    let init_ended = init.is_some() && fds.last().is_some_and(ready);
+    Ok((oom_ready, init_ended))
 }
 
 /// The stats as runc prints them (its `types.Stats`); on cgroup v2 too, with

@@ -27,7 +27,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxSeccomp, Spec};
 
 use self::channel::Message;
 use self::enter::Entry;
@@ -56,6 +56,8 @@ pub struct ExecOptions<'a> {
     pub preserve_fds: i32,
     pub ignore_paused: bool,
     pub sub_cgroup: Option<String>,
+    /// The process's stdin instead of ours (a startContainer hook's state).
+    pub stdin: Option<OwnedFd>,
 }
 
 /// What `exec` started: detached, or waited for in the foreground.
@@ -93,6 +95,7 @@ impl Runtime {
             path: config.clone(),
             reason: format!("invalid config: {e}"),
         })?;
+        let spec = super::adjust::user_spec(&self.root, opts.id, spec)?;
         let process = match opts.process {
             Some(path) => process::from_file(path)?,
             None => process::from_container(&spec, opts)?,
@@ -126,11 +129,21 @@ impl Runtime {
         let linux = spec.linux().as_ref();
         let entry = Entry {
             process,
-            seccomp: linux.and_then(|l| l.seccomp().clone()),
+            seccomp: linux
+                .and_then(|l| l.seccomp().as_ref())
+                .map(super::seccomp::build)
+                .transpose()
+                .map_err(Error::Invalid)?,
             personality: linux.and_then(|l| l.personality().clone()),
             namespaces: target.namespaces,
             cgroups: target.cgroups,
             preserve_fds: opts.preserve_fds,
+            stdin: opts
+                .stdin
+                .as_ref()
+                .map(|fd| fd.try_clone())
+                .transpose()
+                .context(|| "exec: stdin".into())?,
         };
         if !opts.detach {
             // From here on a signal for us is the process's: keep it pending
@@ -182,7 +195,17 @@ impl Runtime {
                     }
                 }
                 Some(Message::SeccompNotify(fd)) => {
-                    started.check(send_to_listener(&spec, &container, child, &fd))?
+                    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
+                    let annotations = spec.annotations().as_ref();
+                    let status = status_name(container.status());
+                    started.check(send_to_listener(
+                        seccomp,
+                        annotations,
+                        &container,
+                        status,
+                        child,
+                        &fd,
+                    ))?
                 }
                 // A frozen cgroup holds the process before execve until resumed.
                 Some(Message::Ready) if paused => break,
@@ -282,8 +305,14 @@ fn send_fd(socket: &UnixStream, fd: &OwnedFd, text: &str) -> Result<()> {
 
 /// Hands the process's seccomp notify descriptor to the profile's listener, with
 /// the container process state of the runtime spec, as runc does.
-fn send_to_listener(spec: &Spec, container: &Container, pid: Pid, fd: &OwnedFd) -> Result<()> {
-    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+pub(super) fn send_to_listener(
+    seccomp: Option<&LinuxSeccomp>,
+    annotations: Option<&std::collections::HashMap<String, String>>,
+    container: &Container,
+    status: &str,
+    pid: Pid,
+    fd: &OwnedFd,
+) -> Result<()> {
     let listener = seccomp
         .and_then(|s| s.listener_path().clone())
         .ok_or_else(|| {
@@ -297,10 +326,10 @@ fn send_to_listener(spec: &Spec, container: &Container, pid: Pid, fd: &OwnedFd) 
         "state": {
             "ociVersion": "1.0.2",
             "id": container.id(),
-            "status": "running",
+            "status": status,
             "pid": container.pid().map(|p| p.as_raw()),
             "bundle": Runtime::user_bundle(container),
-            "annotations": spec.annotations().clone().unwrap_or_default(),
+            "annotations": annotations.cloned().unwrap_or_default(),
         },
     });
     let socket = UnixStream::connect(&listener)

@@ -7,6 +7,7 @@
 mod adjust;
 pub mod bundle;
 pub mod cgroup;
+pub mod checkpoint;
 pub mod console;
 pub mod copy_up;
 mod create;
@@ -16,15 +17,20 @@ pub mod events;
 mod exec;
 mod features;
 mod foreground;
+mod hooks;
+mod init;
 mod kill;
 pub mod network;
 mod pause;
 mod ps;
+mod remount;
+mod seccomp;
 pub mod signal;
 pub mod spec;
 mod start;
 pub mod state;
 pub mod update;
+mod update_v2;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -37,6 +43,7 @@ pub use error::{Error, Result};
 pub use exec::{ExecOptions, ExecOutcome};
 pub use features::features;
 pub use foreground::ExitStatus;
+pub use hooks::exec_hook;
 pub use update::ResourceFlags;
 
 use crate::error::Context;

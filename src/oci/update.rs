@@ -1,4 +1,6 @@
-//! `update`: changes a running container's cgroup limits.
+//! `update`: changes a running container's cgroup limits: through libcgroups
+//! on cgroup v1 and hybrid hosts (the files runc writes there, checked by the
+//! integration tests), through runc's v2 mapping (update_v2.rs) on v2 hosts.
 
 use std::io::Read;
 use std::path::Path;
@@ -6,10 +8,11 @@ use std::path::Path;
 use libcgroups::common::{CgroupManager, ControllerOpt};
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
 
-use super::cgroup::manager_of;
+use super::cgroup::{cgroup_of, manager_of};
 use super::error::{Error, Result};
-use super::{status_name, Runtime};
+use super::{status_name, update_v2, Runtime};
 use crate::error::Context;
+use crate::sys::cgroup::{Layout, Mode, Version};
 
 /// runc's `update` flags; each set flag overrides the same field of `--resources`.
 #[derive(Debug, Default)]
@@ -20,6 +23,8 @@ pub struct ResourceFlags {
     pub cpu_shares: Option<u64>,
     pub cpu_quota: Option<i64>,
     pub cpu_period: Option<u64>,
+    pub cpu_rt_period: Option<u64>,
+    pub cpu_rt_runtime: Option<i64>,
     pub cpuset_cpus: Option<String>,
     pub cpuset_mems: Option<String>,
     pub pids_limit: Option<i64>,
@@ -51,6 +56,12 @@ impl ResourceFlags {
         }
         if let Some(v) = self.cpu_period {
             cpu(r).set_period(Some(v));
+        }
+        if let Some(v) = self.cpu_rt_period {
+            cpu(r).set_realtime_period(Some(v));
+        }
+        if let Some(v) = self.cpu_rt_runtime {
+            cpu(r).set_realtime_runtime(Some(v));
         }
         if let Some(v) = &self.cpuset_cpus {
             cpu(r).set_cpus(Some(v.clone()));
@@ -105,14 +116,42 @@ impl Runtime {
                 action: "update it",
             });
         }
-        manager_of(&container)?
-            .apply(&ControllerOpt {
-                resources,
-                disable_oom_killer: false,
-                oom_score_adj: None,
-                freezer_state: None,
-            })
-            .map_err(|e| Error::Cgroup(format!("update container {id}: {e}")))
+        let cgroup_err = |e: String| Error::Cgroup(format!("update container {id}: {e}"));
+        let apply = |resources: &LinuxResources| {
+            manager_of(&container)?
+                .apply(&ControllerOpt {
+                    resources,
+                    disable_oom_killer: false,
+                    oom_score_adj: None,
+                    freezer_state: None,
+                })
+                .map_err(|e| cgroup_err(e.to_string()))
+        };
+        if Layout::host().mode() != Mode::Unified {
+            return apply(resources);
+        }
+        // cgroup v2: runc's mapping (update_v2.rs); device rules through libcgroups' eBPF.
+        let cgroup = cgroup_of(&container)?;
+        let dir = cgroup
+            .dirs()
+            .iter()
+            .find(|d| d.version == Version::V2)
+            .ok_or_else(|| cgroup_err("no cgroup v2 folder".into()))?
+            .path
+            .clone();
+        let current_memory_max = || {
+            std::fs::read_to_string(dir.join("memory.max"))
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+        };
+        let writes = update_v2::writes(resources, current_memory_max).map_err(cgroup_err)?;
+        update_v2::apply(&dir, &writes).map_err(|e| cgroup_err(e.to_string()))?;
+        if resources.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            let mut devices = LinuxResources::default();
+            devices.set_devices(resources.devices().clone());
+            apply(&devices)?;
+        }
+        Ok(())
     }
 }
 

@@ -24,22 +24,25 @@ use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Sign
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{
-    Capabilities, LinuxPersonality, LinuxPersonalityDomain, LinuxSeccomp, PosixRlimitType, Process,
+    Capabilities, LinuxPersonality, LinuxPersonalityDomain, PosixRlimitType, Process,
 };
 
 use super::channel::{Channel, Message};
+use crate::oci::seccomp;
 
 /// Everything the child needs, prepared (and opened) by the parent while it
 /// still sees the host.
 pub struct Entry {
     pub process: Process,
-    pub seccomp: Option<LinuxSeccomp>,
+    pub seccomp: Option<seccomp::Filter>,
     pub personality: Option<LinuxPersonality>,
     /// The namespaces to join, in order (user first, mount last).
     pub namespaces: Vec<Namespace>,
     /// `cgroup.procs` of each cgroup to join, opened for writing.
     pub cgroups: Vec<CgroupJoin>,
     pub preserve_fds: i32,
+    /// What becomes the process's stdin instead of ours (a hook's state).
+    pub stdin: Option<OwnedFd>,
 }
 
 pub struct Namespace {
@@ -78,6 +81,9 @@ fn become_process(entry: Entry, channel: &Channel) -> Step<Infallible> {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: only the disposition changes; no handler of ours runs.
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    if let Some(stdin) = &entry.stdin {
+        nix::unistd::dup2(stdin.as_raw_fd(), 0).map_err(|e| format!("stdin: {e}"))?;
+    }
     mark_cloexec_from(3 + entry.preserve_fds.max(0));
 
     // Through the host's /proc, before the container's mount namespace can
@@ -250,14 +256,7 @@ fn open_terminal(process: &Process, uid: u32) -> Step<OwnedFd> {
     nix::unistd::fchown(slave.as_raw_fd(), Some(Uid::from_raw(uid)), None)
         .map_err(|e| format!("terminal: chown to {uid}: {e}"))?;
     if let Some(size) = process.console_size() {
-        let ws = libc::winsize {
-            ws_row: size.height().min(u16::MAX as u64) as u16,
-            ws_col: size.width().min(u16::MAX as u64) as u16,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        };
-        // SAFETY: TIOCSWINSZ reads the winsize we pass.
-        unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        crate::oci::console::set_window_size(slave.as_fd(), size.height(), size.width());
     }
     for fd in 0..3 {
         nix::unistd::dup2(slave.as_raw_fd(), fd).map_err(|e| format!("terminal: dup2: {e}"))?;
@@ -285,15 +284,11 @@ fn give_stdio_to(uid: u32, gid: u32) {
     }
 }
 
-fn load_seccomp(seccomp: Option<&LinuxSeccomp>, channel: &Channel) -> Step<()> {
-    let Some(seccomp) = seccomp else {
+fn load_seccomp(filter: Option<&seccomp::Filter>, channel: &Channel) -> Step<()> {
+    let Some(filter) = filter else {
         return Ok(());
     };
-    let notify = libcontainer::seccomp::initialize_seccomp(seccomp)
-        .map_err(|e| format!("linux.seccomp: {e}"))?;
-    if let Some(fd) = notify {
-        // SAFETY: the listener descriptor libseccomp just made is ours alone.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if let Some(fd) = seccomp::load(filter)? {
         channel
             .send(&Message::SeccompNotify(fd))
             .map_err(|e| e.to_string())?;

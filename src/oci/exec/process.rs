@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities, Process, Spec};
+use oci_spec::runtime::{Capabilities, Capability, Process, Spec};
 
 use super::ExecOptions;
 use crate::oci::error::{Error, Result};
+use crate::oci::spec::empty_capabilities;
 
 /// Reads `--process FILE`: a whole process object, as containerd's shim sends it.
 pub fn from_file(path: &Path) -> Result<Process> {
@@ -72,7 +73,10 @@ fn apply_overrides(process: &mut Process, opts: &ExecOptions) -> Result<()> {
             .set_additional_gids(Some(opts.additional_gids.clone()));
     }
     if !opts.caps.is_empty() {
-        let mut caps = process.capabilities().clone().unwrap_or_else(no_caps);
+        let mut caps = process
+            .capabilities()
+            .clone()
+            .unwrap_or_else(empty_capabilities);
         for name in &opts.caps {
             let cap = parse_cap(name)?;
             let with = |set: &Option<Capabilities>| {
@@ -90,20 +94,6 @@ fn apply_overrides(process: &mut Process, opts: &ExecOptions) -> Result<()> {
         process.set_no_new_privileges(Some(true));
     }
     Ok(())
-}
-
-fn no_caps() -> LinuxCapabilities {
-    let mut caps = LinuxCapabilities::default();
-    for set in [
-        LinuxCapabilities::set_bounding,
-        LinuxCapabilities::set_effective,
-        LinuxCapabilities::set_permitted,
-        LinuxCapabilities::set_inheritable,
-        LinuxCapabilities::set_ambient,
-    ] {
-        set(&mut caps, None);
-    }
-    caps
 }
 
 /// `net_admin`, `NET_ADMIN` and `CAP_NET_ADMIN` all name the same capability.
@@ -133,7 +123,7 @@ mod tests {
 
     #[test]
     fn overrides_apply_over_the_container_process() {
-        let mut caps = no_caps();
+        let mut caps = empty_capabilities();
         caps.set_bounding(Some(set(&[Capability::Kill])));
         caps.set_effective(Some(set(&[Capability::Kill])));
         caps.set_permitted(Some(set(&[Capability::Kill])));
