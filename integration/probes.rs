@@ -1,5 +1,5 @@
-//! Probes and hooks (src/pod/probe) against real servers: busybox `httpd` and
-//! `nc`, `openssl s_server` and a tonic gRPC health server
+//! Probes and hooks (src/pod/probe) against real servers: busybox `httpd`,
+//! listening sockets, `openssl s_server` and a tonic gRPC health server
 //! (examples/grpc_health.rs), each in a network namespace the test makes and
 //! reached from inside it as a pod's are; exec probes in a real container.
 
@@ -68,6 +68,25 @@ impl Netns {
             })
         };
         Server(cmd.stdin(Stdio::null()).spawn().expect("spawn a server"))
+    }
+
+    /// A listening socket on 127.0.0.1:`port` inside the namespace, held by
+    /// this process: dropping it closes the port at once (a server process's
+    /// forked children could keep it open after the server is killed).
+    fn listen(&self, port: u16) -> std::net::TcpListener {
+        let fd = self.file.as_raw_fd();
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    // SAFETY: the fd is the namespace file this struct keeps open.
+                    let ns = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+                    // Only this short-lived thread changes namespace; the socket keeps it.
+                    setns(ns, CloneFlags::CLONE_NEWNET).expect("enter the namespace");
+                    std::net::TcpListener::bind(("127.0.0.1", port)).expect("listen")
+                })
+                .join()
+                .expect("the listening thread")
+        })
     }
 
     /// Waits until something accepts connections on `port`.
@@ -254,8 +273,7 @@ fn httpd(ns: &Netns, dir: &Path) -> Server {
 #[test]
 fn tcp_probe_succeeds_while_the_port_is_open_and_fails_once_it_closes() {
     let ns = Netns::new();
-    let nc = ns.spawn(Command::new(busybox()).args(["nc", "-ll", "-p", "7000", "-e", "/bin/true"]));
-    ns.wait_port(7000);
+    let listener = ns.listen(7000);
     let handler = Handler::TcpSocket {
         host: None,
         port: 7000,
@@ -265,7 +283,7 @@ fn tcp_probe_succeeds_while_the_port_is_open_and_fails_once_it_closes() {
         Verdict::Success,
         "",
     );
-    drop(nc);
+    drop(listener);
     assert_outcome(
         &probe(&ns, &handler, Duration::from_secs(1)),
         Verdict::Failure,
@@ -374,17 +392,8 @@ fn count_to(count: &mut u32, n: u32) -> bool {
 #[test]
 fn http_probe_times_out_on_a_server_that_never_answers() {
     let ns = Netns::new();
-    // Accepts, then says nothing.
-    let _nc = ns.spawn(Command::new(busybox()).args([
-        "nc",
-        "-ll",
-        "-p",
-        "7001",
-        "-e",
-        "/bin/sleep",
-        "30",
-    ]));
-    ns.wait_port(7001);
+    // The kernel accepts the connection (the backlog); nothing ever answers.
+    let _listener = ns.listen(7001);
     let started = Instant::now();
     let outcome = probe(
         &ns,
