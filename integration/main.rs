@@ -8,6 +8,7 @@ mod containerd_shim;
 mod net;
 mod pod;
 mod pod_features;
+mod pod_network;
 mod podman;
 mod probes;
 mod runtime;
