@@ -12,8 +12,6 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -30,22 +28,6 @@ const NODE_IP: &str = "10.225.0.1";
 const CLIENT_IP: &str = "10.225.0.2";
 /// contrib/cni/10-peapod.conflist's pod range.
 const POD_NET: &str = "10.86.0.";
-
-/// `cmd`, run in the network namespace pinned at `ns`.
-fn in_netns<'a>(ns: &Path, cmd: &'a mut Command) -> &'a mut Command {
-    let file = File::open(ns).unwrap();
-    // SAFETY: setns is a system call; the descriptor stays open in the child
-    // until exec (the closure owns the File).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -258,16 +240,6 @@ impl NetLab {
         leases
     }
 
-    fn files(dir: &Path) -> Vec<String> {
-        std::fs::read_dir(dir)
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The node's interfaces other than lo, its link and the bridge.
     fn pod_links(&self) -> Vec<String> {
         let out = self.in_node_ok("ip", &["-o", "link", "show"]);
@@ -282,10 +254,10 @@ impl NetLab {
     /// lease, cached CNI result, nor portmap rule for one of `uids`.
     fn assert_no_pod_network(&self, uids: &[&str]) {
         assert_eq!(self.pod_links(), Vec::<String>::new(), "veths left");
-        let pins = Self::files(&self.pods().root.path().join("netns"));
+        let pins = entries(&self.pods().root.path().join("netns"));
         assert!(pins.is_empty(), "network namespaces left: {pins:?}");
         assert_eq!(self.leases(), Vec::<String>::new(), "IPAM leases left");
-        let results = Self::files(&self.cache_dir().join("results"));
+        let results = entries(&self.cache_dir().join("results"));
         assert!(results.is_empty(), "cached CNI results left: {results:?}");
         let rules = self.in_node_ok("iptables-save", &[]);
         let nft = self.in_node_ok("nft", &["list", "ruleset"]);
@@ -342,6 +314,17 @@ impl Drop for NetLab {
         let _ = netns::remove(&self.client);
         let _ = netns::remove(&self.node);
     }
+}
+
+/// The names in a folder (none if it does not exist).
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn uid_of(status: &Value) -> String {
@@ -666,8 +649,7 @@ spec:
     }
     let _segment = Segment(shm_id.clone());
 
-    let status = env.run("hostns", &yaml);
-    let uid = uid_of(&status);
+    env.run("hostns", &yaml);
     let status = env.wait_phase("hostns", "Running", false);
     let node_ips: Vec<String> = peapod::net::node::node_ips()
         .iter()
@@ -754,14 +736,7 @@ spec:
     );
 
     // Nothing of a network of its own was made.
-    assert!(
-        !env.root.path().join("netns").exists()
-            || std::fs::read_dir(env.root.path().join("netns"))
-                .unwrap()
-                .next()
-                .is_none()
-    );
-    let _ = uid;
+    assert_eq!(entries(&env.root.path().join("netns")), Vec::<String>::new());
     env.finish();
 }
 

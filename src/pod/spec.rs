@@ -1099,16 +1099,11 @@ mod tests {
         let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", None).unwrap();
         assert_eq!(kinds(&sandbox), [(LinuxNamespaceType::Mount, None)]);
         assert_eq!(sandbox.hostname(), &None);
-        let member = member_spec(
-            &p,
-            &c,
-            &image(),
-            &paths,
-            Path::new("/r"),
-            42,
-            "/peapod/u-1/web",
-        )
-        .unwrap();
+        let member_of = |p: &Pod| {
+            let rootfs = Path::new("/r");
+            member_spec(p, &c, &image(), &paths, rootfs, 42, "/peapod/u-1/web").unwrap()
+        };
+        let member = member_of(&p);
         assert_eq!(kinds(&member), [(LinuxNamespaceType::Mount, None)]);
         let shm = (member.mounts().as_ref().unwrap().iter())
             .find(|m| m.destination() == Path::new("/dev/shm"))
@@ -1119,16 +1114,7 @@ mod tests {
             network: true,
             ..Default::default()
         };
-        let member = member_spec(
-            &p,
-            &c,
-            &image(),
-            &paths,
-            Path::new("/r"),
-            42,
-            "/peapod/u-1/web",
-        )
-        .unwrap();
+        let member = member_of(&p);
         assert_eq!(
             kinds(&member),
             [
