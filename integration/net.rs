@@ -5,8 +5,6 @@
 
 use std::fs::File;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +13,7 @@ use std::time::Duration;
 use peapod::net::cni::{AttachRequest, Cni, CniError, PodRef, PortMapping, Protocol};
 use peapod::net::{netns, NetworkSettings};
 
-use crate::common::{busybox_rootfs, output_of, require_root, wait_until};
+use crate::common::{busybox_rootfs, in_netns, output_of, require_root, wait_until};
 
 const PLUGINS: &str = "/usr/lib/cni";
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -184,22 +182,6 @@ impl Drop for Lab {
 fn busybox(argv: &[&str]) -> Command {
     let mut cmd = Command::new(busybox_rootfs().join("bin/busybox"));
     cmd.args(argv);
-    cmd
-}
-
-/// `cmd` run inside the network namespace pinned at `ns`.
-fn in_netns<'a>(ns: &Path, cmd: &'a mut Command) -> &'a mut Command {
-    let file = File::open(ns).unwrap();
-    // SAFETY: setns is a system call; the descriptor stays open in the child
-    // until exec (the closure owns the File).
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     cmd
 }
 

@@ -60,6 +60,10 @@ impl PodEnv {
             .env("PEAPOD_IMAGE_STORE", self.store.path())
             .env("PEAPOD_BACKOFF_BASE", "500ms")
             .env("PEAPOD_CGROUP_PREFIX", &self.prefix)
+            // Loopback-only pods unless a test gives them a network: never
+            // the host's /etc/cni/net.d (podman's network may be there).
+            .env("PEAPOD_CNI_CONF_DIR", self.work.path().join("no-cni"))
+            .env("PEAPOD_CNI_CACHE_DIR", self.work.path().join("cni-cache"))
             .stdin(Stdio::null());
         cmd
     }

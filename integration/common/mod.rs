@@ -438,6 +438,24 @@ pub fn default_caps() -> Vec<&'static str> {
     ]
 }
 
+/// `cmd`, run in the network namespace pinned at `ns`.
+pub fn in_netns<'a>(ns: &Path, cmd: &'a mut Command) -> &'a mut Command {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let file = std::fs::File::open(ns).unwrap();
+    // SAFETY: setns is a system call; the descriptor stays open in the child
+    // until exec (the closure owns the File).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// The namespace inode of `pid` for `ns` (net, ipc, uts, pid, mnt).
 pub fn ns_inode(pid: i32, ns: &str) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))

@@ -104,7 +104,7 @@ pub struct StaticArgs {
     /// Folder of pod manifests (default /etc/kubernetes/manifests)
     #[arg(long)]
     pub manifest_dir: Option<PathBuf>,
-    /// YAML file with manifestDir, nodeName, rescanSeconds (flags win)
+    /// YAML file with manifestDir, nodeName, rescanSeconds, network (flags win)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Node name, appended to pod names (default: the host name, lower-cased)
@@ -128,6 +128,42 @@ pub struct PodSettingsArgs {
     pub cgroup_prefix: Option<String>,
     #[command(flatten)]
     pub store: StoreArg,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// The pods' network: CNI's folders and the node's DNS (config file keys of
+/// the same names under `network:`; see contrib/cni/README.md).
+#[derive(Args, Debug, Clone, Default)]
+pub struct NetworkArgs {
+    /// CNI network config folder; its first file is the pods' network (default /etc/cni/net.d)
+    #[arg(long, env = "PEAPOD_CNI_CONF_DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin folders, searched in order (default /opt/cni/bin:/usr/lib/cni)
+    #[arg(
+        long = "cni-bin-dir",
+        env = "PEAPOD_CNI_BIN_DIRS",
+        value_delimiter = ':'
+    )]
+    pub cni_bin_dirs: Option<Vec<PathBuf>>,
+    /// Where the results of CNI ADD are kept for DEL (default /var/lib/peapod/cni)
+    #[arg(long, env = "PEAPOD_CNI_CACHE_DIR")]
+    pub cni_cache_dir: Option<PathBuf>,
+    /// Seconds a CNI plugin may take (default 60)
+    #[arg(long, env = "PEAPOD_CNI_TIMEOUT_SECONDS")]
+    pub cni_timeout_seconds: Option<u64>,
+    /// Where pods' network namespaces are pinned (default <root>/netns)
+    #[arg(long, env = "PEAPOD_NETNS_DIR")]
+    pub netns_dir: Option<PathBuf>,
+    /// Cluster DNS server(s) for dnsPolicy ClusterFirst, comma-separated (default none: the node's resolv.conf)
+    #[arg(long, env = "PEAPOD_CLUSTER_DNS", value_delimiter = ',')]
+    pub cluster_dns: Option<Vec<String>>,
+    /// Cluster domain (default cluster.local)
+    #[arg(long, env = "PEAPOD_CLUSTER_DOMAIN")]
+    pub cluster_domain: Option<String>,
+    /// The node's resolver file for dnsPolicy Default ("" for none; default /etc/resolv.conf)
+    #[arg(long, env = "PEAPOD_RESOLV_CONF")]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -7,6 +7,8 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use super::args::*;
+use crate::net::settings::{NetworkConfigFile, NetworkOverrides};
+use crate::net::NetworkSettings;
 use crate::pod::engine::{self, Engine};
 use crate::pod::folder::write_json_atomic;
 use crate::pod::logs;
@@ -28,8 +30,10 @@ pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
     }
 }
 
-/// How pods are run, from the flags `pod run` and `static` share.
-pub fn settings(a: &PodSettingsArgs) -> Settings {
+/// How pods are run, from the flags `pod run` and `static` share over a
+/// config file's `network:` section; pods' namespaces are pinned under the
+/// state root unless told otherwise.
+pub fn settings(g: &GlobalOpts, a: &PodSettingsArgs, file: NetworkConfigFile) -> Result<Settings> {
     let mut settings = Settings {
         image_store: a.store.image_store.clone(),
         ..Settings::default()
@@ -40,7 +44,21 @@ pub fn settings(a: &PodSettingsArgs) -> Settings {
     if let Some(prefix) = &a.cgroup_prefix {
         settings.cgroup_prefix = prefix.clone();
     }
-    settings
+    let n = a.network.clone();
+    let netns_dir = n.netns_dir.or(file.netns_dir.clone());
+    let flags = NetworkOverrides {
+        cni_conf_dir: n.cni_conf_dir,
+        cni_bin_dirs: n.cni_bin_dirs,
+        cni_cache_dir: n.cni_cache_dir,
+        cni_timeout_seconds: n.cni_timeout_seconds,
+        netns_dir: Some(netns_dir.unwrap_or_else(|| NetworkSettings::netns_dir_under(&g.root))),
+        cluster_dns: n.cluster_dns,
+        cluster_domain: n.cluster_domain,
+        resolv_conf: n.resolv_conf,
+    };
+    settings.network =
+        NetworkSettings::resolve(file, flags).map_err(|e| anyhow!("network settings: {e}"))?;
+    Ok(settings)
 }
 
 /// The engine for verbs that act on existing pods (their own settings are in
@@ -50,15 +68,29 @@ fn engine(g: &GlobalOpts) -> Engine {
 }
 
 fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
-    let engine = Engine::new(&g.root, settings(&a.settings));
+    let engine = Engine::new(
+        &g.root,
+        settings(g, &a.settings, NetworkConfigFile::default())?,
+    );
     let admitted = engine.admit(&a.file)?;
     for warning in &admitted.warnings {
         eprintln!("peapod: warning: {warning}");
     }
     let (folder, pod) = engine.start(admitted.pod)?;
     println!("pod/{} started ({})", pod.name, pod.uid);
-    // A container that cannot be created, or crash-loops, is said at once.
+    // A sandbox or a container that cannot be created, or crash-loops, is said at once.
     if let Some(status) = folder.status() {
+        let sandbox = status
+            .status
+            .condition(status::ConditionType::PodReadyToStartContainers)
+            .filter(|c| c.reason.as_deref() == Some("FailedCreatePodSandBox"));
+        if let Some(c) = sandbox {
+            let message = c.message.as_deref().unwrap_or_default();
+            eprintln!(
+                "warning: pod {}: FailedCreatePodSandBox: {message}",
+                pod.name
+            );
+        }
         for c in status.status.containers() {
             if let ContainerState::Waiting(w) = &c.state {
                 if !matches!(w.reason.as_str(), "ContainerCreating" | "PodInitializing") {
@@ -134,12 +166,21 @@ fn inspect(g: &GlobalOpts, a: PodInspectArgs) -> Result<i32> {
         .status()
         .map(|s| serde_json::to_value(status::to_k8s(&s.status)))
         .transpose()?;
+    // How the pod is on the network (host, CNI, or loopback only), as an
+    // annotation: what `kubectl describe` users look at for such notes.
+    let mut annotations = pod.annotations.clone();
+    if let Some(network) = crate::pod::network::record(&folder) {
+        annotations.insert(
+            crate::pod::network::NETWORK_ANNOTATION.into(),
+            network.describe(),
+        );
+    }
     let doc = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": pod.name, "namespace": pod.namespace, "uid": pod.uid,
-            "labels": pod.labels, "annotations": pod.annotations
+            "labels": pod.labels, "annotations": annotations
         },
         "status": status,
     });

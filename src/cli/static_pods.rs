@@ -8,17 +8,21 @@ use crate::pod::static_pods::daemon;
 use crate::pod::Engine;
 
 pub fn run(g: &GlobalOpts, a: StaticArgs) -> Result<i32> {
-    let file = match &a.config {
+    let mut file = match &a.config {
         Some(path) => ConfigFile::load(path)?,
         None => ConfigFile::default(),
     };
+    let network = std::mem::take(&mut file.network);
     let flags = Overrides {
         manifest_dir: a.manifest_dir,
         node_name: a.node_name,
         rescan_seconds: a.rescan_seconds,
     };
     let config = Config::resolve(file, flags)?;
-    let engine = Engine::new(&g.root, super::pod::settings(&a.pods));
+    let mut settings = super::pod::settings(g, &a.pods, network)?;
+    // The daemon's node name is the node name of its pods (spec.nodeName).
+    settings.node_name = config.node_name.clone();
+    let engine = Engine::new(&g.root, settings);
     daemon::run(config, &g.root, engine)?;
     Ok(0)
 }

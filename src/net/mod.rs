@@ -16,12 +16,14 @@
 //! - adopting a running pod: [`cni::Cni::attachment`] (its IPs from the cache)
 //!   and [`cni::Cni::check`].
 //! - a `hostNetwork` pod has no namespace and no CNI: [`hosts::host_network`]
-//!   and [`dns::resolv_conf`] with `host_network` set.
+//!   and [`dns::resolv_conf`] with `host_network` set; its IPs are the
+//!   node's ([`node::node_ips`], also every pod's `status.hostIP(s)`).
 
 pub mod cni;
 pub mod dns;
 pub mod hosts;
 pub mod netns;
+pub mod node;
 pub mod settings;
 
 pub use settings::NetworkSettings;

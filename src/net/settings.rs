@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// libcni's and containerd's default network config folder.
 pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
@@ -24,15 +24,20 @@ pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// How long one plugin call may take before it is killed.
 pub const DEFAULT_CNI_TIMEOUT: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Recorded with each pod (its settings.json); fields added later take their
+/// default when read from an older file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct NetworkSettings {
     pub cni_conf_dir: PathBuf,
     /// Searched in order for plugin binaries; also the plugins' CNI_PATH.
     pub cni_bin_dirs: Vec<PathBuf>,
     pub cni_cache_dir: PathBuf,
+    #[serde(rename = "cniTimeoutSeconds", with = "seconds")]
     pub cni_timeout: Duration,
     pub netns_dir: PathBuf,
     /// The kubelet's `clusterDNS`: empty means ClusterFirst falls back to Default.
+    #[serde(rename = "clusterDNS")]
     pub cluster_dns: Vec<IpAddr>,
     /// The kubelet's `clusterDomain`.
     pub cluster_domain: String,
@@ -169,6 +174,20 @@ impl NetworkSettings {
     }
 }
 
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
 fn absolute(key: &str, value: Option<PathBuf>, default: PathBuf) -> Result<PathBuf, String> {
     match value {
         None => Ok(default),
@@ -232,6 +251,25 @@ mod tests {
         assert_eq!(s.cluster_domain, "corp.example");
         assert_eq!(s.resolv_conf, None);
         assert_eq!(s.cni_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn settings_round_trip_as_recorded_with_a_pod() {
+        let s = NetworkSettings {
+            cluster_dns: vec!["10.96.0.10".parse().unwrap()],
+            resolv_conf: None,
+            cni_timeout: Duration::from_secs(7),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(
+            text.contains("\"clusterDNS\":[\"10.96.0.10\"]")
+                && text.contains("\"cniTimeoutSeconds\":7"),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<NetworkSettings>(&text).unwrap(), s);
+        let old: NetworkSettings = serde_json::from_str("{\"cniConfDir\": \"/x\"}").unwrap();
+        assert_eq!(old.cni_cache_dir, Path::new(DEFAULT_CNI_CACHE_DIR));
     }
 
     #[test]

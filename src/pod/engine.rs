@@ -67,9 +67,9 @@ impl Engine {
         &self.settings
     }
 
-    /// Reads and checks a manifest.
+    /// Reads and checks a manifest, for this node.
     pub fn admit(&self, manifest: &Path) -> Result<Admitted> {
-        Ok(admission::load(manifest)?)
+        Ok(admission::load(manifest, &self.settings.node_name)?)
     }
 
     /// Starts the pod's supervisor without waiting for the pod to start.

@@ -4,6 +4,7 @@
 use super::admission::ManifestError;
 use super::folder::FolderError;
 use super::lifecycle::RestoreError;
+use super::network::NetworkError;
 use super::spec::SpecError;
 use super::status::StatusError;
 use super::store::StoreError;
@@ -23,6 +24,8 @@ pub enum Error {
     Volume(#[from] VolumeError),
     #[error(transparent)]
     Spec(#[from] SpecError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error(transparent)]
     Status(#[from] StatusError),
     #[error(transparent)]

@@ -4,6 +4,7 @@
 //! ```text
 //! pod.json        the admitted model          images.json   images by container
 //! settings.json   the node settings it runs with
+//! network.json    how it is on the network (host, loopback, CNI: what to undo)
 //! status.json     what the supervisor publishes (written atomically)
 //! supervisor.lock held by the pod's supervisor for its whole life
 //! api.sock        the supervisor's socket (one request line, one reply line)
@@ -123,6 +124,9 @@ impl PodFolder {
     }
     pub fn status_file(&self) -> PathBuf {
         self.dir.join("status.json")
+    }
+    pub fn network_file(&self) -> PathBuf {
+        self.dir.join("network.json")
     }
     pub fn lock_file(&self) -> PathBuf {
         self.dir.join("supervisor.lock")

@@ -7,6 +7,7 @@
 //! `store` the set of them.
 
 pub mod admission;
+pub mod downward;
 pub mod engine;
 pub mod error;
 pub mod exits;
@@ -16,6 +17,7 @@ pub mod launch;
 pub mod lifecycle;
 pub mod logs;
 pub mod model;
+pub mod network;
 pub mod poll;
 pub mod probe;
 pub mod settings;

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::dns::{DnsPolicy, PodDnsConfig};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum RestartPolicy {
     #[default]
@@ -34,6 +36,29 @@ pub struct Pod {
     pub annotations: BTreeMap<String, String>,
     /// spec.hostAliases, as extra /etc/hosts lines (ip, names).
     pub host_aliases: Vec<(String, Vec<String>)>,
+    /// spec.hostNetwork, hostPID, hostIPC.
+    #[serde(default)]
+    pub host: HostNamespaces,
+    /// spec.dnsPolicy, dnsConfig and subdomain.
+    #[serde(default)]
+    pub dns: PodDns,
+}
+
+/// The host's namespaces a pod shares instead of having its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HostNamespaces {
+    pub network: bool,
+    pub pid: bool,
+    pub ipc: bool,
+}
+
+/// What the pod's /etc/resolv.conf and /etc/hosts are made from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PodDns {
+    pub policy: DnsPolicy,
+    pub config: Option<PodDnsConfig>,
+    /// spec.subdomain: the pod's FQDN in /etc/hosts.
+    pub subdomain: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +86,26 @@ pub struct Container {
     /// `FallbackToLogsOnError`: an empty message after a failure is the log's tail.
     #[serde(default)]
     pub termination_message_from_logs: bool,
+    /// spec.containers[].ports (those with a hostPort are mapped on the node).
+    #[serde(default)]
+    pub ports: Vec<Port>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Port {
+    pub container_port: u16,
+    /// Set (the containerPort's) on a hostNetwork pod, as the API server defaults it.
+    pub host_port: Option<u16>,
+    pub protocol: Protocol,
+    pub host_ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+pub enum Protocol {
+    #[default]
+    Tcp,
+    Udp,
+    Sctp,
 }
 
 pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::lifecycle::Backoff;
+use crate::net::NetworkSettings;
 
 /// The cgroup parent of pods unless `--cgroup-prefix` says otherwise.
 pub const DEFAULT_CGROUP_PREFIX: &str = "peapod";
@@ -26,6 +27,11 @@ pub struct Settings {
     /// The first restart back-off (the kubelet's 10 s; tests shorten it).
     #[serde(with = "millis")]
     pub backoff_base: Duration,
+    /// The node's name (the static daemon's `--node-name`): `spec.nodeName`
+    /// in the Downward API, and the suffix of static pods' names.
+    pub node_name: String,
+    /// Where the network parts look, and the node's DNS.
+    pub network: NetworkSettings,
 }
 
 impl Default for Settings {
@@ -34,8 +40,15 @@ impl Default for Settings {
             image_store: PathBuf::from(crate::image::DEFAULT_STORE),
             cgroup_prefix: DEFAULT_CGROUP_PREFIX.into(),
             backoff_base: Backoff::default().base,
+            node_name: default_node_name(),
+            network: NetworkSettings::default(),
         }
     }
+}
+
+/// The kubelet's default node name: the host name, lower-cased.
+pub fn default_node_name() -> String {
+    crate::net::node::host_name().to_ascii_lowercase()
 }
 
 impl Settings {
@@ -78,5 +91,9 @@ mod tests {
         assert_eq!(back, settings);
         assert_eq!(back.backoff().base, Duration::from_millis(250));
         assert_eq!(back.backoff().max, Backoff::default().max);
+        // A settings.json written before the network settings existed.
+        let old: Settings = serde_json::from_str("{\"cgroupPrefix\": \"p\"}").unwrap();
+        assert_eq!(old.network, NetworkSettings::default());
+        assert_eq!(old.node_name, default_node_name());
     }
 }

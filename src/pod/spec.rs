@@ -2,7 +2,9 @@
 //!
 //! The sandbox owns the pod's net, ipc and uts namespaces; every member joins
 //! them by path and gets its own pid (unless shareProcessNamespace) and mount
-//! namespace and its own cgroup under the pod's cgroup.
+//! namespace and its own cgroup under the pod's cgroup. A namespace the pod
+//! shares with the host (hostNetwork, hostPID, hostIPC) is in no spec: both
+//! stay in the host's (`pod_namespaces`).
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -260,12 +262,61 @@ fn annotations(pod: &Pod, container: Option<&str>) -> HashMap<String, String> {
     map
 }
 
+/// Which namespaces the sandbox (`sandbox_pid` None) or a member has, as the
+/// kubelet and containerd apply the host ones: hostNetwork shares the host's
+/// network and UTS namespaces, hostPID its PID namespace (the sandbox's too),
+/// hostIPC its IPC namespace. The sandbox joins the pinned network namespace
+/// `netns` when the pod has one made for CNI.
+fn pod_namespaces(
+    pod: &Pod,
+    sandbox_pid: Option<i32>,
+    netns: Option<&Path>,
+) -> Result<Vec<LinuxNamespace>, SpecError> {
+    let joined = |t: &str| sandbox_pid.map(|pid| format!("/proc/{pid}/ns/{t}"));
+    let pid = match sandbox_pid {
+        Some(_) if !pod.share_process_namespace => None,
+        _ => joined("pid"),
+    };
+    let network = match sandbox_pid {
+        None => netns.map(|p| p.display().to_string()),
+        Some(_) => joined("net"),
+    };
+    let mut own = vec![
+        (LinuxNamespaceType::Pid, !pod.host.pid, pid),
+        (LinuxNamespaceType::Mount, true, None),
+        (LinuxNamespaceType::Network, !pod.host.network, network),
+        (LinuxNamespaceType::Ipc, !pod.host.ipc, joined("ipc")),
+        (LinuxNamespaceType::Uts, !pod.host.network, joined("uts")),
+    ];
+    if sandbox_pid.is_none() {
+        // The sandbox's configs have always listed its mount namespace last.
+        let mount = own.remove(1);
+        own.push(mount);
+    }
+    own.into_iter()
+        .filter(|(_, wanted, _)| *wanted)
+        .map(|(typ, _, path)| namespace(typ, path))
+        .collect()
+}
+
+/// A hostIPC pod uses the host's /dev/shm, as containerd gives it.
+fn share_host_shm(pod: &Pod, mounts: &mut [Mount]) {
+    if pod.host.ipc {
+        for m in mounts.iter_mut() {
+            if m.destination() == Path::new("/dev/shm") {
+                m.set_source(Some("/dev/shm".into()));
+            }
+        }
+    }
+}
+
 /// The pause container: holds the namespaces, runs nothing but `/pause`.
 pub fn sandbox_spec(
     pod: &Pod,
     paths: &PodFolder,
     rootfs: &Path,
     cgroup: &str,
+    netns: Option<&Path>,
 ) -> Result<Spec, SpecError> {
     let mut process = empty_process();
     process.set_terminal(Some(false));
@@ -282,18 +333,7 @@ pub fn sandbox_spec(
     resources.set_devices(Some(vec![every_device(false)]));
     let mut linux = empty_linux();
     linux.set_cgroups_path(Some(cgroup.into()));
-    linux.set_namespaces(Some(
-        [
-            LinuxNamespaceType::Pid,
-            LinuxNamespaceType::Network,
-            LinuxNamespaceType::Ipc,
-            LinuxNamespaceType::Uts,
-            LinuxNamespaceType::Mount,
-        ]
-        .into_iter()
-        .map(|typ| namespace(typ, None))
-        .collect::<Result<_, _>>()?,
-    ));
+    linux.set_namespaces(Some(pod_namespaces(pod, None, netns)?));
     linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
     linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));
     linux.set_resources(Some(resources));
@@ -302,9 +342,14 @@ pub fn sandbox_spec(
     spec.set_root(Some(
         RootBuilder::default().path(rootfs).readonly(true).build()?,
     ));
-    spec.set_hostname(Some(pod.hostname.clone()));
+    // Never with the host's UTS namespace: that would rename the host.
+    if !pod.host.network {
+        spec.set_hostname(Some(pod.hostname.clone()));
+    }
+    let mut mounts = base_mounts(paths, false)?;
+    share_host_shm(pod, &mut mounts);
     spec.set_process(Some(process));
-    spec.set_mounts(Some(base_mounts(paths, false)?));
+    spec.set_mounts(Some(mounts));
     spec.set_annotations(Some(annotations(pod, None)));
     spec.set_linux(Some(linux));
     Ok(spec)
@@ -580,6 +625,7 @@ pub fn member_spec(
     process.set_no_new_privileges(Some(no_new_privs));
 
     let mut mounts = base_mounts(paths, c.security.privileged)?;
+    share_host_shm(pod, &mut mounts);
     mounts.extend(pod_file_mounts(paths)?);
     mounts.extend(volume_mounts(pod, c, paths)?);
     mounts.push(mount(
@@ -589,17 +635,9 @@ pub fn member_spec(
         &["rbind", "rprivate"],
     )?);
 
-    let ns = |t: &str| Some(format!("/proc/{sandbox_pid}/ns/{t}"));
-    let pid_ns = pod.share_process_namespace.then(|| ns("pid")).flatten();
     let mut linux = empty_linux();
     linux.set_cgroups_path(Some(cgroup.into()));
-    linux.set_namespaces(Some(vec![
-        namespace(LinuxNamespaceType::Pid, pid_ns)?,
-        namespace(LinuxNamespaceType::Mount, None)?,
-        namespace(LinuxNamespaceType::Network, ns("net"))?,
-        namespace(LinuxNamespaceType::Ipc, ns("ipc"))?,
-        namespace(LinuxNamespaceType::Uts, ns("uts"))?,
-    ]));
+    linux.set_namespaces(Some(pod_namespaces(pod, Some(sandbox_pid), None)?));
     linux.set_resources(Some(resources(c)?));
     if c.security.privileged {
         linux.set_devices(Some(host_devices()?));
@@ -620,18 +658,6 @@ pub fn member_spec(
     spec.set_annotations(Some(annotations(pod, Some(&c.name))));
     spec.set_linux(Some(linux));
     Ok(spec)
-}
-
-/// /etc/hosts as the kubelet writes it: localhost lines, the pod's own name, aliases.
-pub fn hosts_file(pod: &Pod) -> String {
-    let mut text = String::from(
-        "# Kubernetes-managed hosts file (peapod).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
-    text.push_str(&format!("127.0.1.1\t{}\n", pod.hostname));
-    for (ip, names) in &pod.host_aliases {
-        text.push_str(&format!("{ip}\t{}\n", names.join("\t")));
-    }
-    text
 }
 
 #[cfg(test)]
@@ -656,6 +682,7 @@ mod tests {
             stdin: false,
             termination_message_path: DEFAULT_TERMINATION_MESSAGE_PATH.into(),
             termination_message_from_logs: false,
+            ports: vec![],
         }
     }
 
@@ -680,6 +707,8 @@ mod tests {
             labels: Default::default(),
             annotations: Default::default(),
             host_aliases: vec![("10.0.0.1".into(), vec!["db".into()])],
+            host: HostNamespaces::default(),
+            dns: PodDns::default(),
         }
     }
 
@@ -972,8 +1001,14 @@ mod tests {
         let paths = PodFolder::new("/run/peapod/pods/u-1".into());
         let expected = |text: &str| -> serde_json::Value { serde_json::from_str(text).unwrap() };
 
-        let sandbox =
-            sandbox_spec(&p, &paths, Path::new("/r/pause"), "/peapod/u-1/_sandbox").unwrap();
+        let sandbox = sandbox_spec(
+            &p,
+            &paths,
+            Path::new("/r/pause"),
+            "/peapod/u-1/_sandbox",
+            None,
+        )
+        .unwrap();
         assert_eq!(
             json_of(&sandbox),
             expected(include_str!("testdata/spec-sandbox.json"))
@@ -1038,11 +1073,55 @@ mod tests {
         );
     }
 
+    /// hostNetwork, hostPID and hostIPC leave those namespaces out of both
+    /// specs (the host's are kept); the sandbox joins a pinned netns by path.
     #[test]
-    fn hosts_file_has_pod_name_and_aliases() {
-        let text = hosts_file(&pod(vec![]));
-        assert!(text.contains("127.0.0.1\tlocalhost\n"));
-        assert!(text.contains("127.0.1.1\tweb\n"));
-        assert!(text.contains("10.0.0.1\tdb\n"));
+    fn host_namespaces_are_left_out_and_a_pinned_netns_is_joined() {
+        let c = container("web");
+        let paths = PodFolder::new("/run/peapod/pods/u-1".into());
+        let kinds = |spec: &Spec| -> Vec<(LinuxNamespaceType, Option<PathBuf>)> {
+            let linux = spec.linux().as_ref().unwrap();
+            (linux.namespaces().as_ref().unwrap().iter())
+                .map(|n| (n.typ(), n.path().clone()))
+                .collect()
+        };
+        let mut p = pod(vec![c.clone()]);
+        let netns = Path::new("/run/peapod/netns/u-1");
+        let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", Some(netns)).unwrap();
+        assert!(kinds(&sandbox).contains(&(LinuxNamespaceType::Network, Some(netns.into()))));
+        assert_eq!(sandbox.hostname().as_deref(), Some("web"));
+
+        p.host = HostNamespaces {
+            network: true,
+            pid: true,
+            ipc: true,
+        };
+        let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", None).unwrap();
+        assert_eq!(kinds(&sandbox), [(LinuxNamespaceType::Mount, None)]);
+        assert_eq!(sandbox.hostname(), &None);
+        let member_of = |p: &Pod| {
+            let rootfs = Path::new("/r");
+            member_spec(p, &c, &image(), &paths, rootfs, 42, "/peapod/u-1/web").unwrap()
+        };
+        let member = member_of(&p);
+        assert_eq!(kinds(&member), [(LinuxNamespaceType::Mount, None)]);
+        let shm = (member.mounts().as_ref().unwrap().iter())
+            .find(|m| m.destination() == Path::new("/dev/shm"))
+            .unwrap();
+        assert_eq!(shm.source().as_deref(), Some(Path::new("/dev/shm")));
+
+        p.host = HostNamespaces {
+            network: true,
+            ..Default::default()
+        };
+        let member = member_of(&p);
+        assert_eq!(
+            kinds(&member),
+            [
+                (LinuxNamespaceType::Pid, None),
+                (LinuxNamespaceType::Mount, None),
+                (LinuxNamespaceType::Ipc, Some("/proc/42/ns/ipc".into())),
+            ]
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! conversion, used where status.json is written (through [`k8s_json`]) and by
 //! `pod inspect`. [`from_k8s`] reads status.json back for peapod's own commands.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -45,6 +46,10 @@ pub struct PodStatusView {
     pub init_container_statuses: Vec<ContainerStatusView>,
     /// App containers, in manifest order.
     pub container_statuses: Vec<ContainerStatusView>,
+    /// podIPs (podIP is the first): from CNI, or the node's on hostNetwork.
+    pub pod_ips: Vec<IpAddr>,
+    /// hostIPs (hostIP is the first): the node's primary addresses.
+    pub host_ips: Vec<IpAddr>,
 }
 
 impl PodStatusView {
@@ -209,6 +214,20 @@ pub fn to_k8s(status: &PodStatusView) -> k8s::PodStatus {
         init_container_statuses: Some(containers(&status.init_container_statuses))
             .filter(|list: &Vec<_>| !list.is_empty()),
         container_statuses: Some(containers(&status.container_statuses)),
+        pod_ip: status.pod_ips.first().map(IpAddr::to_string),
+        pod_ips: Some(
+            (status.pod_ips.iter())
+                .map(|ip| k8s::PodIP { ip: ip.to_string() })
+                .collect(),
+        )
+        .filter(|ips: &Vec<_>| !ips.is_empty()),
+        host_ip: status.host_ips.first().map(IpAddr::to_string),
+        host_ips: Some(
+            (status.host_ips.iter())
+                .map(|ip| k8s::HostIP { ip: ip.to_string() })
+                .collect(),
+        )
+        .filter(|ips: &Vec<_>| !ips.is_empty()),
         ..Default::default()
     }
 }
@@ -326,7 +345,29 @@ pub fn from_k8s(status: k8s::PodStatus) -> Result<PodStatusView, StatusError> {
             "initContainerStatuses",
         )?,
         container_statuses: containers(status.container_statuses, "containerStatuses")?,
+        pod_ips: ips(
+            "podIPs",
+            (status.pod_ips.unwrap_or_default().into_iter()).map(|ip| ip.ip),
+        )?,
+        host_ips: ips(
+            "hostIPs",
+            (status.host_ips.unwrap_or_default().into_iter()).map(|ip| ip.ip),
+        )?,
     })
+}
+
+fn ips(field: &str, texts: impl Iterator<Item = String>) -> Result<Vec<IpAddr>, StatusError> {
+    texts
+        .enumerate()
+        .map(|(i, text)| {
+            text.parse().map_err(|_| {
+                StatusError::new(
+                    &format!("{field}[{i}].ip"),
+                    format!("{text:?}: not an IP address"),
+                )
+            })
+        })
+        .collect()
 }
 
 fn container_from_k8s(
@@ -564,6 +605,8 @@ mod tests {
                 restart_count: 3,
                 started: false,
             }],
+            pod_ips: Vec::new(),
+            host_ips: Vec::new(),
         }
     }
 
@@ -601,6 +644,28 @@ mod tests {
         );
         let k8s: k8s::PodStatus = serde_json::from_value(json).unwrap();
         assert_eq!(from_k8s(k8s).unwrap(), status);
+    }
+
+    #[test]
+    fn addresses_as_kubernetes_writes_them() {
+        let mut status = sample();
+        status.pod_ips = vec!["10.86.0.12".parse().unwrap(), "fd00::c".parse().unwrap()];
+        status.host_ips = vec!["192.0.2.2".parse().unwrap()];
+        let json = serde_json::to_value(to_k8s(&status)).unwrap();
+        assert_eq!(json["podIP"], "10.86.0.12");
+        assert_eq!(
+            json["podIPs"],
+            serde_json::json!([{"ip": "10.86.0.12"}, {"ip": "fd00::c"}])
+        );
+        assert_eq!(json["hostIP"], "192.0.2.2");
+        assert_eq!(json["hostIPs"], serde_json::json!([{"ip": "192.0.2.2"}]));
+        let k8s: k8s::PodStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(from_k8s(k8s).unwrap(), status);
+        // Without addresses, none of the four fields.
+        let json = serde_json::to_value(to_k8s(&sample())).unwrap();
+        for key in ["podIP", "podIPs", "hostIP", "hostIPs"] {
+            assert!(json.get(key).is_none(), "{key}: {json}");
+        }
     }
 
     /// Kubernetes writes whole seconds, cut (not rounded) as metav1.Time does.

@@ -1,5 +1,5 @@
 //! Undoing a pod on the host: its containers, rootfs mounts, shm and memory
-//! volumes, and its cgroup. Used by the supervisor at the end, by `pod rm`,
+//! volumes, its network (CNI DEL, the namespace's pin) and its cgroup. Used by the supervisor at the end, by `pod rm`,
 //! and when a pod that never recorded its state has to be killed.
 
 use nix::sys::signal::Signal;
@@ -42,6 +42,10 @@ pub fn release(folder: &PodFolder, pod: &Pod) -> Result<()> {
     }
     if let Err(e) = volumes::release(pod, folder) {
         problems.push(one_line(&e));
+    }
+    // After the sandbox: nothing holds the namespace any more.
+    if let Err(e) = super::network::release(folder, &settings) {
+        problems.push(format!("network: {}", one_line(&e)));
     }
     // With the leaf cgroups left by a container that died with the
     // supervisor, and any sub-cgroups they made.

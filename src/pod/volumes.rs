@@ -1,5 +1,6 @@
-//! What a pod has on the host besides its containers: its /etc files, its shared
-//! /dev/shm, its volumes. Made before the sandbox starts, undone at `pod rm`.
+//! What a pod has on the host besides its containers: its shared /dev/shm and
+//! its volumes (its /etc files are the network's: `network.rs`). Made before
+//! the sandbox starts, undone at `pod rm`.
 
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -10,7 +11,6 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::folder::PodFolder;
 use super::model::{HostPathType, Pod, VolumeSource};
-use super::spec::hosts_file;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -81,15 +81,6 @@ pub fn prepare(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
 }
 
 fn prepare_inner(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
-    let etc = paths.hosts();
-    let etc = etc.parent().expect("hosts is inside etc");
-    fs::create_dir_all(etc).map_err(io("create", etc))?;
-    fs::write(paths.hosts(), hosts_file(pod)).map_err(io("write", &paths.hosts()))?;
-    fs::write(paths.hostname(), format!("{}\n", pod.hostname))
-        .map_err(io("write", &paths.hostname()))?;
-    // dnsPolicy Default: the node's resolver configuration.
-    let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
-    fs::write(paths.resolv_conf(), resolv).map_err(io("write", &paths.resolv_conf()))?;
     mount_tmpfs(
         &paths.shm(),
         &format!("mode=1777,{SHM_SIZE}"),

@@ -23,6 +23,8 @@ pub(super) struct Scope<'a> {
     pub(super) resources: &'a [(String, model::Resources)],
     pub(super) security: &'a PodSecurity,
     pub(super) volumes: &'a BTreeSet<String>,
+    /// spec.hostNetwork: container ports are host ports.
+    pub(super) host_network: bool,
 }
 
 impl Admission<'_> {
@@ -117,29 +119,7 @@ impl Admission<'_> {
                 "unsupported: raw block volumes",
             ));
         }
-        for (i, port) in ports.unwrap_or_default().iter().enumerate() {
-            let at = format!("{field}.ports[{i}]");
-            if !(1..=65535).contains(&port.container_port) {
-                return Err(
-                    self.invalid(format!("{at}.containerPort"), "must be between 1 and 65535")
-                );
-            }
-            match port.protocol.as_deref() {
-                None | Some("TCP" | "UDP" | "SCTP") => {}
-                Some(other) => {
-                    return Err(self.invalid(
-                        format!("{at}.protocol"),
-                        not_one_of(other, &["TCP", "UDP", "SCTP"]),
-                    ))
-                }
-            }
-            if port.host_port.is_some_and(|port| port != 0) {
-                self.warn(
-                    &format!("{at}.hostPort"),
-                    "not enforced yet (no port mapping)",
-                );
-            }
-        }
+        let ports = self.ports(field, ports, scope.host_network)?;
         if resize_policy.is_some_and(|list| !list.is_empty()) {
             self.warn(
                 &format!("{field}.resizePolicy"),
@@ -214,7 +194,71 @@ impl Admission<'_> {
             stdin: stdin.unwrap_or(false),
             termination_message_path,
             termination_message_from_logs,
+            ports,
         })
+    }
+
+    /// The container's ports; on a hostNetwork pod each is a host port
+    /// (validateHostNetwork, and the API server's defaulting of hostPort).
+    fn ports(
+        &self,
+        field: &str,
+        ports: Option<Vec<k8s::ContainerPort>>,
+        host_network: bool,
+    ) -> Result<Vec<model::Port>, ManifestError> {
+        let mut out = Vec::new();
+        for (i, port) in ports.unwrap_or_default().into_iter().enumerate() {
+            let at = format!("{field}.ports[{i}]");
+            let container_port = u16::try_from(port.container_port)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| {
+                    self.invalid(format!("{at}.containerPort"), "must be between 1 and 65535")
+                })?;
+            let protocol = match port.protocol.as_deref() {
+                None | Some("TCP") => model::Protocol::Tcp,
+                Some("UDP") => model::Protocol::Udp,
+                Some("SCTP") => model::Protocol::Sctp,
+                Some(other) => {
+                    return Err(self.invalid(
+                        format!("{at}.protocol"),
+                        not_one_of(other, &["TCP", "UDP", "SCTP"]),
+                    ))
+                }
+            };
+            let host_port = match port.host_port.unwrap_or(0) {
+                0 => None,
+                p => Some(u16::try_from(p).map_err(|_| {
+                    self.invalid(format!("{at}.hostPort"), "must be between 0 and 65535")
+                })?),
+            };
+            let host_port = match (host_network, host_port) {
+                (false, port) => port,
+                (true, None) => Some(container_port),
+                (true, Some(p)) if p == container_port => Some(p),
+                (true, Some(_)) => {
+                    return Err(self.invalid(
+                        format!("{at}.hostPort"),
+                        "must match `containerPort` when `hostNetwork` is true",
+                    ))
+                }
+            };
+            let host_ip = port.host_ip.filter(|ip| !ip.is_empty());
+            if let Some(ip) = &host_ip {
+                if ip.parse::<std::net::IpAddr>().is_err() {
+                    return Err(
+                        self.invalid(format!("{at}.hostIP"), format!("invalid IP address {ip:?}"))
+                    );
+                }
+            }
+            out.push(model::Port {
+                container_port,
+                host_port,
+                protocol,
+                host_ip,
+            });
+        }
+        Ok(out)
     }
 }
 
@@ -247,14 +291,5 @@ mod tests {
             (app(", envFrom: [{configMapRef: {name: c}}]"), "web.yaml: spec.containers[0].envFrom: unsupported"),
         ];
         assert_refusals(&cases);
-    }
-
-    #[test]
-    fn warnings_name_the_field() {
-        let cases = [(
-            app(", ports: [{containerPort: 80, hostPort: 8080}]"),
-            "web.yaml: spec.containers[0].ports[0].hostPort: not enforced yet",
-        )];
-        assert_warnings(&cases);
     }
 }

@@ -146,11 +146,9 @@ impl Admission<'_> {
             "metadata.uid" => scope.uid.to_owned(),
             "spec.nodeName" => self.node.name.clone(),
             "spec.serviceAccountName" => scope.service_account.to_owned(),
-            "status.podIP" | "status.podIPs" | "status.hostIP" | "status.hostIPs" => {
-                return Err(self.unsupported(
-                    path_field,
-                    format!("unsupported: {field_path} is not known when the pod is admitted"),
-                ))
+            // Known once the pod's network exists: filled in at container start.
+            status if crate::pod::downward::FIELDS.contains(&status) => {
+                crate::pod::downward::placeholder(status).unwrap_or_default()
             }
             other => {
                 let (map, key) = match subscript(other) {
@@ -169,6 +167,10 @@ impl Admission<'_> {
                                     "metadata.annotations['<key>']",
                                     "spec.nodeName",
                                     "spec.serviceAccountName",
+                                    "status.podIP",
+                                    "status.podIPs",
+                                    "status.hostIP",
+                                    "status.hostIPs",
                                 ],
                             ),
                         ))
@@ -418,8 +420,7 @@ mod tests {
             (env("{secretKeyRef: {name: s, key: k}}"), "web.yaml: spec.containers[0].env[0].valueFrom.secretKeyRef: unsupported: no API server"),
             (env("{configMapKeyRef: {name: s, key: k}}"), "web.yaml: spec.containers[0].env[0].valueFrom.configMapKeyRef: unsupported: no API server"),
             (env("{fieldRef: {fieldPath: metadata.name}, configMapKeyRef: {name: s, key: k}}"), "web.yaml: spec.containers[0].env[0].valueFrom: may not have more than one field"),
-            (env("{fieldRef: {fieldPath: status.podIP}}"), "web.yaml: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: unsupported: status.podIP"),
-            (env("{fieldRef: {fieldPath: status.hostIP}}"), "web.yaml: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: unsupported"),
+            (env("{fieldRef: {fieldPath: status.podIPx}}"), "web.yaml: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: unsupported value \"status.podIPx\""),
             (env("{fieldRef: {fieldPath: metadata.generation}}"), "web.yaml: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: unsupported value \"metadata.generation\""),
             (env("{fieldRef: {fieldPath: metadata.labels}}"), "web.yaml: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: unsupported value"),
             (env("{fieldRef: {fieldPath: \"metadata.labels['a b']\"}}"), "web.yaml: spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: invalid key \"a b\""),

@@ -13,8 +13,6 @@ impl Admission<'_> {
             active_deadline_seconds,
             affinity,
             automount_service_account_token,
-            dns_config,
-            dns_policy,
             enable_service_links,
             hostname_override,
             image_pull_secrets,
@@ -32,7 +30,6 @@ impl Admission<'_> {
             service_account,
             service_account_name,
             set_hostname_as_fqdn,
-            subdomain,
             tolerations,
             topology_spread_constraints,
             ..
@@ -43,8 +40,6 @@ impl Admission<'_> {
                 "spec.automountServiceAccountToken",
                 automount_service_account_token.is_some(),
             ),
-            ("spec.dnsConfig", dns_config.is_some()),
-            ("spec.dnsPolicy", dns_policy.is_some()),
             ("spec.enableServiceLinks", enable_service_links.is_some()),
             (
                 "spec.nodeSelector",
@@ -107,10 +102,6 @@ impl Admission<'_> {
         }
         for (field, set) in [
             (
-                "spec.subdomain",
-                subdomain.as_ref().is_some_and(|s| !s.is_empty()),
-            ),
-            (
                 "spec.setHostnameAsFQDN",
                 *set_hostname_as_fqdn == Some(true),
             ),
@@ -130,7 +121,7 @@ mod tests {
     #[test]
     fn quiet_fields_give_no_warning() {
         let text = format!(
-            "{HEAD}spec:\n  hostNetwork: false\n  nodeName: node-1\n  securityContext: {{seccompProfile: {{type: Unconfined}}}}\n  \
+            "{HEAD}spec:\n  hostNetwork: false\n  dnsPolicy: ClusterFirst\n  nodeName: node-1\n  securityContext: {{seccompProfile: {{type: Unconfined}}}}\n  \
              containers:\n  - {{name: a, image: i, imagePullPolicy: Always, terminationMessagePath: /dev/termination-log, \
              terminationMessagePolicy: File, ports: [{{containerPort: 80, name: http}}]}}\n\
              status: {{phase: Running, podIP: 10.1.1.1}}\n"
@@ -152,10 +143,6 @@ mod tests {
             (
                 pod("{serviceAccountName: robot, containers: [{name: a, image: i}]}"),
                 "web.yaml: spec.serviceAccountName: ignored (no scheduler/API server on a single node)",
-            ),
-            (
-                pod("{dnsPolicy: ClusterFirst, containers: [{name: a, image: i}]}"),
-                "web.yaml: spec.dnsPolicy: ignored (no scheduler/API server on a single node)",
             ),
             (
                 pod("{priority: 5, containers: [{name: a, image: i}]}"),

@@ -95,20 +95,25 @@ impl ManifestError {
     }
 }
 
-/// Reads and admits a manifest file. Any extension is read as YAML, which
-/// covers JSON too.
-pub fn load(path: &Path) -> Result<Admitted, ManifestError> {
+/// Reads and admits a manifest file for node `node_name`. Any extension is
+/// read as YAML, which covers JSON too.
+pub fn load(path: &Path, node_name: &str) -> Result<Admitted, ManifestError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|cause| ManifestError::Read {
         file: file.clone(),
         cause,
     })?;
-    parse(&text, &file)
+    admit(&text, &file, &Node::named(node_name))
 }
 
-/// Admits a manifest given as text; `source` names it in messages.
+/// Admits a manifest given as text (for this node under its default name);
+/// `source` names it in messages.
 pub fn parse(text: &str, source: &str) -> Result<Admitted, ManifestError> {
-    admit(text, source, &Node::this())
+    admit(
+        text,
+        source,
+        &Node::named(&super::settings::default_node_name()),
+    )
 }
 
 /// Admits a manifest after `adjust` has changed the decoded pod (the static-pod
@@ -117,12 +122,13 @@ pub fn parse(text: &str, source: &str) -> Result<Admitted, ManifestError> {
 pub fn parse_adjusted(
     text: &str,
     source: &str,
+    node_name: &str,
     adjust: impl FnOnce(&mut k8s::Pod, &mut Vec<String>),
 ) -> Result<Admitted, ManifestError> {
     let mut pod = decode::decode(text, source)?;
     let mut warnings = Vec::new();
     adjust(&mut pod, &mut warnings);
-    let mut admitted = admit_decoded(pod, source, &Node::this())?;
+    let mut admitted = admit_decoded(pod, source, &Node::named(node_name))?;
     warnings.append(&mut admitted.warnings);
     admitted.warnings = warnings;
     Ok(admitted)
@@ -147,7 +153,10 @@ fn admit_decoded(pod: k8s::Pod, file: &str, node: &Node) -> Result<Admitted, Man
 
 /// What admission needs to know about this node.
 struct Node {
+    /// The node's name (spec.nodeName).
     name: String,
+    /// The kernel's host name (a hostNetwork pod's hostname).
+    hostname: String,
     /// Allocatable CPU, for resourceFieldRef when a container sets no limit.
     cpu_millis: Option<u64>,
     /// Allocatable memory, likewise.
@@ -155,11 +164,7 @@ struct Node {
 }
 
 impl Node {
-    fn this() -> Self {
-        let name = nix::unistd::gethostname()
-            .ok()
-            .and_then(|name| name.into_string().ok())
-            .unwrap_or_else(|| "localhost".to_owned());
+    fn named(name: &str) -> Self {
         let cpu_millis = std::thread::available_parallelism()
             .ok()
             .and_then(|cpus| u64::try_from(cpus.get()).ok())
@@ -168,7 +173,8 @@ impl Node {
             .ok()
             .and_then(|text| mem_total(&text));
         Self {
-            name,
+            name: name.to_owned(),
+            hostname: crate::net::node::host_name(),
             cpu_millis,
             memory_bytes,
         }
@@ -243,12 +249,13 @@ impl Admission<'_> {
             share_process_namespace,
             termination_grace_period_seconds,
             volumes,
+            dns_config,
+            dns_policy,
+            subdomain,
             // Warned about by ignored_pod_fields, above.
             active_deadline_seconds: _,
             affinity: _,
             automount_service_account_token: _,
-            dns_config: _,
-            dns_policy: _,
             enable_service_links: _,
             hostname_override: _,
             image_pull_secrets: _,
@@ -264,12 +271,17 @@ impl Admission<'_> {
             scheduler_name: _,
             scheduling_gates: _,
             set_hostname_as_fqdn: _,
-            subdomain: _,
             tolerations: _,
             topology_spread_constraints: _,
         } = spec;
 
-        self.host_namespaces(host_network, host_pid, host_ipc, host_users)?;
+        let host = self.host_namespaces(
+            host_network,
+            host_pid,
+            host_ipc,
+            host_users,
+            share_process_namespace,
+        )?;
         if let Some(os) = os {
             if os.name != "linux" {
                 return Err(self.unsupported(
@@ -309,8 +321,9 @@ impl Admission<'_> {
         let Ok(grace) = u64::try_from(grace) else {
             return Err(self.invalid("spec.terminationGracePeriodSeconds", "must be >= 0"));
         };
-        let hostname = self.hostname(hostname, &metadata.name)?;
+        let hostname = self.hostname(hostname, &metadata.name, host.network)?;
         let host_aliases = self.host_aliases(host_aliases)?;
+        let dns = self.pod_dns(dns_policy, dns_config, subdomain)?;
         let security = self.pod_security(security_context)?;
         let volumes = self.volumes(volumes)?;
         let volume_names: BTreeSet<String> = volumes.iter().map(|v| v.name.clone()).collect();
@@ -354,17 +367,22 @@ impl Admission<'_> {
             resources: &resources,
             security: &security,
             volumes: &volume_names,
+            host_network: host.network,
         };
         let mut init = Vec::new();
         let mut app = Vec::new();
+        let mut app_fields = Vec::new();
         for ((field, is_init, container), (_, amounts)) in members.into_iter().zip(&resources) {
             let container = self.container(&field, container, is_init, amounts, &scope)?;
             if is_init {
                 init.push(container);
             } else {
+                app_fields.push(field);
                 app.push(container);
             }
         }
+        let fields: Vec<(String, &model::Container)> = app_fields.into_iter().zip(&app).collect();
+        self.unique_host_ports(&fields)?;
 
         Ok(model::Pod {
             name: metadata.name,
@@ -380,6 +398,8 @@ impl Admission<'_> {
             labels: metadata.labels,
             annotations: metadata.annotations,
             host_aliases,
+            host,
+            dns,
         })
     }
 }
@@ -404,6 +424,7 @@ mod tests {
     pub(super) fn node() -> Node {
         Node {
             name: "node-1".to_owned(),
+            hostname: "Node-1-Host".to_owned(),
             cpu_millis: Some(4000),
             memory_bytes: Some(8 << 30),
         }
@@ -803,7 +824,6 @@ status:
         assert_eq!(
             fields,
             [
-                "spec.dnsPolicy",
                 "spec.enableServiceLinks",
                 "spec.preemptionPolicy",
                 "spec.priority",
@@ -847,24 +867,24 @@ status:
         let folder = tempfile::tempdir().unwrap();
         let yaml = folder.path().join("web.yaml");
         std::fs::write(&yaml, app("")).unwrap();
-        assert_eq!(load(&yaml).unwrap().pod.containers[0].name, "app");
+        assert_eq!(load(&yaml, "node-1").unwrap().pod.containers[0].name, "app");
         let json = folder.path().join("web.json");
         std::fs::write(
             &json,
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"},"spec":{"containers":[{"name":"c","image":"i"}]}}"#,
         )
         .unwrap();
-        assert_eq!(load(&json).unwrap().pod.name, "j");
+        assert_eq!(load(&json, "node-1").unwrap().pod.name, "j");
         let bad = folder.path().join("bad.json");
         std::fs::write(&bad, "{\"apiVersion\": \"v1\",\n \"kind\": [}\n").unwrap();
-        let message = load(&bad).unwrap_err().to_string();
+        let message = load(&bad, "node-1").unwrap_err().to_string();
         assert!(
             message.starts_with(&format!("{}: ", bad.display())),
             "{message}"
         );
         assert!(message.contains("line 2"), "{message}");
         let missing = folder.path().join("missing.yaml");
-        let message = load(&missing).unwrap_err().to_string();
+        let message = load(&missing, "node-1").unwrap_err().to_string();
         assert!(
             message.starts_with(&format!("{}: cannot read: ", missing.display())),
             "{message}"

@@ -516,6 +516,8 @@ mod tests {
                 labels: BTreeMap::new(),
                 annotations: BTreeMap::new(),
                 host_aliases: Vec::new(),
+                host: Default::default(),
+                dns: Default::default(),
             })
         }
 
@@ -556,6 +558,7 @@ mod tests {
             stdin: false,
             termination_message_path: model::DEFAULT_TERMINATION_MESSAGE_PATH.into(),
             termination_message_from_logs: false,
+            ports: Vec::new(),
         }
     }
 

@@ -56,6 +56,9 @@ impl Lifecycle {
             start_time: self.start_time,
             init_container_statuses: view(|r| r != Role::App),
             container_statuses: view(|r| r == Role::App),
+            // The network's part is the supervisor's to fill in.
+            pod_ips: Vec::new(),
+            host_ips: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::{Result, StaticError};
+use crate::net::settings::NetworkConfigFile;
 
 /// The kubelet's usual `staticPodPath`.
 pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
@@ -19,6 +20,9 @@ pub struct ConfigFile {
     pub manifest_dir: Option<PathBuf>,
     pub node_name: Option<String>,
     pub rescan_seconds: Option<u64>,
+    /// The pods' network settings (the same as `pod run`'s flags).
+    #[serde(default)]
+    pub network: NetworkConfigFile,
 }
 
 impl ConfigFile {
@@ -102,7 +106,12 @@ mod tests {
 
     #[test]
     fn flags_override_the_file_which_overrides_defaults() {
-        let f = file("manifestDir: /srv/m\nnodeName: n1\nrescanSeconds: 5\n").unwrap();
+        let f = file("manifestDir: /srv/m\nnodeName: n1\nrescanSeconds: 5\nnetwork:\n  cniConfDir: /srv/net.d\n  clusterDNS: [10.96.0.10]\n").unwrap();
+        assert_eq!(
+            f.network.cni_conf_dir.as_deref(),
+            Some(Path::new("/srv/net.d"))
+        );
+        assert_eq!(f.network.cluster_dns, Some(vec!["10.96.0.10".to_string()]));
         let c = Config::resolve(
             f,
             Overrides {
@@ -133,6 +142,10 @@ mod tests {
             err.contains("static.yaml") && err.contains("manifestDirs"),
             "{err}"
         );
+        let err = file("network: {cniConfDirs: /x}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cniConfDirs"), "{err}");
         let err = file("rescanSeconds: soon\n").unwrap_err().to_string();
         assert!(err.contains("rescanSeconds"), "{err}");
         for (flags, field) in [

@@ -69,7 +69,7 @@ pub fn read_manifest(path: &Path) -> Result<String> {
 /// do not count), the node and the file, and annotated with its source.
 pub fn admit(text: &str, path: &Path, node: &str) -> Result<Admitted> {
     let file = path.display().to_string();
-    admission::parse_adjusted(text, &file, |pod, warnings| {
+    admission::parse_adjusted(text, &file, node, |pod, warnings| {
         let hash = config_hash(pod, node, path);
         let meta = &mut pod.metadata;
         if meta.uid.as_deref().is_some_and(|uid| !uid.is_empty()) {

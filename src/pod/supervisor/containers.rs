@@ -17,6 +17,7 @@ use crate::error::{one_line, Context};
 use crate::image::Rootfs;
 use crate::oci::console::ConsoleListener;
 use crate::oci::{CreateOptions, Runtime, Stdio};
+use crate::pod::downward;
 use crate::pod::error::{Error, Result};
 use crate::pod::folder::SANDBOX;
 use crate::pod::lifecycle::Input;
@@ -41,21 +42,25 @@ pub(super) enum StartFailure {
 }
 
 impl Supervisor {
-    /// Volumes, /etc files, /dev/shm, the sandbox; then the lifecycle begins.
+    /// Volumes, /dev/shm, then the network, /etc files and the sandbox
+    /// (`network.rs`); the lifecycle begins once the sandbox runs.
     pub(super) fn start_pod(&mut self) -> Result<()> {
         volumes::prepare(&self.pod, &self.folder)?;
         self.open_outputs()?;
+        self.make_sandbox()
+    }
+
+    /// The sandbox container, in the pinned network namespace `netns` if the
+    /// pod has one; returns its pid.
+    pub(super) fn create_sandbox(&mut self, netns: Option<&Path>) -> Result<i32> {
         let pause = self.store.resolve(PAUSE_IMAGE)?;
         let bundle = self.folder.bundle(SANDBOX);
         let rootfs = Rootfs::mount(&self.store, &pause, &bundle)?;
         let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, SANDBOX);
-        let spec = sandbox_spec(&self.pod, &self.folder, &rootfs.path(), &cgroup)?;
+        let spec = sandbox_spec(&self.pod, &self.folder, &rootfs.path(), &cgroup, netns)?;
         let stdio = null_stdio()?;
-        let pid = in_child(|| create_and_start(&self.runtime, SANDBOX, &bundle, spec, stdio, None))
-            .map_err(|e| Error::Supervisor(format!("sandbox: {}", one_line(&e))))?;
-        self.sandbox_pid = Some(pid);
-        self.feed(Input::Begin);
-        Ok(())
+        in_child(|| create_and_start(&self.runtime, SANDBOX, &bundle, spec, stdio, None))
+            .map_err(|e| Error::Supervisor(format!("sandbox: {}", one_line(&e))))
     }
 
     /// A fresh run of `name`: new rootfs, new OCI container, same volumes and logs folder.
@@ -64,6 +69,8 @@ impl Supervisor {
         let c = self
             .container(name)
             .ok_or_else(|| Create(format!("no container {name}")))?;
+        // The Downward API's status values are known now (the kubelet's rule).
+        let c = downward::resolve(&c, &self.runtime_values());
         let image = self
             .images
             .get(name)

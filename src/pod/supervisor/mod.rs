@@ -12,6 +12,7 @@
 
 mod containers;
 mod helper;
+mod network;
 mod output;
 mod processes;
 
@@ -70,6 +71,8 @@ pub struct Supervisor {
     watched: Vec<(i32, OwnedFd)>,
     /// While processes are watched: their exit statuses from the kernel.
     exits: Option<ExitEvents>,
+    /// The pod's network and addresses, or why its sandbox could not be made.
+    net: network::NetworkState,
 }
 
 /// What a supervisor starts with.
@@ -130,6 +133,7 @@ impl Supervisor {
             mode,
             watched: Vec::new(),
             exits: None,
+            net: network::NetworkState::default(),
         })
     }
 
@@ -238,6 +242,7 @@ impl Supervisor {
         }
         if woke.contains(&Source::Timer) {
             let _ = timer.wait();
+            self.retry_sandbox_if_due();
             self.feed(Input::Tick);
         }
         if woke.contains(&Source::Signals) {
@@ -252,7 +257,11 @@ impl Supervisor {
     }
 
     fn arm_timer(&self, timer: &TimerFd) -> Result<()> {
-        match self.lifecycle.next_deadline() {
+        let deadline = match (self.lifecycle.next_deadline(), self.sandbox_retry_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match deadline {
             None => timer.unset().context(|| "timerfd".into())?,
             Some(deadline) => {
                 let wait = deadline
@@ -356,6 +365,8 @@ impl Supervisor {
     /// Writes status.json and tells `pod run` once the pod has started.
     fn publish(&mut self) {
         let phase = self.lifecycle.phase();
+        let mut pod_status = self.lifecycle.status();
+        self.network_status(&mut pod_status);
         let status = StatusFile {
             supervisor_pid: std::process::id() as i32,
             sandbox_pid: self.sandbox_pid,
@@ -365,7 +376,7 @@ impl Supervisor {
                 .map(|(pid, name)| (name.clone(), *pid))
                 .collect(),
             finished: self.done,
-            status: self.lifecycle.status(),
+            status: pod_status,
             lifecycle: Some(self.lifecycle.snapshot(now())),
             starts: self
                 .running
@@ -382,7 +393,8 @@ impl Supervisor {
         // -d` returns then too, and the status tells why.
         let started = phase != Phase::Pending
             || self.lifecycle.is_finished()
-            || self.lifecycle.is_waiting_on_a_failure();
+            || self.lifecycle.is_waiting_on_a_failure()
+            || self.sandbox_failing();
         if started {
             if let Some(mut ready) = self.ready.take() {
                 let _ = ready.write_all(b"ok\n");

@@ -35,6 +35,7 @@ impl Supervisor {
             refuse("the pod's status.json has no lifecycle record to carry on from")
         })?;
         self.lifecycle = Lifecycle::restore(&self.pod, self.settings.backoff(), snapshot, now())?;
+        self.resume_network();
         self.open_outputs()?;
         // Subscribed before the look at which processes still run, so that
         // no exit falls between.
