@@ -17,6 +17,7 @@ mod image;
 mod net;
 mod pod;
 mod pod_features;
+mod pod_health;
 mod pod_network;
 mod podman;
 mod probes;

@@ -126,6 +126,12 @@ pub struct PodSettingsArgs {
     /// Cgroup parent of the pod's cgroups, in every hierarchy (default peapod)
     #[arg(long, env = "PEAPOD_CGROUP_PREFIX", value_parser = cgroup_prefix)]
     pub cgroup_prefix: Option<String>,
+    /// A container's log is rotated at this size (the kubelet's containerLogMaxSize; default 10Mi)
+    #[arg(long, env = "PEAPOD_CONTAINER_LOG_MAX_SIZE", value_parser = crate::pod::settings::parse_size)]
+    pub container_log_max_size: Option<u64>,
+    /// Log files kept of a container's run (the kubelet's containerLogMaxFiles; default 5)
+    #[arg(long, env = "PEAPOD_CONTAINER_LOG_MAX_FILES", value_parser = crate::pod::settings::parse_max_files)]
+    pub container_log_max_files: Option<u32>,
     #[command(flatten)]
     pub store: StoreArg,
     #[command(flatten)]
@@ -176,11 +182,13 @@ pub struct StoreArg {
 #[derive(Subcommand, Debug)]
 pub enum PodCommand {
     /// Run a pod from a manifest (v1/Pod YAML or JSON)
-    Run(PodRunArgs),
+    Run(Box<PodRunArgs>),
     /// List pods
     Ps,
     /// Show a pod's status as a Kubernetes Pod object
     Inspect(PodInspectArgs),
+    /// Show a pod, its containers, conditions and events, as kubectl describe does
+    Describe(PodNameArg),
     /// Print a container's logs
     Logs(PodLogsArgs),
     /// Run a command in a container of a pod
@@ -279,6 +287,34 @@ pub struct PodLogsArgs {
     /// The previous run of the container
     #[arg(short, long)]
     pub previous: bool,
+    /// Only the last N lines (-1: all)
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub tail: i64,
+    /// Only lines newer than this (5s, 2m, 3h)
+    #[arg(long, value_parser = since)]
+    pub since: Option<std::time::Duration>,
+    /// Each line with its time (RFC 3339)
+    #[arg(long)]
+    pub timestamps: bool,
+    /// At most this many bytes
+    #[arg(long)]
+    pub limit_bytes: Option<u64>,
+}
+
+/// A relative time as kubectl logs --since takes it: a number and s, m or h.
+fn since(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: a number and s, m or h"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("invalid duration {text:?}: a number and s, m or h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Args, Debug)]

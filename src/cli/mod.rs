@@ -1,6 +1,7 @@
 //! The `peapod` command line: parsing lives in `args`, each verb is one small function.
 
 mod args;
+mod describe;
 mod image;
 mod pod;
 mod runtime;

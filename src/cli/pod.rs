@@ -18,9 +18,10 @@ use crate::pod::Settings;
 
 pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
     match command {
-        PodCommand::Run(a) => run_pod(g, a),
+        PodCommand::Run(a) => run_pod(g, *a),
         PodCommand::Ps => ps(g),
         PodCommand::Inspect(a) => inspect(g, a),
+        PodCommand::Describe(a) => super::describe::describe(&g.root, &a.name),
         PodCommand::Logs(a) => logs_cmd(g, a),
         PodCommand::Exec(a) => exec(g, a),
         PodCommand::Stop(a) => stop(g, &a.name),
@@ -43,6 +44,12 @@ pub fn settings(g: &GlobalOpts, a: &PodSettingsArgs, file: NetworkConfigFile) ->
     }
     if let Some(prefix) = &a.cgroup_prefix {
         settings.cgroup_prefix = prefix.clone();
+    }
+    if let Some(size) = a.container_log_max_size {
+        settings.container_log_max_size = size;
+    }
+    if let Some(files) = a.container_log_max_files {
+        settings.container_log_max_files = files;
     }
     let n = a.network.clone();
     let netns_dir = n.netns_dir.or(file.netns_dir.clone());
@@ -194,7 +201,8 @@ fn inspect(g: &GlobalOpts, a: PodInspectArgs) -> Result<i32> {
 fn logs_cmd(g: &GlobalOpts, a: PodLogsArgs) -> Result<i32> {
     let (folder, pod) = engine(g).find(&a.name)?;
     let container = engine::pick_container(&pod, a.container.as_deref())?;
-    let runs = logs::runs(&folder.logs_dir(), &container);
+    let logs_dir = folder.logs_dir();
+    let runs = logs::runs(&logs_dir, &container);
     let run = if a.previous {
         runs.iter().rev().nth(1).copied().ok_or_else(|| {
             anyhow!(
@@ -207,24 +215,46 @@ fn logs_cmd(g: &GlobalOpts, a: PodLogsArgs) -> Result<i32> {
             .last()
             .ok_or_else(|| anyhow!("pod {}: container {container:?} has not run yet", pod.name))?
     };
-    let path = logs::log_path(&folder.logs_dir(), &container, run);
+    let options = logs::ReadOptions {
+        tail: usize::try_from(a.tail).ok(),
+        since: a
+            .since
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| chrono::Utc::now() - d),
+        timestamps: a.timestamps,
+        limit_bytes: a.limit_bytes,
+    };
+    let mut printer = logs::Printer::new(options);
     let mut out = std::io::stdout().lock();
-    let mut offset = logs::print_log(&path, 0, &mut out)?;
+    let files = logs::run_files(&logs_dir, &container, run);
+    let offset = printer.print_files(&files, &mut out)?;
     if !a.follow || a.previous {
         return Ok(0);
     }
+    // Follows the run's current file, across its rotations.
+    let mut follower = logs::Follower::new(&logs::log_path(&logs_dir, &container, run), offset);
     let mut pause = Duration::from_millis(10);
     loop {
-        let more = logs::print_log(&path, offset, &mut out)?;
+        let mut lines = Vec::new();
+        follower.poll(&mut lines)?;
+        for line in &lines {
+            if printer.full() {
+                return Ok(0);
+            }
+            printer.print(line, &mut out)?;
+        }
         out.flush()?;
-        if more != offset {
-            offset = more;
+        if !lines.is_empty() {
             pause = Duration::from_millis(10);
             continue;
         }
-        let newer_run = logs::runs(&folder.logs_dir(), &container).last() != Some(&run);
+        let newer_run = logs::runs(&logs_dir, &container).last() != Some(&run);
         if !engine::still_running(&folder, &container) || newer_run {
-            logs::print_log(&path, offset, &mut out)?;
+            let mut rest = Vec::new();
+            follower.poll(&mut rest)?;
+            for line in &rest {
+                printer.print(line, &mut out)?;
+            }
             return Ok(0);
         }
         std::thread::sleep(pause);

@@ -19,7 +19,15 @@ pub fn run(g: &GlobalOpts, a: StaticArgs) -> Result<i32> {
         rescan_seconds: a.rescan_seconds,
     };
     let config = Config::resolve(file, flags)?;
-    let mut settings = super::pod::settings(g, &a.pods, network)?;
+    // The file's log rotation, unless the flags (or environment) say otherwise.
+    let mut pods = a.pods.clone();
+    pods.container_log_max_size = pods
+        .container_log_max_size
+        .or(config.container_log_max_size);
+    pods.container_log_max_files = pods
+        .container_log_max_files
+        .or(config.container_log_max_files);
+    let mut settings = super::pod::settings(g, &pods, network)?;
     // The daemon's node name is the node name of its pods (spec.nodeName).
     settings.node_name = config.node_name.clone();
     let engine = Engine::new(&g.root, settings);

@@ -8,7 +8,7 @@
 //! status.json     what the supervisor publishes (written atomically)
 //! supervisor.lock held by the pod's supervisor for its whole life
 //! api.sock        the supervisor's socket (one request line, one reply line)
-//! supervisor.log  the supervisor's stderr
+//! supervisor.log  the supervisor's stderr       events.jsonl  the pod's events
 //! oci/            the runtime's state of the pod's containers
 //! bundles/<c>/    each container's config.json and overlay rootfs
 //! io/             the containers' output FIFOs     logs/<c>/<run>.log
@@ -136,6 +136,10 @@ impl PodFolder {
     }
     pub fn supervisor_log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
+    }
+    /// The pod's events (see `pod::events`).
+    pub fn events_file(&self) -> PathBuf {
+        self.dir.join("events.jsonl")
     }
     /// Written by peapod before settings.json existed: the pod's cgroup parent.
     fn legacy_cgroup_prefix_file(&self) -> PathBuf {

@@ -10,6 +10,7 @@ pub mod admission;
 pub mod downward;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod exits;
 pub mod folder;
 pub mod idle;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::probe::Health;
 use crate::net::dns::{DnsPolicy, PodDnsConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -36,6 +37,10 @@ pub struct Pod {
     pub annotations: BTreeMap<String, String>,
     /// spec.hostAliases, as extra /etc/hosts lines (ip, names).
     pub host_aliases: Vec<(String, Vec<String>)>,
+    /// spec.activeDeadlineSeconds: how long the pod may be active (from its
+    /// start) before it is stopped and fails with reason DeadlineExceeded.
+    #[serde(default)]
+    pub active_deadline: Option<Duration>,
     /// spec.hostNetwork, hostPID, hostIPC.
     #[serde(default)]
     pub host: HostNamespaces,
@@ -86,6 +91,9 @@ pub struct Container {
     /// `FallbackToLogsOnError`: an empty message after a failure is the log's tail.
     #[serde(default)]
     pub termination_message_from_logs: bool,
+    /// Its probes and lifecycle hooks (exec commands with `$(VAR)` expanded).
+    #[serde(default)]
+    pub health: Health,
     /// spec.containers[].ports (those with a hostPort are mapped on the node).
     #[serde(default)]
     pub ports: Vec<Port>,

@@ -9,9 +9,16 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 /// Waits until one of `fds` is readable (or hung up), or `timeout` passes, or
 /// a signal interrupts; returns, for each fd in order, whether it is ready.
 pub fn readable(fds: &[BorrowedFd<'_>], timeout: PollTimeout) -> nix::Result<Vec<bool>> {
+    let fds: Vec<(BorrowedFd, PollFlags)> = fds.iter().map(|fd| (*fd, PollFlags::POLLIN)).collect();
+    wait(&fds, timeout)
+}
+
+/// As [`readable`], each fd with the events it waits for (a connect under way
+/// waits to be writable).
+pub fn wait(fds: &[(BorrowedFd<'_>, PollFlags)], timeout: PollTimeout) -> nix::Result<Vec<bool>> {
     let mut polled: Vec<PollFd> = fds
         .iter()
-        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .map(|(fd, events)| PollFd::new(*fd, *events))
         .collect();
     match poll(&mut polled, timeout) {
         Ok(_) | Err(Errno::EINTR) => {}

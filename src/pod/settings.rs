@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::lifecycle::Backoff;
+use super::logs::{Rotation, DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
 use crate::net::NetworkSettings;
 
 /// The cgroup parent of pods unless `--cgroup-prefix` says otherwise.
@@ -32,6 +33,11 @@ pub struct Settings {
     pub node_name: String,
     /// Where the network parts look, and the node's DNS.
     pub network: NetworkSettings,
+    /// The kubelet's containerLogMaxSize: a container's log is rotated
+    /// before it grows past this many bytes.
+    pub container_log_max_size: u64,
+    /// The kubelet's containerLogMaxFiles: files kept of a run's log.
+    pub container_log_max_files: u32,
 }
 
 impl Default for Settings {
@@ -42,6 +48,8 @@ impl Default for Settings {
             backoff_base: Backoff::default().base,
             node_name: default_node_name(),
             network: NetworkSettings::default(),
+            container_log_max_size: DEFAULT_MAX_SIZE,
+            container_log_max_files: DEFAULT_MAX_FILES,
         }
     }
 }
@@ -57,6 +65,53 @@ impl Settings {
             base: self.backoff_base,
             ..Backoff::default()
         }
+    }
+
+    pub fn log_rotation(&self) -> Rotation {
+        Rotation {
+            max_size: self.container_log_max_size,
+            max_files: self.container_log_max_files,
+        }
+    }
+}
+
+/// A size as the kubelet's containerLogMaxSize takes it: bytes, or a
+/// quantity with a suffix ("10Mi", "500Ki", "1G"), above zero.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, suffix) = t.split_at(split);
+    let unit: u64 = match suffix {
+        "" => 1,
+        "k" | "K" => 1000,
+        "M" => 1000 * 1000,
+        "G" => 1000 * 1000 * 1000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "invalid size {text:?}: a number with an optional suffix Ki, Mi, Gi, k, M or G"
+            ))
+        }
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}"))?;
+    match n.checked_mul(unit) {
+        Some(0) => Err(format!("invalid size {text:?}: must be above 0")),
+        Some(size) => Ok(size),
+        None => Err(format!("invalid size {text:?}: too large")),
+    }
+}
+
+/// containerLogMaxFiles: the kubelet refuses fewer than 2.
+pub fn parse_max_files(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n >= 2 => Ok(n),
+        _ => Err(format!(
+            "invalid number of log files {text:?}: must be 2 or more"
+        )),
     }
 }
 
@@ -95,5 +150,27 @@ mod tests {
         let old: Settings = serde_json::from_str("{\"cgroupPrefix\": \"p\"}").unwrap();
         assert_eq!(old.network, NetworkSettings::default());
         assert_eq!(old.node_name, default_node_name());
+        // settings.json written before log rotation: the kubelet's defaults.
+        let old: Settings =
+            serde_json::from_str(r#"{"cgroupPrefix":"p","backoffBase":10}"#).unwrap();
+        assert_eq!(old.log_rotation(), Rotation::default());
+        assert_eq!(Rotation::default().max_size, 10 << 20);
+    }
+
+    #[test]
+    fn log_sizes_and_counts_parse_as_the_kubelets() {
+        for (text, want) in [
+            ("10Mi", 10 << 20),
+            ("500Ki", 500 << 10),
+            ("1G", 1_000_000_000),
+            ("4096", 4096),
+        ] {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        for bad in ["", "0", "10Mb", "-1", "1.5Mi", "99999999999999999999Gi"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_max_files("3"), Ok(3));
+        assert!(parse_max_files("1").is_err() && parse_max_files("x").is_err());
     }
 }

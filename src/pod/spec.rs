@@ -683,6 +683,7 @@ mod tests {
             termination_message_path: DEFAULT_TERMINATION_MESSAGE_PATH.into(),
             termination_message_from_logs: false,
             ports: vec![],
+            health: Default::default(),
         }
     }
 
@@ -709,6 +710,7 @@ mod tests {
             host_aliases: vec![("10.0.0.1".into(), vec!["db".into()])],
             host: HostNamespaces::default(),
             dns: PodDns::default(),
+            active_deadline: None,
         }
     }
 

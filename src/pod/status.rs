@@ -40,6 +40,10 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodStatusView {
     pub phase: Phase,
+    /// Why the pod is in its phase, when it is for a reason of its own
+    /// ("DeadlineExceeded"), with a message.
+    pub reason: Option<String>,
+    pub message: Option<String>,
     pub conditions: Vec<PodCondition>,
     pub start_time: Option<DateTime<Utc>>,
     /// Init containers, sidecars included, in manifest order.
@@ -142,10 +146,11 @@ pub struct ContainerStatusView {
     pub state: ContainerState,
     /// The previous termination (what `logs --previous` shows).
     pub last_state: Option<TerminatedState>,
-    /// Running (no probes); for a regular init container: exited 0.
+    /// Running, started and its readiness probe passing; for a regular init
+    /// container: exited 0.
     pub ready: bool,
     pub restart_count: u32,
-    /// Running (no startup probes).
+    /// Running, its postStart hook done and its startup probe passed.
     pub started: bool,
 }
 
@@ -196,6 +201,8 @@ pub fn to_k8s(status: &PodStatusView) -> k8s::PodStatus {
     let containers = |list: &[ContainerStatusView]| list.iter().map(container_to_k8s).collect();
     k8s::PodStatus {
         phase: Some(status.phase.as_str().to_owned()),
+        reason: status.reason.clone(),
+        message: status.message.clone(),
         conditions: Some(
             status
                 .conditions
@@ -338,6 +345,8 @@ pub fn from_k8s(status: k8s::PodStatus) -> Result<PodStatusView, StatusError> {
     };
     Ok(PodStatusView {
         phase,
+        reason: status.reason,
+        message: status.message,
         conditions,
         start_time: status.start_time.map(date_time),
         init_container_statuses: containers(
@@ -584,6 +593,8 @@ mod tests {
         };
         PodStatusView {
             phase: Phase::Pending,
+            reason: None,
+            message: None,
             conditions: vec![PodCondition {
                 kind: ConditionType::Initialized,
                 status: ConditionStatus::False,

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use k8s_openapi::api::core::v1 as k8s;
 
 use super::env::expand;
-use super::probes::Probes;
 use super::security::PodSecurity;
 use super::{model, not_one_of, Admission, ManifestError, NO_API_SERVER};
 
@@ -25,6 +24,8 @@ pub(super) struct Scope<'a> {
     pub(super) volumes: &'a BTreeSet<String>,
     /// spec.hostNetwork: container ports are host ports.
     pub(super) host_network: bool,
+    /// The pod's terminationGracePeriodSeconds (bounds a sleep hook).
+    pub(super) grace: std::time::Duration,
 }
 
 impl Admission<'_> {
@@ -36,6 +37,8 @@ impl Admission<'_> {
         resources: &model::Resources,
         scope: &Scope,
     ) -> Result<model::Container, ManifestError> {
+        let sidecar = container.restart_policy.as_deref() == Some("Always");
+        let mut health = self.health(field, &container, init && !sidecar, scope.grace)?;
         let k8s::Container {
             args,
             command,
@@ -44,18 +47,19 @@ impl Admission<'_> {
             image,
             // Images are local: there is nothing to pull.
             image_pull_policy,
-            lifecycle,
-            liveness_probe,
+            // Probes and hooks: converted above.
+            lifecycle: _,
+            liveness_probe: _,
             name,
             ports,
-            readiness_probe,
+            readiness_probe: _,
             resize_policy,
             // Converted by the caller, before any container.
             resources: _,
             restart_policy,
             restart_policy_rules,
             security_context,
-            startup_probe,
+            startup_probe: _,
             stdin,
             stdin_once,
             termination_message_path,
@@ -102,14 +106,6 @@ impl Admission<'_> {
         if restart_policy_rules.is_some_and(|rules| !rules.is_empty()) {
             return Err(self.unsupported(format!("{field}.restartPolicyRules"), "unsupported"));
         }
-        let sidecar = restart_policy.is_some();
-        let probes = Probes {
-            liveness: liveness_probe,
-            readiness: readiness_probe,
-            startup: startup_probe,
-            lifecycle,
-        };
-        self.probes(field, init && !sidecar, probes)?;
         if env_from.is_some_and(|list| !list.is_empty()) {
             return Err(self.unsupported(format!("{field}.envFrom"), NO_API_SERVER));
         }
@@ -178,6 +174,8 @@ impl Admission<'_> {
             .iter()
             .map(|word| expand(word, lookup))
             .collect();
+        // The kubelet expands probes' and hooks' commands as it does the command.
+        health.map_commands(|word| expand(word, lookup));
 
         Ok(model::Container {
             name,
@@ -195,6 +193,7 @@ impl Admission<'_> {
             termination_message_path,
             termination_message_from_logs,
             ports,
+            health,
         })
     }
 

@@ -10,7 +10,6 @@ const SCHEDULING_IGNORED: &str = "ignored (no scheduler/API server on a single n
 impl Admission<'_> {
     pub(super) fn ignored_pod_fields(&mut self, spec: &k8s::PodSpec) {
         let k8s::PodSpec {
-            active_deadline_seconds,
             affinity,
             automount_service_account_token,
             enable_service_links,
@@ -94,9 +93,6 @@ impl Admission<'_> {
                 self.warn("spec.nodeName", message);
             }
         }
-        if active_deadline_seconds.is_some() {
-            self.warn("spec.activeDeadlineSeconds", NOT_ENFORCED);
-        }
         if resources.is_some() {
             self.warn("spec.resources", NOT_ENFORCED);
         }
@@ -163,10 +159,6 @@ mod tests {
             (
                 pod("{nodeName: elsewhere, containers: [{name: a, image: i}]}"),
                 "web.yaml: spec.nodeName: ignored: the pod runs on this node (\"node-1\")",
-            ),
-            (
-                pod("{activeDeadlineSeconds: 5, containers: [{name: a, image: i}]}"),
-                "web.yaml: spec.activeDeadlineSeconds: not enforced yet",
             ),
         ];
         assert_warnings(&cases);

@@ -252,8 +252,8 @@ impl Admission<'_> {
             dns_config,
             dns_policy,
             subdomain,
+            active_deadline_seconds,
             // Warned about by ignored_pod_fields, above.
-            active_deadline_seconds: _,
             affinity: _,
             automount_service_account_token: _,
             enable_service_links: _,
@@ -321,6 +321,17 @@ impl Admission<'_> {
         let Ok(grace) = u64::try_from(grace) else {
             return Err(self.invalid("spec.terminationGracePeriodSeconds", "must be >= 0"));
         };
+        let active_deadline = match active_deadline_seconds {
+            None => None,
+            // ValidatePodSpec: activeDeadlineSeconds must be a positive integer.
+            Some(s) if s < 1 => {
+                return Err(self.invalid(
+                    "spec.activeDeadlineSeconds",
+                    "must be between 1 and 2147483647, inclusive",
+                ))
+            }
+            Some(s) => Some(Duration::from_secs(s as u64)),
+        };
         let hostname = self.hostname(hostname, &metadata.name, host.network)?;
         let host_aliases = self.host_aliases(host_aliases)?;
         let dns = self.pod_dns(dns_policy, dns_config, subdomain)?;
@@ -368,6 +379,7 @@ impl Admission<'_> {
             security: &security,
             volumes: &volume_names,
             host_network: host.network,
+            grace: Duration::from_secs(grace),
         };
         let mut init = Vec::new();
         let mut app = Vec::new();
@@ -400,6 +412,7 @@ impl Admission<'_> {
             host_aliases,
             host,
             dns,
+            active_deadline,
         })
     }
 }
@@ -712,10 +725,9 @@ status:
             ]
         );
         assert!(app.tty && app.stdin);
-        assert_eq!(
-            warnings,
-            ["web.yaml: spec.initContainers[1].readinessProbe: not enforced yet"]
-        );
+        assert_eq!(warnings, Vec::<String>::new());
+        let proxy = &pod.init_containers[1].health;
+        assert!(proxy.readiness.is_some());
     }
 
     #[test]

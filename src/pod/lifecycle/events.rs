@@ -1,10 +1,12 @@
 //! What goes into the machine and what comes out: inputs stamped with the
 //! time they happened, and the actions the supervisor carries out.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::pod::probe::{HookKind, ProbeKind};
 
 /// The instant an input happened: monotonic for deadlines, wall for status times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +57,30 @@ pub enum Input {
     Tick,
     /// Graceful stop requested (pod stop / rm, or the supervisor got SIGTERM).
     Stop,
+    /// The container's postStart hook ended: `error` is the kubelet's message
+    /// when it failed (the container is then killed).
+    PostStartDone {
+        container: String,
+        error: Option<String>,
+    },
+    /// The container's preStop hook ended (however it ended): its stop signal follows.
+    PreStopDone { container: String },
+    /// The container failed its liveness or startup probe: kill it, with the
+    /// probe's terminationGracePeriodSeconds if it has one, and restart it as
+    /// its restart policy says.
+    ProbeFailed {
+        container: String,
+        kind: ProbeKind,
+        grace: Option<Duration>,
+    },
+    /// What the container's probes say: started (its startup probe passed) and ready.
+    Health {
+        container: String,
+        started: bool,
+        ready: bool,
+    },
+    /// The sandbox's process died under the pod.
+    SandboxDied,
 }
 
 /// How to stop a container: its stop signal (SIGTERM unless the image says
@@ -77,4 +103,22 @@ pub enum Action {
     },
     /// Nothing runs any more and nothing will: stop the sandbox. Emitted once.
     StopSandbox,
+    /// Run this hook of the container's run; answer with `PostStartDone` or
+    /// `PreStopDone`. A preStop hook is given up at `deadline` (its stop
+    /// signal then follows); a postStart hook has none.
+    RunHook {
+        container: String,
+        hook: HookKind,
+        deadline: Option<Instant>,
+    },
+    /// The container's run counts as running and it has probes: start probing it.
+    ProbesStart { container: String },
+    /// The sandbox died and every container of it has stopped: make a new
+    /// sandbox, then feed `Begin` (init containers run again).
+    RecreateSandbox,
+    /// An event of the pod itself, as the kubelet records it.
+    Record {
+        reason: &'static str,
+        message: String,
+    },
 }

@@ -78,6 +78,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::pod::model::{self, RestartPolicy};
+use crate::pod::probe::hooks;
 use crate::pod::status::{ConditionType, TerminatedState};
 
 mod backoff;
@@ -85,10 +86,12 @@ mod events;
 mod members;
 mod report;
 mod snapshot;
+#[cfg(test)]
+mod tests_health;
 
 pub use backoff::Backoff;
 pub use events::{Action, Input, Now, StopSignal};
-use members::{Member, Role, Run};
+use members::{Member, PreStop, Role, Run};
 pub use snapshot::{RestoreError, Snapshot};
 
 /// Durations are capped here so that `Instant + Duration` cannot overflow.
@@ -96,6 +99,31 @@ const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The kubelet's pod workers never shut a pod down with less grace than this.
 const MIN_POD_GRACE: Duration = Duration::from_secs(1);
+
+/// The kubelet's active deadline handler: reason and message.
+pub const DEADLINE_EXCEEDED: (&str, &str) = (
+    "DeadlineExceeded",
+    "Pod was active on the node longer than the specified deadline",
+);
+
+/// The kubelet's event when it replaces a pod's sandbox.
+pub const SANDBOX_CHANGED: (&str, &str) = (
+    "SandboxChanged",
+    "Pod sandbox changed, it will be killed and re-created.",
+);
+
+/// The sandbox, as the machine sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sandbox {
+    Up,
+    /// It died: the containers are being stopped by this deadline before a
+    /// new one is made.
+    Replacing {
+        deadline: Instant,
+    },
+    /// `RecreateSandbox` emitted: waiting for `Begin`.
+    Awaiting,
+}
 
 /// The lifecycle of one pod. See the module documentation for the rules.
 #[derive(Debug, Clone)]
@@ -111,8 +139,16 @@ pub struct Lifecycle {
     members: Vec<Member>,
     begun: bool,
     start_time: Option<DateTime<Utc>>,
-    /// Sticky: the init sequence completed once.
+    /// The init sequence completed in the current sandbox.
     initialized: bool,
+    /// Sticky: the init sequence completed once (in any sandbox).
+    ever_initialized: bool,
+    sandbox: Sandbox,
+    /// spec.activeDeadlineSeconds, and when it runs out (from the pod's start).
+    active_deadline: Option<Duration>,
+    active_until: Option<Instant>,
+    /// The pod was stopped for running past its active deadline.
+    deadline_exceeded: bool,
     /// A regular init container failed under restartPolicy Never.
     init_failed: bool,
     /// Set once shutting down: when waiting sidecars get `Term`, and from when
@@ -163,6 +199,11 @@ impl Lifecycle {
             begun: false,
             start_time: None,
             initialized: false,
+            ever_initialized: false,
+            sandbox: Sandbox::Up,
+            active_deadline: pod.active_deadline,
+            active_until: None,
+            deadline_exceeded: false,
             init_failed: false,
             deadline: None,
             sandbox_stopped: false,
@@ -181,9 +222,14 @@ impl Lifecycle {
                 if !self.begun && self.deadline.is_none() {
                     self.begun = true;
                     self.start_time = Some(now.wall);
+                    self.active_until = self.active_deadline.map(|d| now.mono + d.min(FOREVER));
+                } else if self.sandbox == Sandbox::Awaiting {
+                    // A new sandbox: the init sequence runs again from the first.
+                    self.sandbox = Sandbox::Up;
+                    self.initialized = false;
                 }
             }
-            Input::Started { container } => self.on_started(&container, now),
+            Input::Started { container } => self.on_started(&container, now, &mut actions),
             Input::StartFailed {
                 container,
                 reason,
@@ -226,6 +272,65 @@ impl Lifecycle {
             }
             Input::Tick => {}
             Input::Stop => self.begin_shutdown(now),
+            Input::PostStartDone { container, error } => {
+                let grace = self.grace;
+                if let Some(m) = self.member(&container) {
+                    if let Run::Running {
+                        post_start: post_start @ true,
+                        killing,
+                        ..
+                    } = &mut m.run
+                    {
+                        *post_start = false;
+                        match error {
+                            None => m.probes_start(&mut actions),
+                            Some(message) => {
+                                *killing = Some(now.mono + grace);
+                                m.post_start_error = Some(message);
+                            }
+                        }
+                    }
+                }
+            }
+            Input::PreStopDone { container } => {
+                if let Some(m) = self.member(&container) {
+                    if let Run::Running { pre_stop, .. } = &mut m.run {
+                        if *pre_stop == PreStop::Running {
+                            *pre_stop = PreStop::Done;
+                        }
+                    }
+                }
+            }
+            Input::ProbeFailed {
+                container,
+                kind,
+                grace,
+            } => {
+                let grace = hooks::kill_grace(self.grace, Some((kind, grace)));
+                if let Some(m) = self.member(&container) {
+                    if let Run::Running {
+                        killing: killing @ None,
+                        signaled: None,
+                        ..
+                    } = &mut m.run
+                    {
+                        *killing = Some(now.mono + grace.min(FOREVER));
+                    }
+                }
+            }
+            Input::Health {
+                container,
+                started,
+                ready,
+            } => {
+                if let Some(m) = self.member(&container) {
+                    if m.counted_running() {
+                        m.started = started;
+                        m.ready = ready;
+                    }
+                }
+            }
+            Input::SandboxDied => self.on_sandbox_died(now, &mut actions),
         }
         self.advance(now, &mut actions);
         self.record_transitions(now.wall);
@@ -239,21 +344,23 @@ impl Lifecycle {
         if self.sandbox_stopped {
             return None;
         }
-        match self.deadline {
-            Some(deadline) => self
-                .members
-                .iter()
-                .filter_map(|m| m.next_signal_due(deadline))
-                .min(),
-            None => self
-                .members
-                .iter()
-                .filter_map(|m| match m.run {
-                    Run::BackOff { until, .. } | Run::CreateError { until, .. } => Some(until),
-                    _ => None,
-                })
-                .min(),
+        let stopping = match (self.deadline, self.sandbox) {
+            (Some(deadline), _) | (None, Sandbox::Replacing { deadline }) => Some(deadline),
+            _ => None,
+        };
+        let signals = self.members.iter().filter_map(|m| {
+            let deadline = m.stop_deadline(stopping)?;
+            m.next_signal_due(deadline)
+        });
+        if stopping.is_some() {
+            return signals.min();
         }
+        let backoffs = self.members.iter().filter_map(|m| match m.run {
+            Run::BackOff { until, .. } | Run::CreateError { until, .. } => Some(until),
+            _ => None,
+        });
+        let active = self.active_until.filter(|_| self.begun);
+        signals.chain(backoffs).chain(active).min()
     }
 
     /// Nothing more will ever run, and `StopSandbox` was emitted.
@@ -283,22 +390,87 @@ impl Lifecycle {
             .collect()
     }
 
+    /// Containers whose run counts as running and that have probes (an
+    /// adopting supervisor probes them afresh).
+    pub fn probed_containers(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.counted_running() && m.hooks.probes)
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// Whether the sandbox is being replaced (its containers stopping, or a
+    /// new one awaited): the sandbox's death is expected.
+    pub fn replacing_sandbox(&self) -> bool {
+        self.sandbox != Sandbox::Up
+    }
+
     fn member(&mut self, name: &str) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.name == name)
     }
 
-    fn on_started(&mut self, name: &str, now: Now) {
+    fn on_started(&mut self, name: &str, now: Now, actions: &mut Vec<Action>) {
         if let Some(m) = self.member(name) {
             if matches!(m.run, Run::Starting) {
-                m.run = Run::Running {
-                    since: now.mono,
-                    since_wall: now.wall,
-                    signaled: None,
-                    termed: None,
-                };
-                m.has_started = true;
+                m.begin_run(now, actions);
             }
         }
+    }
+
+    /// The sandbox died: as the kubelet's computePodActions, a new one is made
+    /// (after every container is stopped) unless the pod must not restart
+    /// anything (restartPolicy Never once a container ran, or nothing left to
+    /// run); then the pod is stopped.
+    fn on_sandbox_died(&mut self, now: Now, actions: &mut Vec<Action>) {
+        if !self.begun || self.deadline.is_some() || self.sandbox != Sandbox::Up {
+            return;
+        }
+        let ran = self.members.iter().any(|m| m.has_run());
+        let apps_to_start = self.members.iter().any(|m| {
+            m.role == Role::App
+                && !(self.restart_policy == RestartPolicy::OnFailure && m.succeeded())
+        });
+        let recreate = !(self.restart_policy == RestartPolicy::Never && ran)
+            && (apps_to_start || !self.initialized);
+        if !recreate {
+            self.begin_shutdown(now);
+            return;
+        }
+        let (reason, message) = SANDBOX_CHANGED;
+        actions.push(Action::Record {
+            reason,
+            message: message.to_owned(),
+        });
+        self.sandbox = Sandbox::Replacing {
+            deadline: now.mono + self.grace,
+        };
+    }
+
+    /// Stops what runs in a dead sandbox; once nothing does, asks for a new
+    /// one, every container to start again.
+    fn replace_sandbox(&mut self, now: Instant, deadline: Instant, actions: &mut Vec<Action>) {
+        for m in &mut self.members {
+            if matches!(m.run, Run::BackOff { .. } | Run::CreateError { .. }) {
+                m.run = Run::Idle;
+            }
+            let until = m.stop_deadline(Some(deadline)).unwrap_or(deadline);
+            m.stop(now, until, actions);
+        }
+        if self.members.iter().any(Member::alive) {
+            return;
+        }
+        let policy = self.restart_policy;
+        for m in &mut self.members {
+            m.init_passed = false;
+            let skip = m.role == Role::App && policy == RestartPolicy::OnFailure && m.succeeded();
+            if !skip {
+                m.restart_pending = m.has_run();
+                m.run = Run::Idle;
+            }
+        }
+        self.sandbox = Sandbox::Awaiting;
+        actions.push(Action::RecreateSandbox);
     }
 
     fn on_exit(&mut self, name: &str, ending: Ending, now: Now) {
@@ -406,7 +578,29 @@ impl Lifecycle {
     }
 
     fn advance(&mut self, now: Now, actions: &mut Vec<Action>) {
-        if self.begun && self.deadline.is_none() {
+        let over = self.active_until.is_some_and(|until| now.mono >= until);
+        if self.begun && self.deadline.is_none() && over {
+            // The kubelet's activeDeadlineHandler: the pod fails, then stops.
+            self.deadline_exceeded = true;
+            let (reason, message) = DEADLINE_EXCEEDED;
+            actions.push(Action::Record {
+                reason,
+                message: message.to_owned(),
+            });
+            self.begin_shutdown(now);
+        }
+        if let (None, Sandbox::Replacing { deadline }) = (self.deadline, self.sandbox) {
+            self.replace_sandbox(now.mono, deadline, actions);
+        }
+        if self.begun && self.deadline.is_none() && self.sandbox == Sandbox::Up {
+            for m in &mut self.members {
+                if let Some(until) = m.killing() {
+                    m.stop(now.mono, until, actions);
+                }
+                if m.is_started() {
+                    m.init_passed = true;
+                }
+            }
             self.fire_backoffs(now, actions);
             self.start_next(actions);
             let apps_done = self
@@ -447,6 +641,7 @@ impl Lifecycle {
                 return;
             }
             self.initialized = true;
+            self.ever_initialized = true;
         }
         for m in self.members.iter_mut().filter(|m| m.role == Role::App) {
             if matches!(m.run, Run::Idle) {
@@ -459,7 +654,8 @@ impl Lifecycle {
     /// comes or at the deadline; `Kill` when due.
     fn shut_down(&mut self, now: Instant, deadline: Instant, actions: &mut Vec<Action>) {
         for m in self.members.iter_mut().filter(|m| m.role != Role::Sidecar) {
-            m.stop(now, deadline, actions);
+            let until = m.stop_deadline(Some(deadline)).unwrap_or(deadline);
+            m.stop(now, until, actions);
         }
         let overdue = now >= deadline;
         let mut blocked = self
@@ -472,8 +668,11 @@ impl Lifecycle {
             .rev()
             .filter(|m| m.role == Role::Sidecar)
         {
-            if overdue || !blocked || m.signaled().is_some() {
-                m.stop(now, deadline, actions);
+            let until = m.stop_deadline(Some(deadline)).unwrap_or(deadline);
+            if overdue || !blocked || m.signaled().is_some() || m.killing().is_some() {
+                m.stop(now, until, actions);
+            } else {
+                m.pre_stop_early(deadline, actions);
             }
             blocked |= m.alive();
         }
@@ -518,6 +717,7 @@ mod tests {
                 host_aliases: Vec::new(),
                 host: Default::default(),
                 dns: Default::default(),
+                active_deadline: None,
             })
         }
 
@@ -533,6 +733,21 @@ mod tests {
 
         pub(super) fn app(mut self, name: &str) -> Self {
             self.0.containers.push(container(name, None));
+            self
+        }
+
+        /// Gives the container `name` these probes and hooks.
+        pub(super) fn health(mut self, name: &str, health: crate::pod::probe::Health) -> Self {
+            let c = (self.0.init_containers.iter_mut())
+                .chain(&mut self.0.containers)
+                .find(|c| c.name == name)
+                .expect("a container of the test pod");
+            c.health = health;
+            self
+        }
+
+        pub(super) fn active_deadline(mut self, secs: u64) -> Self {
+            self.0.active_deadline = Some(Duration::from_secs(secs));
             self
         }
 
@@ -559,6 +774,7 @@ mod tests {
             termination_message_path: model::DEFAULT_TERMINATION_MESSAGE_PATH.into(),
             termination_message_from_logs: false,
             ports: Vec::new(),
+            health: Default::default(),
         }
     }
 
@@ -700,6 +916,22 @@ mod tests {
         steps: &[Step],
     ) -> (Lifecycle, Clock) {
         let clock = Clock::new();
+        let pod = run_clocked(name, pod, backoff, &clock, steps);
+        (pod, clock)
+    }
+
+    /// A scenario on a given clock (one its steps were written with).
+    pub(super) fn run_at(name: &str, pod: TestPod, clock: &Clock, steps: &[Step]) -> Lifecycle {
+        run_clocked(name, pod, Backoff::default(), clock, steps)
+    }
+
+    fn run_clocked(
+        name: &str,
+        pod: TestPod,
+        backoff: Backoff,
+        clock: &Clock,
+        steps: &[Step],
+    ) -> Lifecycle {
         let mut pod = Lifecycle::new(&pod.0, backoff);
         for (i, step) in steps.iter().enumerate() {
             let context = format!("{name}: step {i}: {step:?}");
@@ -736,7 +968,7 @@ mod tests {
                 Grace(secs) => pod.grace = Duration::from_secs(*secs),
             }
         }
-        (pod, clock)
+        pod
     }
 
     #[test]

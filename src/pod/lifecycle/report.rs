@@ -9,7 +9,7 @@ use crate::pod::status::{ConditionStatus, ConditionType, Phase, PodCondition, Po
 
 impl Lifecycle {
     pub fn phase(&self) -> Phase {
-        if self.init_failed {
+        if self.init_failed || self.deadline_exceeded {
             return Phase::Failed;
         }
         let apps = || self.members.iter().filter(|m| m.role == Role::App);
@@ -23,7 +23,7 @@ impl Lifecycle {
         if self.sandbox_stopped {
             return terminal();
         }
-        if !self.initialized || apps().any(|m| !m.has_run()) {
+        if !self.ever_initialized || apps().any(|m| !m.has_run()) {
             return Phase::Pending;
         }
         let sidecar_alive = || {
@@ -50,8 +50,17 @@ impl Lifecycle {
                 .map(|m| m.status(self.idle_reason, &self.pod_ref))
                 .collect()
         };
+        let (reason, message) = match self.deadline_exceeded {
+            true => {
+                let (reason, message) = super::DEADLINE_EXCEEDED;
+                (Some(reason.to_owned()), Some(message.to_owned()))
+            }
+            false => (None, None),
+        };
         PodStatusView {
             phase,
+            reason,
+            message,
             conditions,
             start_time: self.start_time,
             init_container_statuses: view(|r| r != Role::App),
@@ -88,7 +97,7 @@ impl Lifecycle {
             Phase::Succeeded => (false, Some("PodCompleted"), None),
             Phase::Failed => (false, Some("PodFailed"), None),
             Phase::Pending | Phase::Running => {
-                let unready = names(&|m| m.role != Role::Init && !m.running());
+                let unready = names(&|m| m.role != Role::Init && !m.is_ready());
                 if unready.is_empty() {
                     (true, None, None)
                 } else {

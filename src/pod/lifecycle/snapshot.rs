@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::backoff::Backoff;
 use super::events::{Now, StopSignal};
-use super::members::Run;
-use super::{Lifecycle, FOREVER};
+use super::members::{PreStop, Role, Run};
+use super::{Lifecycle, Sandbox, FOREVER};
 use crate::pod::model;
 use crate::pod::status::{ConditionType, TerminatedState};
 
@@ -26,6 +26,35 @@ pub struct Snapshot {
     sandbox_stopped: bool,
     transitions: Vec<Option<(bool, DateTime<Utc>)>>,
     members: Vec<MemberSnapshot>,
+    // Fields added later: left out while they say what a snapshot without
+    // them means, so that older supervisors' files and ours read alike.
+    /// None: the same as `initialized`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ever_initialized: Option<bool>,
+    #[serde(default, skip_serializing_if = "SandboxSnapshot::is_up")]
+    sandbox: SandboxSnapshot,
+    #[serde(default, skip_serializing_if = "is_false")]
+    deadline_exceeded: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
+}
+
+impl SandboxSnapshot {
+    fn is_up(&self) -> bool {
+        *self == SandboxSnapshot::Up
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+enum SandboxSnapshot {
+    #[default]
+    Up,
+    Replacing {
+        deadline: DateTime<Utc>,
+    },
+    Awaiting,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,6 +66,17 @@ struct MemberSnapshot {
     backoff_ms: Option<u64>,
     latest: Option<TerminatedState>,
     previous: Option<TerminatedState>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    started: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    ready: bool,
+    /// None: a sidecar that started passed, others did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    init_passed: Option<bool>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    restart_pending: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    post_start_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +86,8 @@ enum RunSnapshot {
     Running {
         since: DateTime<Utc>,
         signaled: Option<StopSignal>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        killing: Option<DateTime<Utc>>,
     },
     BackOff {
         until: DateTime<Utc>,
@@ -83,6 +125,16 @@ impl Lifecycle {
             deadline: self.deadline.map(|d| wall_of(d, now)),
             sandbox_stopped: self.sandbox_stopped,
             transitions: self.transitions.to_vec(),
+            ever_initialized: (self.ever_initialized != self.initialized)
+                .then_some(self.ever_initialized),
+            sandbox: match self.sandbox {
+                Sandbox::Up => SandboxSnapshot::Up,
+                Sandbox::Replacing { deadline } => SandboxSnapshot::Replacing {
+                    deadline: wall_of(deadline, now),
+                },
+                Sandbox::Awaiting => SandboxSnapshot::Awaiting,
+            },
+            deadline_exceeded: self.deadline_exceeded,
             members: self
                 .members
                 .iter()
@@ -94,10 +146,12 @@ impl Lifecycle {
                         Run::Running {
                             since_wall,
                             signaled,
+                            killing,
                             ..
                         } => RunSnapshot::Running {
                             since: *since_wall,
                             signaled: *signaled,
+                            killing: killing.map(|k| wall_of(k, now)),
                         },
                         Run::BackOff { until, delay } => RunSnapshot::BackOff {
                             until: wall_of(*until, now),
@@ -119,6 +173,12 @@ impl Lifecycle {
                     backoff_ms: m.backoff.map(|d| d.as_millis() as u64),
                     latest: m.latest.clone(),
                     previous: m.previous.clone(),
+                    started: m.started,
+                    ready: m.ready,
+                    init_passed: (m.init_passed != (m.role == Role::Sidecar && m.has_started))
+                        .then_some(m.init_passed),
+                    restart_pending: m.restart_pending,
+                    post_start_error: m.post_start_error.clone(),
                 })
                 .collect(),
         }
@@ -153,6 +213,22 @@ impl Lifecycle {
         lifecycle.init_failed = snapshot.init_failed;
         lifecycle.deadline = snapshot.deadline.map(|d| instant_of(d, now));
         lifecycle.sandbox_stopped = snapshot.sandbox_stopped;
+        lifecycle.ever_initialized = snapshot.ever_initialized.unwrap_or(snapshot.initialized);
+        lifecycle.sandbox = match snapshot.sandbox {
+            SandboxSnapshot::Up => Sandbox::Up,
+            SandboxSnapshot::Replacing { deadline } => Sandbox::Replacing {
+                deadline: instant_of(deadline, now),
+            },
+            SandboxSnapshot::Awaiting => Sandbox::Awaiting,
+        };
+        lifecycle.deadline_exceeded = snapshot.deadline_exceeded;
+        lifecycle.active_until = match (lifecycle.active_deadline, snapshot.start_time) {
+            (Some(d), Some(start)) => chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| start.checked_add_signed(d))
+                .map(|until| instant_of(until, now)),
+            _ => None,
+        };
         for (t, saved) in lifecycle.transitions.iter_mut().zip(&snapshot.transitions) {
             *t = *saved;
         }
@@ -160,11 +236,23 @@ impl Lifecycle {
             m.run = match saved.run {
                 RunSnapshot::Idle => Run::Idle,
                 RunSnapshot::Starting => Run::Starting,
-                RunSnapshot::Running { since, signaled } => Run::Running {
+                // A hook under way when the supervisor died is not run again:
+                // its postStart counts as done, its preStop as over.
+                RunSnapshot::Running {
+                    since,
+                    signaled,
+                    killing,
+                } => Run::Running {
                     since: instant_of(since, now),
                     since_wall: since,
                     signaled,
                     termed: None,
+                    post_start: false,
+                    pre_stop: match signaled {
+                        Some(_) => PreStop::Done,
+                        None => PreStop::NotRun,
+                    },
+                    killing: killing.map(|k| instant_of(k, now)),
                 },
                 RunSnapshot::BackOff { until, delay_ms } => Run::BackOff {
                     until: instant_of(until, now),
@@ -186,6 +274,13 @@ impl Lifecycle {
             m.backoff = saved.backoff_ms.map(Duration::from_millis);
             m.latest = saved.latest.clone();
             m.previous = saved.previous.clone();
+            m.started = saved.started;
+            m.ready = saved.ready;
+            m.init_passed = saved
+                .init_passed
+                .unwrap_or(m.role == Role::Sidecar && saved.has_started);
+            m.restart_pending = saved.restart_pending;
+            m.post_start_error = saved.post_start_error.clone();
         }
         Ok(lifecycle)
     }

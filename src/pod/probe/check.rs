@@ -221,6 +221,11 @@ impl<K: Clone + PartialEq> Checks<K> {
         self.running.retain(|(k, _)| k != key);
     }
 
+    /// Drops every check whose key matches.
+    pub fn cancel_where(&mut self, matches: impl Fn(&K) -> bool) {
+        self.running.retain(|(k, _)| !matches(k));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.running.is_empty()
     }

@@ -20,9 +20,21 @@ pub struct ConfigFile {
     pub manifest_dir: Option<PathBuf>,
     pub node_name: Option<String>,
     pub rescan_seconds: Option<u64>,
+    /// The kubelet's containerLogMaxSize ("10Mi", or bytes).
+    pub container_log_max_size: Option<Size>,
+    /// The kubelet's containerLogMaxFiles.
+    pub container_log_max_files: Option<u32>,
     /// The pods' network settings (the same as `pod run`'s flags).
     #[serde(default)]
     pub network: NetworkConfigFile,
+}
+
+/// A size written as a quantity or a number of bytes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Quantity(String),
 }
 
 impl ConfigFile {
@@ -44,6 +56,9 @@ pub struct Config {
     pub manifest_dir: PathBuf,
     pub node_name: String,
     pub rescan: Duration,
+    /// Log rotation the file sets (flags win over it).
+    pub container_log_max_size: Option<u64>,
+    pub container_log_max_files: Option<u32>,
 }
 
 /// What the command line says; each value set here wins over the file.
@@ -85,10 +100,30 @@ impl Config {
                 reason: format!("{}: must be an absolute path", manifest_dir.display()),
             });
         }
+        let container_log_max_size = match file.container_log_max_size {
+            None => None,
+            Some(Size::Bytes(n)) => Some(crate::pod::settings::parse_size(&n.to_string())),
+            Some(Size::Quantity(q)) => Some(crate::pod::settings::parse_size(&q)),
+        }
+        .transpose()
+        .map_err(|reason| StaticError::Setting {
+            field: "containerLogMaxSize",
+            reason,
+        })?;
+        let container_log_max_files = file
+            .container_log_max_files
+            .map(|n| crate::pod::settings::parse_max_files(&n.to_string()))
+            .transpose()
+            .map_err(|reason| StaticError::Setting {
+                field: "containerLogMaxFiles",
+                reason,
+            })?;
         Ok(Self {
             manifest_dir,
             node_name,
             rescan: Duration::from_secs(rescan),
+            container_log_max_size,
+            container_log_max_files,
         })
     }
 }
@@ -133,6 +168,30 @@ mod tests {
         .unwrap();
         assert_eq!(c.manifest_dir, Path::new(DEFAULT_MANIFEST_DIR));
         assert_eq!(c.rescan, Duration::from_secs(DEFAULT_RESCAN_SECONDS));
+        let f = file("containerLogMaxSize: 1Mi\ncontainerLogMaxFiles: 3\n").unwrap();
+        let c = Config::resolve(
+            f,
+            Overrides {
+                node_name: Some("n".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (c.container_log_max_size, c.container_log_max_files),
+            (Some(1 << 20), Some(3))
+        );
+        let f = file("containerLogMaxSize: 4096\n").unwrap();
+        let overrides = Overrides {
+            node_name: Some("n".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Config::resolve(f, overrides)
+                .unwrap()
+                .container_log_max_size,
+            Some(4096)
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use nix::sys::signal::Signal;
 use oci_spec::runtime::Spec;
 
 use super::helper::in_child;
+use super::network::FAILED_SANDBOX;
 use super::output::{LogRun, Output};
 use super::Supervisor;
 use crate::error::{one_line, Context};
@@ -19,6 +20,7 @@ use crate::oci::console::ConsoleListener;
 use crate::oci::{CreateOptions, Runtime, Stdio};
 use crate::pod::downward;
 use crate::pod::error::{Error, Result};
+use crate::pod::events::EventType;
 use crate::pod::folder::SANDBOX;
 use crate::pod::lifecycle::Input;
 use crate::pod::logs::{self, log_path, LineSplitter, Stream};
@@ -51,7 +53,8 @@ impl Supervisor {
     }
 
     /// The sandbox container, in the pinned network namespace `netns` if the
-    /// pod has one; returns its pid.
+    /// pod has one; returns its pid. The one place a sandbox is made, for a
+    /// new pod and for one whose sandbox died (through `make_sandbox`).
     pub(super) fn create_sandbox(&mut self, netns: Option<&Path>) -> Result<i32> {
         let pause = self.store.resolve(PAUSE_IMAGE)?;
         let bundle = self.folder.bundle(SANDBOX);
@@ -61,6 +64,23 @@ impl Supervisor {
         let stdio = null_stdio()?;
         in_child(|| create_and_start(&self.runtime, SANDBOX, &bundle, spec, stdio, None))
             .map_err(|e| Error::Supervisor(format!("sandbox: {}", one_line(&e))))
+    }
+
+    /// The sandbox died and its containers have stopped: what is left of it
+    /// goes (its runtime state, cgroup, rootfs and network, as the kubelet
+    /// tears down a dead sandbox), a new one is made, and the pod starts
+    /// again in it. A network that cannot be set up is retried with back-off
+    /// (`network.rs`); if no sandbox can be made otherwise, the pod stops.
+    pub(super) fn recreate_sandbox(&mut self) {
+        self.sandbox_pid = None;
+        self.refresh_probe_target();
+        self.undo_sandbox();
+        if let Err(e) = self.make_sandbox() {
+            let message = format!("Failed to create pod sandbox: {}", one_line(&e));
+            tracing::error!("{message}");
+            self.record(EventType::Warning, FAILED_SANDBOX, None, &message);
+            self.apply(Input::Stop);
+        }
     }
 
     /// A fresh run of `name`: new rootfs, new OCI container, same volumes and logs folder.

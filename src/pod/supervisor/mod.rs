@@ -5,18 +5,22 @@
 //! forked helper, `helper.rs`), reaps exits (`processes.rs`), feeds the
 //! lifecycle state machine and carries out its actions (`containers.rs`),
 //! copies the containers' output into CRI log files (`output.rs`), publishes
-//! status.json, and answers `stop` on a Unix socket. Everything it waits for
+//! status.json, and answers `stop` on a Unix socket. It runs the containers'
+//! probes and lifecycle hooks (`health.rs`), records the pod's events
+//! (`events.rs`), and replaces a sandbox that died. Everything it waits for
 //! is a file descriptor in one poll(): a signalfd, a timerfd for the
-//! lifecycle's next deadline, the API socket, pidfds and the containers'
-//! output FIFOs.
+//! lifecycle's and the probes' next deadline, the API socket, pidfds, the
+//! containers' output FIFOs, and the sockets and pipes of checks under way.
 
 mod containers;
+mod events;
+mod health;
 mod helper;
 mod network;
 mod output;
 mod processes;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -24,20 +28,22 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::time::Instant;
 
-use nix::poll::PollTimeout;
+use nix::poll::{PollFlags, PollTimeout};
 use nix::sys::signal::{SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
 
 use self::containers::{create_failed, StartFailure};
+use self::health::HealthWork;
 use self::helper::handled_signals;
 use self::output::Output;
 use super::error::{Error, Result};
+use super::events::{EventLog, EventType};
 use super::exits::ExitEvents;
 use super::folder::{PodFolder, ResolvedImage, StatusFile, SANDBOX};
 use super::lifecycle::{Action, Input, Lifecycle, Now, StopSignal};
-use super::logs::Stream;
+use super::logs::{LogWriter, Stream};
 use super::model::{Container, Pod};
 use super::settings::Settings;
 use super::status::Phase;
@@ -59,7 +65,17 @@ pub struct Supervisor {
     running: HashMap<i32, String>,
     outputs: Vec<Output>,
     /// Each container's current log file (the run being written).
-    logs: HashMap<String, File>,
+    logs: HashMap<String, LogWriter>,
+    /// Probes and hooks under way.
+    health: HealthWork,
+    /// The pod's events (events.jsonl).
+    events: EventLog,
+    /// Why a container is being stopped, for its Killing event.
+    kill_reasons: HashMap<String, String>,
+    /// Containers whose run's Killing event is recorded.
+    killing_recorded: HashSet<String>,
+    /// Containers waiting in CrashLoopBackOff (their BackOff event is recorded).
+    backing_off: Vec<String>,
     ready: Option<File>,
     done: bool,
     /// Work ran since the last poll: give its code pages back before sleeping.
@@ -94,6 +110,7 @@ enum Source {
     ExitEvents,
     Watched(usize),
     Output(usize),
+    Check(usize),
 }
 
 fn now() -> Now {
@@ -115,6 +132,8 @@ impl Supervisor {
         let store = ImageStore::open(&settings.image_store)?;
         let runtime = Runtime::new(&folder.oci_root(), false)?;
         let lifecycle = Lifecycle::new(&pod, settings.backoff());
+        let health = HealthWork::new(&pod);
+        let events = EventLog::open(&folder.events_file());
         Ok(Self {
             pod,
             folder,
@@ -127,6 +146,11 @@ impl Supervisor {
             running: HashMap::new(),
             outputs: vec![],
             logs: HashMap::new(),
+            health,
+            events,
+            kill_reasons: HashMap::new(),
+            killing_recorded: HashSet::new(),
+            backing_off: Vec::new(),
             ready,
             done: false,
             idle_trim_due: true,
@@ -186,29 +210,35 @@ impl Supervisor {
                 super::idle::release_code_pages();
             }
             let woke = {
-                let mut set: Vec<(BorrowedFd, Source)> = vec![
-                    (sigfd.as_fd(), Source::Signals),
-                    (timer.as_fd(), Source::Timer),
-                    (api.as_fd(), Source::Api),
+                let input = PollFlags::POLLIN;
+                let mut set: Vec<(BorrowedFd, PollFlags, Source)> = vec![
+                    (sigfd.as_fd(), input, Source::Signals),
+                    (timer.as_fd(), input, Source::Timer),
+                    (api.as_fd(), input, Source::Api),
                 ];
                 if let Some(exits) = &self.exits {
-                    set.push((exits.as_fd(), Source::ExitEvents));
+                    set.push((exits.as_fd(), input, Source::ExitEvents));
                 }
                 set.extend(
                     (self.watched.iter().enumerate())
-                        .map(|(i, (_, fd))| (fd.as_fd(), Source::Watched(i))),
+                        .map(|(i, (_, fd))| (fd.as_fd(), input, Source::Watched(i))),
                 );
                 set.extend(
                     (self.outputs.iter().enumerate())
-                        .map(|(i, o)| (o.fifo.as_fd(), Source::Output(i))),
+                        .map(|(i, o)| (o.fifo.as_fd(), input, Source::Output(i))),
                 );
-                let fds: Vec<BorrowedFd> = set.iter().map(|(fd, _)| *fd).collect();
-                let ready = super::poll::readable(&fds, PollTimeout::NONE)
+                set.extend(
+                    (self.health.fds().into_iter().enumerate())
+                        .map(|(i, (fd, events))| (fd, events, Source::Check(i))),
+                );
+                let fds: Vec<(BorrowedFd, PollFlags)> =
+                    set.iter().map(|(fd, events, _)| (*fd, *events)).collect();
+                let ready = super::poll::wait(&fds, PollTimeout::NONE)
                     .map_err(|e| Error::Supervisor(format!("poll: {e}")))?;
                 set.iter()
                     .zip(ready)
                     .filter(|(_, ready)| *ready)
-                    .map(|((_, source), _)| *source)
+                    .map(|((_, _, source), _)| *source)
                     .collect::<Vec<Source>>()
             };
             self.dispatch(&woke, &sigfd, &timer, &api);
@@ -217,9 +247,17 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Handles what woke the poll: output first (a container's last words
+    /// Handles what woke the poll: checks first (their indexes hold only
+    /// until something else changes them), output (a container's last words
     /// come before its exit), then exits, the API, the timer, signals.
     fn dispatch(&mut self, woke: &[Source], sigfd: &SignalFd, timer: &TimerFd, api: &UnixListener) {
+        let checks = self.health.checks.fds().len();
+        let fired: Vec<bool> = (0..checks)
+            .map(|i| woke.contains(&Source::Check(i)))
+            .collect();
+        if fired.contains(&true) || woke.contains(&Source::Timer) {
+            self.health_step(&fired);
+        }
         for source in woke {
             if let Source::Output(i) = source {
                 self.pump_output(*i);
@@ -257,11 +295,15 @@ impl Supervisor {
     }
 
     fn arm_timer(&self, timer: &TimerFd) -> Result<()> {
-        let deadline = match (self.lifecycle.next_deadline(), self.sandbox_retry_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match deadline {
+        let next = [
+            self.lifecycle.next_deadline(),
+            self.health_deadline(),
+            self.sandbox_retry_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
             None => timer.unset().context(|| "timerfd".into())?,
             Some(deadline) => {
                 let wait = deadline
@@ -279,12 +321,18 @@ impl Supervisor {
     }
 
     fn feed(&mut self, input: Input) {
+        self.apply(input);
+        self.publish();
+    }
+
+    /// Feeds an input and carries out what follows (without publishing).
+    fn apply(&mut self, input: Input) {
         self.idle_trim_due = true;
         let actions = self.lifecycle.handle(input, now());
+        self.health_after_input();
         for action in actions {
             self.act(action);
         }
-        self.publish();
     }
 
     fn act(&mut self, action: Action) {
@@ -293,10 +341,13 @@ impl Supervisor {
                 let input = match self.start_container(&container) {
                     Ok(pid) => {
                         self.running.insert(pid, container.clone());
+                        self.record_started(&container);
                         Input::Started { container }
                     }
                     Err(StartFailure::Start(message)) => {
                         self.log_line(&container, Stream::Stderr, &format!("peapod: {message}"));
+                        let event = format!("Error: {message}");
+                        self.record(EventType::Warning, "Failed", Some(&container), &event);
                         Input::StartFailed {
                             container,
                             reason: "StartError".into(),
@@ -304,16 +355,17 @@ impl Supervisor {
                         }
                     }
                     Err(StartFailure::Config(message)) => {
+                        let event = format!("Error: {message}");
+                        self.record(EventType::Warning, "Failed", Some(&container), &event);
                         create_failed(container, "CreateContainerConfigError", message)
                     }
                     Err(StartFailure::Create(message)) => {
+                        let event = format!("Error: {message}");
+                        self.record(EventType::Warning, "Failed", Some(&container), &event);
                         create_failed(container, "CreateContainerError", message)
                     }
                 };
-                let more = self.lifecycle.handle(input, now());
-                for action in more {
-                    self.act(action);
-                }
+                self.apply(input);
             }
             Action::Signal { container, signal } => {
                 let (sig, all) = match signal {
@@ -325,16 +377,33 @@ impl Supervisor {
                     ),
                     StopSignal::Kill => (Signal::SIGKILL, true),
                 };
+                if signal == StopSignal::Term {
+                    self.stop_signal_sent(&container);
+                }
                 if let Err(e) = self.signal(&container, sig, all) {
                     tracing::warn!("signal {container}: {}", one_line(&e));
                 }
             }
             Action::StopSandbox => {
-                if let Err(e) = self.signal(SANDBOX, Signal::SIGKILL, true) {
+                if self.sandbox_pid.is_none() {
+                    // It died already: nothing to wait for.
+                    self.delete_container(SANDBOX);
+                    self.finish();
+                } else if let Err(e) = self.signal(SANDBOX, Signal::SIGKILL, true) {
                     tracing::warn!("stop sandbox: {}", one_line(&e));
                     // No sandbox to wait for: finish now.
                     self.finish();
                 }
+            }
+            Action::RunHook {
+                container,
+                hook,
+                deadline,
+            } => self.run_hook(&container, hook, deadline),
+            Action::ProbesStart { container } => self.probes_start(&container, 0.0),
+            Action::RecreateSandbox => self.recreate_sandbox(),
+            Action::Record { reason, message } => {
+                self.record(EventType::Normal, reason, None, &message)
             }
         }
     }
@@ -388,6 +457,10 @@ impl Supervisor {
         if let Err(e) = self.folder.write_status(&status) {
             tracing::error!("write status: {}", one_line(&e));
         }
+        let states: Vec<_> = (status.status.containers())
+            .map(|c| (c.name.clone(), c.state.clone()))
+            .collect();
+        self.record_backoffs(&states);
         // Pending lasts until every app container has been started, or for
         // as long as a container cannot be created or crash-loops: `pod run
         // -d` returns then too, and the status tells why.

@@ -21,6 +21,7 @@ use crate::image::Rootfs;
 use crate::net::node;
 use crate::pod::downward::RuntimeValues;
 use crate::pod::error::Result;
+use crate::pod::events::EventType;
 use crate::pod::folder::SANDBOX;
 use crate::pod::lifecycle::Input;
 use crate::pod::network::{self, PodNetwork};
@@ -71,6 +72,7 @@ impl Supervisor {
                 self.sandbox_pid = Some(pid);
                 self.net.network = Some(network);
                 self.net.failure = None;
+                self.refresh_probe_target();
                 self.feed(Input::Begin);
                 Ok(())
             }
@@ -89,8 +91,10 @@ impl Supervisor {
         Ok(network::write_etc_files(&self.folder, &files)?)
     }
 
-    /// What a failed attempt left: the sandbox's state and rootfs, the network.
-    fn undo_sandbox(&mut self) {
+    /// What a failed attempt or a dead sandbox left: the sandbox's state and
+    /// rootfs, the network.
+    pub(super) fn undo_sandbox(&mut self) {
+        self.net.network = None;
         self.delete_container(SANDBOX);
         if let Err(e) = Rootfs::unmount(&self.folder.bundle(SANDBOX)) {
             tracing::warn!("sandbox rootfs: {}", one_line(&e));
@@ -108,6 +112,7 @@ impl Supervisor {
         };
         let message = format!("Failed to create pod sandbox: {why}");
         tracing::warn!("{FAILED_SANDBOX}: {message} (trying again in {delay:?})");
+        self.record(EventType::Warning, FAILED_SANDBOX, None, &message);
         self.net.failure = Some(SandboxFailure {
             message,
             retry_at: Instant::now() + delay,
@@ -163,6 +168,16 @@ impl Supervisor {
                 condition.message = Some(failure.message.clone());
             }
         }
+    }
+
+    /// The pod's first IP, where probes without a host connect (inside the
+    /// pod's namespace, as the kubelet's probes reach the pod's IP); none
+    /// for a pod on loopback only or on the host's network.
+    pub(super) fn probe_address(&self) -> Option<IpAddr> {
+        if self.pod.host.network {
+            return None;
+        }
+        self.net.network.as_ref()?.pod_ips.first().copied()
     }
 
     /// The Downward API's status values for a container starting now.

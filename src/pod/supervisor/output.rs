@@ -2,7 +2,7 @@
 //! the poll loop and written to the run's CRI log file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -13,7 +13,7 @@ use super::Supervisor;
 use crate::error::Context;
 use crate::oci::Stdio;
 use crate::pod::error::Result;
-use crate::pod::logs::{self, format_record, log_path, open_log, LineSplitter, Stream};
+use crate::pod::logs::{self, format_record, log_path, LineSplitter, LogWriter, Stream};
 
 /// One output stream of one container: a FIFO the container writes, we
 /// read; or, for a container with `tty: true`, its terminal's master side
@@ -111,8 +111,11 @@ impl Supervisor {
             LogRun::Current => last.unwrap_or(0),
         };
         let path = log_path(&self.folder.logs_dir(), name, run);
-        let file = open_log(&path).context(|| format!("open {}", path.display()))?;
+        let file = LogWriter::open(&path, self.settings.log_rotation())
+            .context(|| format!("open {}", path.display()))?;
         self.logs.insert(name.to_string(), file);
+        // The kubelet keeps the logs of a container's current and previous runs.
+        logs::remove_runs_before(&self.folder.logs_dir(), name, run.saturating_sub(1));
         Ok(())
     }
 
@@ -122,7 +125,7 @@ impl Supervisor {
             return;
         }
         if let Some(file) = self.logs.get_mut(name) {
-            let _ = file.write_all(&format_record(
+            let _ = file.write_record(&format_record(
                 chrono::Utc::now(),
                 stream,
                 true,
@@ -153,7 +156,7 @@ impl Supervisor {
             if let Some(file) = self.logs.get_mut(&name) {
                 let time = chrono::Utc::now();
                 for (full, text) in records {
-                    let _ = file.write_all(&format_record(time, stream, full, &text));
+                    let _ = file.write_record(&format_record(time, stream, full, &text));
                 }
             }
         }
@@ -167,8 +170,8 @@ impl Supervisor {
                 let stream = self.outputs[i].stream;
                 if let Some((full, text)) = self.outputs[i].splitter.finish() {
                     if let Some(file) = self.logs.get_mut(name) {
-                        let _ =
-                            file.write_all(&format_record(chrono::Utc::now(), stream, full, &text));
+                        let record = format_record(chrono::Utc::now(), stream, full, &text);
+                        let _ = file.write_record(&record);
                     }
                 }
             }

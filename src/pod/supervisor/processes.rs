@@ -71,13 +71,15 @@ impl Supervisor {
         if self.watched.is_empty() {
             self.exits = None;
         }
-        if self.sandbox_pid.is_none() {
-            // Nothing can run without the sandbox: stop what is left.
-            self.feed(Input::Stop);
-        }
+        self.probes_resume();
         for name in lost {
             self.delete_container(&name);
             self.feed(Input::Lost { container: name });
+        }
+        if self.sandbox_pid.is_none() && !self.lifecycle.replacing_sandbox() {
+            // Nothing can run without the sandbox: a new one is made, or
+            // the pod stops (as the kubelet decides).
+            self.feed(Input::SandboxDied);
         }
         self.feed(Input::Tick);
         // Taken over, whatever the phase: `pod adopt` may return.
@@ -157,14 +159,18 @@ impl Supervisor {
     fn process_ended(&mut self, pid: i32, exit: Option<(i32, Option<i32>)>) -> bool {
         if Some(pid) == self.sandbox_pid {
             self.sandbox_pid = None;
-            if !self.lifecycle.is_finished() {
-                // The sandbox died under the pod: nothing can run without it.
-                self.feed(Input::Stop);
+            if self.lifecycle.is_finished() {
+                self.finish();
+                return true;
             }
-            self.finish();
-            return true;
+            // The sandbox died under the pod: its containers are stopped, and
+            // a new one is made, or the pod stops (the lifecycle decides).
+            tracing::warn!("the pod's sandbox (pid {pid}) died");
+            self.feed(Input::SandboxDied);
+            return self.done;
         }
         if let Some(name) = self.running.remove(&pid) {
+            self.health_container_ended(&name);
             self.drain_outputs(&name);
             // Its terminal ends with the run.
             self.outputs.retain(|o| !(o.tty && o.container == name));
