@@ -104,7 +104,7 @@ pub struct StaticArgs {
     /// Folder of pod manifests (default /etc/kubernetes/manifests)
     #[arg(long)]
     pub manifest_dir: Option<PathBuf>,
-    /// YAML file with manifestDir, nodeName, rescanSeconds, network (flags win)
+    /// YAML file with manifestDir, nodeName, rescanSeconds, network, security (flags win)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Node name, appended to pod names (default: the host name, lower-cased)
@@ -136,6 +136,23 @@ pub struct PodSettingsArgs {
     pub store: StoreArg,
     #[command(flatten)]
     pub network: NetworkArgs,
+    #[command(flatten)]
+    pub security: SecurityArgs,
+}
+
+/// The node's security settings, as the kubelet's (config file keys of the
+/// same names under `security:`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecurityArgs {
+    /// Folder of Localhost seccomp profiles (the kubelet's <root-dir>/seccomp; default <root>/seccomp)
+    #[arg(long, env = "PEAPOD_SECCOMP_PROFILE_ROOT")]
+    pub seccomp_profile_root: Option<PathBuf>,
+    /// RuntimeDefault seccomp for pods and containers that set no profile (the kubelet's seccompDefault)
+    #[arg(long, env = "PEAPOD_SECCOMP_DEFAULT", num_args = 0..=1, default_missing_value = "true")]
+    pub seccomp_default: Option<bool>,
+    /// Unsafe sysctls pods may set, comma-separated; `net.core.*` allows a prefix (the kubelet's allowedUnsafeSysctls)
+    #[arg(long, env = "PEAPOD_ALLOWED_UNSAFE_SYSCTLS", value_delimiter = ',')]
+    pub allowed_unsafe_sysctls: Option<Vec<String>>,
 }
 
 /// The pods' network: CNI's folders and the node's DNS (config file keys of

@@ -12,6 +12,7 @@ use crate::net::NetworkSettings;
 use crate::pod::engine::{self, Engine};
 use crate::pod::folder::write_json_atomic;
 use crate::pod::logs;
+use crate::pod::security::{SecurityConfigFile, SecuritySettings};
 use crate::pod::status::{self, ContainerState, Phase};
 use crate::pod::supervisor::Mode;
 use crate::pod::Settings;
@@ -34,7 +35,12 @@ pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
 /// How pods are run, from the flags `pod run` and `static` share over a
 /// config file's `network:` section; pods' namespaces are pinned under the
 /// state root unless told otherwise.
-pub fn settings(g: &GlobalOpts, a: &PodSettingsArgs, file: NetworkConfigFile) -> Result<Settings> {
+pub fn settings(
+    g: &GlobalOpts,
+    a: &PodSettingsArgs,
+    file: NetworkConfigFile,
+    mut security: SecurityConfigFile,
+) -> Result<Settings> {
     let mut settings = Settings {
         image_store: a.store.image_store.clone(),
         ..Settings::default()
@@ -65,6 +71,17 @@ pub fn settings(g: &GlobalOpts, a: &PodSettingsArgs, file: NetworkConfigFile) ->
     };
     settings.network =
         NetworkSettings::resolve(file, flags).map_err(|e| anyhow!("network settings: {e}"))?;
+    let s = a.security.clone();
+    let flags = SecurityConfigFile {
+        seccomp_profile_root: s
+            .seccomp_profile_root
+            .or(security.seccomp_profile_root.take())
+            .or_else(|| Some(SecuritySettings::seccomp_root_under(&g.root))),
+        seccomp_default: s.seccomp_default,
+        allowed_unsafe_sysctls: s.allowed_unsafe_sysctls,
+    };
+    settings.security = SecuritySettings::resolve(security, flags)
+        .map_err(|e| anyhow!("security settings: {e}"))?;
     Ok(settings)
 }
 
@@ -77,7 +94,12 @@ fn engine(g: &GlobalOpts) -> Engine {
 fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
     let engine = Engine::new(
         &g.root,
-        settings(g, &a.settings, NetworkConfigFile::default())?,
+        settings(
+            g,
+            &a.settings,
+            NetworkConfigFile::default(),
+            SecurityConfigFile::default(),
+        )?,
     );
     let admitted = engine.admit(&a.file)?;
     for warning in &admitted.warnings {

@@ -13,6 +13,7 @@ pub fn run(g: &GlobalOpts, a: StaticArgs) -> Result<i32> {
         None => ConfigFile::default(),
     };
     let network = std::mem::take(&mut file.network);
+    let security = std::mem::take(&mut file.security);
     let flags = Overrides {
         manifest_dir: a.manifest_dir,
         node_name: a.node_name,
@@ -27,7 +28,7 @@ pub fn run(g: &GlobalOpts, a: StaticArgs) -> Result<i32> {
     pods.container_log_max_files = pods
         .container_log_max_files
         .or(config.container_log_max_files);
-    let mut settings = super::pod::settings(g, &pods, network)?;
+    let mut settings = super::pod::settings(g, &pods, network, security)?;
     // The daemon's node name is the node name of its pods (spec.nodeName).
     settings.node_name = config.node_name.clone();
     let engine = Engine::new(&g.root, settings);

@@ -24,7 +24,7 @@ pub mod network;
 mod pause;
 mod ps;
 mod remount;
-mod seccomp;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
 mod start;

@@ -66,6 +66,9 @@ fn supervisor_answer(ready: &File, folder: &PodFolder) -> Result<()> {
 /// Resolves the admitted pod's images, makes its folder and starts its
 /// supervisor, without waiting for the pod to start.
 pub fn launch(store: &PodStore, pod: Pod, settings: &Settings) -> Result<Launch> {
+    // What the node refuses (sysctls, seccomp profiles) is refused before
+    // anything of the pod exists.
+    super::security::check(&pod, &settings.security).map_err(|e| Error::pod(&pod.name, e))?;
     let images = resolve_images(&pod, &settings.image_store)?;
     let folder = store.create(&pod)?;
     let written = write_json_atomic(&folder.pod_file(), &pod)

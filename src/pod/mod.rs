@@ -21,6 +21,7 @@ pub mod model;
 pub mod network;
 pub mod poll;
 pub mod probe;
+pub mod security;
 pub mod settings;
 pub mod spec;
 pub mod static_pods;

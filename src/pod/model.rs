@@ -47,6 +47,47 @@ pub struct Pod {
     /// spec.dnsPolicy, dnsConfig and subdomain.
     #[serde(default)]
     pub dns: PodDns,
+    /// The pod-level securityContext fields that are the pod's, not each
+    /// container's: the sandbox's seccomp profile, sysctls, fsGroup, policies.
+    #[serde(default)]
+    pub security: PodSecurity,
+}
+
+/// What the pod's securityContext says for the pod as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PodSecurity {
+    /// spec.securityContext.seccompProfile: the sandbox's profile.
+    pub seccomp: SeccompProfile,
+    /// spec.securityContext.sysctls, in order (set in the sandbox's namespaces).
+    pub sysctls: Vec<Sysctl>,
+    /// spec.securityContext.fsGroup: owns emptyDir volumes, joins every container's groups.
+    pub fs_group: Option<u32>,
+    /// fsGroupChangePolicy OnRootMismatch (the default is Always).
+    pub fs_group_on_root_mismatch: bool,
+    /// supplementalGroupsPolicy Strict: the image's /etc/group memberships are not added.
+    pub supplemental_groups_strict: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sysctl {
+    pub name: String,
+    pub value: String,
+}
+
+/// A seccompProfile, the container's over the pod's. `Unset` is decided by
+/// the node (the kubelet's seccompDefault).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SeccompProfile {
+    #[default]
+    Unset,
+    RuntimeDefault,
+    Unconfined,
+    /// `localhostProfile`, relative to the node's profile folder; `field` is
+    /// where the manifest said it, for errors.
+    Localhost {
+        profile: String,
+        field: String,
+    },
 }
 
 /// The host's namespaces a pod shares instead of having its own.
@@ -151,6 +192,9 @@ pub struct Security {
     /// None is Kubernetes' default, true: no_new_privs stays off (only an explicit
     /// false sets it, and not for a privileged container).
     pub allow_privilege_escalation: Option<bool>,
+    /// seccompProfile, the container's over the pod's.
+    #[serde(default)]
+    pub seccomp: SeccompProfile,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

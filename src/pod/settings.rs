@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::lifecycle::Backoff;
 use super::logs::{Rotation, DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
+use super::security::SecuritySettings;
 use crate::net::NetworkSettings;
 
 /// The cgroup parent of pods unless `--cgroup-prefix` says otherwise.
@@ -38,6 +39,8 @@ pub struct Settings {
     pub container_log_max_size: u64,
     /// The kubelet's containerLogMaxFiles: files kept of a run's log.
     pub container_log_max_files: u32,
+    /// The seccomp profile folder, seccompDefault, allowedUnsafeSysctls.
+    pub security: SecuritySettings,
 }
 
 impl Default for Settings {
@@ -50,6 +53,7 @@ impl Default for Settings {
             network: NetworkSettings::default(),
             container_log_max_size: DEFAULT_MAX_SIZE,
             container_log_max_files: DEFAULT_MAX_FILES,
+            security: SecuritySettings::default(),
         }
     }
 }

@@ -337,6 +337,14 @@ pub fn sandbox_spec(
     linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
     linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));
     linux.set_resources(Some(resources));
+    // The pod's sysctls, in the namespaces every container joins (checked
+    // against the node at launch: security::sysctls).
+    if !pod.security.sysctls.is_empty() {
+        let sysctls = pod.security.sysctls.iter();
+        linux.set_sysctl(Some(
+            sysctls.map(|s| (s.name.clone(), s.value.clone())).collect(),
+        ));
+    }
 
     let mut spec = empty_spec(OCI_VERSION);
     spec.set_root(Some(
@@ -611,10 +619,11 @@ pub fn member_spec(
     // Kubernetes: allowPrivilegeEscalation defaults to true; false sets no_new_privs.
     let no_new_privs =
         c.security.allow_privilege_escalation == Some(false) && !c.security.privileged;
-    let mut user = UserBuilder::default().uid(uid).gid(gid);
-    if !c.security.supplemental_groups.is_empty() {
-        user = user.additional_gids(c.security.supplemental_groups.clone());
-    }
+    let gids = super::security::groups::additional_gids(pod, c, uid, gid, rootfs);
+    let user = UserBuilder::default()
+        .uid(uid)
+        .gid(gid)
+        .additional_gids(gids);
     let mut process = empty_process();
     process.set_terminal(Some(c.tty));
     process.set_user(user.build()?);
@@ -711,6 +720,7 @@ mod tests {
             host: HostNamespaces::default(),
             dns: PodDns::default(),
             active_deadline: None,
+            security: Default::default(),
         }
     }
 

@@ -107,6 +107,15 @@ fn prepare_inner(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
             }
             VolumeSource::HostPath { path, kind } => check_host_path(&volume.name, path, *kind)?,
         }
+        // The kubelet gives fsGroup the volumes it manages, never a hostPath.
+        if let (VolumeSource::EmptyDir { .. }, Some(group)) =
+            (&volume.source, pod.security.fs_group)
+        {
+            let dir = paths.volume(&volume.name);
+            let on_mismatch = pod.security.fs_group_on_root_mismatch;
+            super::security::groups::set_volume_ownership(&dir, group, on_mismatch)
+                .map_err(io("set fsGroup on emptyDir", &dir))?;
+        }
     }
     Ok(())
 }

@@ -413,6 +413,7 @@ impl Admission<'_> {
             host,
             dns,
             active_deadline,
+            security: security.pod.clone(),
         })
     }
 }
@@ -699,6 +700,7 @@ status:
                 privileged: false,
                 read_only_root_filesystem: true,
                 allow_privilege_escalation: Some(false),
+                seccomp: model::SeccompProfile::Unset,
             }
         );
         assert_eq!(

@@ -1,11 +1,14 @@
 //! securityContext, the pod's and each container's (merged over it): users
-//! and groups, capabilities, privilege, seccomp and AppArmor profiles.
+//! and groups, capabilities, privilege, seccomp and AppArmor profiles,
+//! sysctls, fsGroup. What depends on the node (the allowed sysctls, the
+//! seccomp profile folder) is checked when the pod is launched
+//! (`pod::security::check`).
 
 use std::str::FromStr;
 
 use k8s_openapi::api::core::v1 as k8s;
 
-use super::{model, not_one_of, Admission, ManifestError, NOT_ENFORCED};
+use super::{model, not_one_of, Admission, ManifestError};
 
 /// Pod-level securityContext, validated, for merging under each container's.
 #[derive(Default)]
@@ -14,6 +17,9 @@ pub(super) struct PodSecurity {
     run_as_group: Option<u32>,
     run_as_non_root: Option<bool>,
     supplemental_groups: Vec<u32>,
+    seccomp: model::SeccompProfile,
+    /// The pod-wide part, as the model keeps it.
+    pub(super) pod: model::PodSecurity,
 }
 
 impl Admission<'_> {
@@ -60,27 +66,29 @@ impl Admission<'_> {
                 groups.push(group);
             }
         }
-        if fs_group.is_some() {
-            self.warn(
-                &format!("{field}.fsGroup"),
-                "not supported (volume ownership is not changed)",
-            );
-        }
-        match supplemental_groups_policy.as_deref() {
-            None | Some("Merge") => {}
-            Some("Strict") => self.warn(&format!("{field}.supplementalGroupsPolicy"), NOT_ENFORCED),
+        let fs_group = self.id(&format!("{field}.fsGroup"), fs_group)?;
+        let fs_group_on_root_mismatch = match fs_group_change_policy.as_deref() {
+            None | Some("Always") => false,
+            Some("OnRootMismatch") => true,
+            Some(other) => {
+                return Err(self.invalid(
+                    format!("{field}.fsGroupChangePolicy"),
+                    not_one_of(other, &["OnRootMismatch", "Always"]),
+                ))
+            }
+        };
+        let supplemental_groups_strict = match supplemental_groups_policy.as_deref() {
+            None | Some("Merge") => false,
+            Some("Strict") => true,
             Some(other) => {
                 return Err(self.invalid(
                     format!("{field}.supplementalGroupsPolicy"),
                     not_one_of(other, &["Merge", "Strict"]),
                 ))
             }
-        }
-        if sysctls.is_some_and(|list| !list.is_empty()) {
-            self.warn(&format!("{field}.sysctls"), "ignored (not applied yet)");
-        }
+        };
+        let sysctls = self.sysctls(&format!("{field}.sysctls"), sysctls.unwrap_or_default())?;
         for (name, set) in [
-            ("fsGroupChangePolicy", fs_group_change_policy.is_some()),
             ("seLinuxChangePolicy", se_linux_change_policy.is_some()),
             ("seLinuxOptions", se_linux_options.is_some()),
             ("windowsOptions", windows_options.is_some()),
@@ -89,13 +97,21 @@ impl Admission<'_> {
                 self.warn(&format!("{field}.{name}"), "ignored");
             }
         }
-        self.seccomp(&format!("{field}.seccompProfile"), seccomp_profile)?;
+        let seccomp = self.seccomp(&format!("{field}.seccompProfile"), seccomp_profile)?;
         self.app_armor(&format!("{field}.appArmorProfile"), app_armor_profile)?;
         Ok(PodSecurity {
             run_as_user,
             run_as_group,
             run_as_non_root,
             supplemental_groups: groups,
+            seccomp: seccomp.clone(),
+            pod: model::PodSecurity {
+                seccomp,
+                sysctls,
+                fs_group,
+                fs_group_on_root_mismatch,
+                supplemental_groups_strict,
+            },
         })
     }
 
@@ -127,7 +143,7 @@ impl Admission<'_> {
         };
         let run_as_user = self.id(&format!("{field}.runAsUser"), run_as_user)?;
         let run_as_group = self.id(&format!("{field}.runAsGroup"), run_as_group)?;
-        self.seccomp(&format!("{field}.seccompProfile"), seccomp_profile)?;
+        let seccomp = self.seccomp(&format!("{field}.seccompProfile"), seccomp_profile)?;
         self.app_armor(&format!("{field}.appArmorProfile"), app_armor_profile)?;
         for (name, set) in [
             ("seLinuxOptions", se_linux_options.is_some()),
@@ -189,6 +205,11 @@ impl Admission<'_> {
             privileged,
             read_only_root_filesystem: read_only_root_filesystem.unwrap_or(false),
             allow_privilege_escalation,
+            // Kubernetes: the container's profile wins over the pod's.
+            seccomp: match seccomp {
+                model::SeccompProfile::Unset => pod.seccomp.clone(),
+                set => set,
+            },
         })
     }
 
@@ -228,25 +249,33 @@ impl Admission<'_> {
         &mut self,
         field: &str,
         profile: Option<k8s::SeccompProfile>,
-    ) -> Result<(), ManifestError> {
+    ) -> Result<model::SeccompProfile, ManifestError> {
         let Some(k8s::SeccompProfile {
             localhost_profile,
             type_,
         }) = profile
         else {
-            return Ok(());
+            return Ok(model::SeccompProfile::Unset);
         };
-        match type_.as_str() {
-            "RuntimeDefault" => {
-                self.warn(field, "not applied: peapod applies no seccomp profile yet")
-            }
-            // Exactly what peapod does.
-            "Unconfined" => {}
+        let profile = match type_.as_str() {
+            "RuntimeDefault" => model::SeccompProfile::RuntimeDefault,
+            "Unconfined" => model::SeccompProfile::Unconfined,
             "Localhost" => {
-                return Err(self.unsupported(
-                    format!("{field}.type"),
-                    "unsupported: Localhost seccomp profiles",
-                ))
+                let local_field = format!("{field}.localhostProfile");
+                let Some(path) = localhost_profile.filter(|p| !p.is_empty()) else {
+                    return Err(self.invalid(local_field, "required when type is Localhost"));
+                };
+                // The API server's rule: a relative path with no `..` in it.
+                if path.starts_with('/') {
+                    return Err(self.invalid(local_field, "must be a relative path"));
+                }
+                if path.split('/').any(|part| part == "..") {
+                    return Err(self.invalid(local_field, "must not contain '..'"));
+                }
+                return Ok(model::SeccompProfile::Localhost {
+                    profile: path,
+                    field: local_field,
+                });
             }
             "" => return Err(self.invalid(format!("{field}.type"), "required")),
             other => {
@@ -255,14 +284,61 @@ impl Admission<'_> {
                     not_one_of(other, &["RuntimeDefault", "Unconfined", "Localhost"]),
                 ))
             }
-        }
+        };
         if localhost_profile.is_some() {
             return Err(self.invalid(
                 format!("{field}.localhostProfile"),
                 "may only be set when type is Localhost",
             ));
         }
-        Ok(())
+        Ok(profile)
+    }
+
+    /// Names as the API server checks them (dots or slashes between
+    /// segments of `[a-z0-9_-]`); which ones this node allows is decided at
+    /// launch.
+    fn sysctls(
+        &self,
+        field: &str,
+        list: Vec<k8s::Sysctl>,
+    ) -> Result<Vec<model::Sysctl>, ManifestError> {
+        let mut out: Vec<model::Sysctl> = Vec::new();
+        for (i, k8s::Sysctl { name, value }) in list.into_iter().enumerate() {
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name.split(['.', '/']).all(|part| {
+                    !part.is_empty()
+                        && part.bytes().all(|b| {
+                            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                        })
+                        && part.as_bytes()[0].is_ascii_alphanumeric()
+                        && part.as_bytes()[part.len() - 1].is_ascii_alphanumeric()
+                });
+            if !valid {
+                return Err(self.invalid(
+                    format!("{field}[{i}].name"),
+                    format!(
+                        "{name:?}: not a sysctl name (lower-case segments separated by '.' or '/')"
+                    ),
+                ));
+            }
+            // The kubelet writes net/ipv4/conf/eth0.100/x as net.ipv4.conf.eth0/100.x;
+            // peapod keeps the dotted form and refuses the ambiguous slash one.
+            if name.contains('/') && name.contains('.') {
+                return Err(self.invalid(
+                    format!("{field}[{i}].name"),
+                    format!("{name:?}: use either dots or slashes, not both"),
+                ));
+            }
+            let name = name.replace('/', ".");
+            if out.iter().any(|s| s.name == name) {
+                return Err(
+                    self.invalid(format!("{field}[{i}].name"), format!("{name:?}: duplicate"))
+                );
+            }
+            out.push(model::Sysctl { name, value });
+        }
+        Ok(out)
     }
 
     fn app_armor(
@@ -367,8 +443,13 @@ mod tests {
             (app(", securityContext: {runAsGroup: 2147483648}"), "web.yaml: spec.containers[0].securityContext.runAsGroup: must be between 0 and 2147483647"),
             (app(", securityContext: {capabilities: {add: [NET_FOO]}}"), "web.yaml: spec.containers[0].securityContext.capabilities.add[0]: unknown capability \"NET_FOO\""),
             (app(", securityContext: {capabilities: {drop: [KILL, CAP_]}}"), "web.yaml: spec.containers[0].securityContext.capabilities.drop[1]: unknown capability \"CAP_\""),
-            (app(", securityContext: {seccompProfile: {type: Localhost, localhostProfile: p.json}}"), "web.yaml: spec.containers[0].securityContext.seccompProfile.type: unsupported"),
-            (pod("{securityContext: {seccompProfile: {type: Localhost}}, containers: [{name: a, image: i}]}"), "web.yaml: spec.securityContext.seccompProfile.type: unsupported"),
+            (app(", securityContext: {seccompProfile: {type: Localhost, localhostProfile: ../p.json}}"), "web.yaml: spec.containers[0].securityContext.seccompProfile.localhostProfile: must not contain '..'"),
+            (app(", securityContext: {seccompProfile: {type: Localhost, localhostProfile: /p.json}}"), "web.yaml: spec.containers[0].securityContext.seccompProfile.localhostProfile: must be a relative path"),
+            (pod("{securityContext: {seccompProfile: {type: Localhost}}, containers: [{name: a, image: i}]}"), "web.yaml: spec.securityContext.seccompProfile.localhostProfile: required"),
+            (pod("{securityContext: {fsGroupChangePolicy: Sometimes}, containers: [{name: a, image: i}]}"), "web.yaml: spec.securityContext.fsGroupChangePolicy: unsupported value"),
+            (pod("{securityContext: {fsGroup: -2}, containers: [{name: a, image: i}]}"), "web.yaml: spec.securityContext.fsGroup: must be between"),
+            (pod("{securityContext: {sysctls: [{name: Net.Core, value: \"1\"}]}, containers: [{name: a, image: i}]}"), "web.yaml: spec.securityContext.sysctls[0].name: \"Net.Core\": not a sysctl name"),
+            (pod("{securityContext: {sysctls: [{name: net.a, value: \"1\"}, {name: net/a, value: \"2\"}]}, containers: [{name: a, image: i}]}"), "web.yaml: spec.securityContext.sysctls[1].name: \"net.a\": duplicate"),
             (app(", securityContext: {seccompProfile: {type: Strict}}"), "web.yaml: spec.containers[0].securityContext.seccompProfile.type: unsupported value \"Strict\""),
             (app(", securityContext: {seccompProfile: {type: Unconfined, localhostProfile: p}}"), "web.yaml: spec.containers[0].securityContext.seccompProfile.localhostProfile: may only be set"),
             (app(", securityContext: {appArmorProfile: {type: Other}}"), "web.yaml: spec.containers[0].securityContext.appArmorProfile.type: unsupported value"),
@@ -386,18 +467,6 @@ mod tests {
     fn warnings_name_the_field() {
         let cases = [
             (
-                pod("{securityContext: {fsGroup: 5}, containers: [{name: a, image: i}]}"),
-                "web.yaml: spec.securityContext.fsGroup: not supported",
-            ),
-            (
-                pod("{securityContext: {seccompProfile: {type: RuntimeDefault}}, containers: [{name: a, image: i}]}"),
-                "web.yaml: spec.securityContext.seccompProfile: not applied",
-            ),
-            (
-                pod("{securityContext: {sysctls: [{name: net.ipv4.ip_forward, value: \"1\"}]}, containers: [{name: a, image: i}]}"),
-                "web.yaml: spec.securityContext.sysctls: ignored",
-            ),
-            (
                 app(", securityContext: {seLinuxOptions: {level: \"s0:c1\"}}"),
                 "web.yaml: spec.containers[0].securityContext.seLinuxOptions: ignored",
             ),
@@ -405,11 +474,52 @@ mod tests {
                 app(", securityContext: {appArmorProfile: {type: RuntimeDefault}}"),
                 "web.yaml: spec.containers[0].securityContext.appArmorProfile: ignored",
             ),
-            (
-                app(", securityContext: {seccompProfile: {type: RuntimeDefault}}"),
-                "web.yaml: spec.containers[0].securityContext.seccompProfile: not applied",
-            ),
         ];
         assert_warnings(&cases);
+    }
+
+    /// Kubernetes: a container's seccompProfile wins over the pod's; the
+    /// pod-wide fields are kept for the sandbox and volumes.
+    #[test]
+    fn seccomp_sysctls_and_groups_are_kept() {
+        use crate::pod::model::{SeccompProfile, Sysctl};
+        let text = pod(
+            "{securityContext: {seccompProfile: {type: RuntimeDefault}, fsGroup: 2000, \
+             fsGroupChangePolicy: OnRootMismatch, supplementalGroupsPolicy: Strict, \
+             sysctls: [{name: net/ipv4/tcp_syncookies, value: \"1\"}]}, \
+             containers: [{name: a, image: i}, \
+             {name: b, image: i, securityContext: {seccompProfile: {type: Localhost, localhostProfile: p/deny.json}}}, \
+             {name: c, image: i, securityContext: {seccompProfile: {type: Unconfined}}}]}",
+        );
+        let admitted = admit_ok(&text);
+        assert!(admitted.warnings.is_empty(), "{:?}", admitted.warnings);
+        let pod = admitted.pod;
+        assert_eq!(pod.security.seccomp, SeccompProfile::RuntimeDefault);
+        assert_eq!(
+            pod.security.sysctls,
+            [Sysctl {
+                name: "net.ipv4.tcp_syncookies".into(),
+                value: "1".into()
+            }]
+        );
+        assert_eq!(pod.security.fs_group, Some(2000));
+        assert!(pod.security.fs_group_on_root_mismatch && pod.security.supplemental_groups_strict);
+        let profiles: Vec<_> = pod
+            .containers
+            .iter()
+            .map(|c| c.security.seccomp.clone())
+            .collect();
+        assert_eq!(
+            profiles,
+            [
+                SeccompProfile::RuntimeDefault,
+                SeccompProfile::Localhost {
+                    profile: "p/deny.json".into(),
+                    field: "spec.containers[1].securityContext.seccompProfile.localhostProfile"
+                        .into()
+                },
+                SeccompProfile::Unconfined,
+            ]
+        );
     }
 }

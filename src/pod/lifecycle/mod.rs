@@ -718,6 +718,7 @@ mod tests {
                 host: Default::default(),
                 dns: Default::default(),
                 active_deadline: None,
+                security: Default::default(),
             })
         }
 

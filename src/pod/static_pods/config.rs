@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::error::{Result, StaticError};
 use crate::net::settings::NetworkConfigFile;
+use crate::pod::security::SecurityConfigFile;
 
 /// The kubelet's usual `staticPodPath`.
 pub const DEFAULT_MANIFEST_DIR: &str = "/etc/kubernetes/manifests";
@@ -27,6 +28,9 @@ pub struct ConfigFile {
     /// The pods' network settings (the same as `pod run`'s flags).
     #[serde(default)]
     pub network: NetworkConfigFile,
+    /// The node's security settings (the same as `pod run`'s flags).
+    #[serde(default)]
+    pub security: SecurityConfigFile,
 }
 
 /// A size written as a quantity or a number of bytes.
@@ -147,6 +151,20 @@ mod tests {
             Some(Path::new("/srv/net.d"))
         );
         assert_eq!(f.network.cluster_dns, Some(vec!["10.96.0.10".to_string()]));
+        let f2 = file("security:\n  seccompDefault: true\n  allowedUnsafeSysctls: [net.core.somaxconn]\n  seccompProfileRoot: /srv/seccomp\n").unwrap();
+        assert_eq!(f2.security.seccomp_default, Some(true));
+        assert_eq!(
+            f2.security.seccomp_profile_root.as_deref(),
+            Some(Path::new("/srv/seccomp"))
+        );
+        assert_eq!(
+            f2.security.allowed_unsafe_sysctls,
+            Some(vec!["net.core.somaxconn".to_string()])
+        );
+        let err = file("security: {seccompDefaults: true}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("seccompDefaults"), "{err}");
         let c = Config::resolve(
             f,
             Overrides {

@@ -24,6 +24,7 @@ use crate::pod::events::EventType;
 use crate::pod::folder::SANDBOX;
 use crate::pod::lifecycle::Input;
 use crate::pod::logs::{self, log_path, LineSplitter, Stream};
+use crate::pod::security::seccomp;
 use crate::pod::settings::PAUSE_IMAGE;
 use crate::pod::spec::{cgroup_path, member_spec, sandbox_spec};
 use crate::pod::volumes;
@@ -60,7 +61,14 @@ impl Supervisor {
         let bundle = self.folder.bundle(SANDBOX);
         let rootfs = Rootfs::mount(&self.store, &pause, &bundle)?;
         let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, SANDBOX);
-        let spec = sandbox_spec(&self.pod, &self.folder, &rootfs.path(), &cgroup, netns)?;
+        let mut spec = sandbox_spec(&self.pod, &self.folder, &rootfs.path(), &cgroup, netns)?;
+        seccomp::apply(
+            &mut spec,
+            &self.pod.security.seccomp,
+            false,
+            &self.settings.security,
+        )
+        .map_err(|e| Error::Supervisor(format!("sandbox: {e}")))?;
         let stdio = null_stdio()?;
         in_child(|| create_and_start(&self.runtime, SANDBOX, &bundle, spec, stdio, None))
             .map_err(|e| Error::Supervisor(format!("sandbox: {}", one_line(&e))))
@@ -112,7 +120,7 @@ impl Supervisor {
         self.reset_termination_log(name)
             .map_err(|e| Create(one_line(&e)))?;
         let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, name);
-        let spec = member_spec(
+        let mut spec = member_spec(
             &self.pod,
             &c,
             &image.config,
@@ -122,6 +130,10 @@ impl Supervisor {
             &cgroup,
         )
         .map_err(|e| Config(one_line(&e)))?;
+        // A Localhost profile is read now, as the kubelet reads it per container.
+        let node = &self.settings.security;
+        seccomp::apply(&mut spec, &c.security.seccomp, c.security.privileged, node)
+            .map_err(|e| Config(format!("container {name}: {e}")))?;
         self.open_run_log(name, LogRun::Next)
             .map_err(|e| Create(one_line(&e)))?;
         let stdio = self
