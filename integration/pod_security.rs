@@ -36,8 +36,14 @@ fn seccomp_mode(status: &str) -> String {
         .to_string()
 }
 
-/// `pod run` that must fail: its stderr, and no pod may be left.
+/// `pod run` that must fail: its stderr; no pod folder of it may be left.
 fn refused(env: &PodEnv, name: &str, yaml: &str, extra_env: &[(&str, &str)]) -> String {
+    let pods = || {
+        std::fs::read_dir(env.root.path().join("pods"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let before = pods();
     let path = env.manifest(name, yaml);
     let mut cmd = env.cmd(&["pod", "run", "-d", "-f", path.to_str().unwrap()]);
     for (k, v) in extra_env {
@@ -46,10 +52,7 @@ fn refused(env: &PodEnv, name: &str, yaml: &str, extra_env: &[(&str, &str)]) -> 
     let out = output_of(&mut cmd);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "{name} was accepted: {err}");
-    let pods = std::fs::read_dir(env.root.path().join("pods"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert_eq!(pods, 0, "{name}: a pod folder was left: {err}");
+    assert_eq!(pods(), before, "{name}: a pod folder was left: {err}");
     err
 }
 
