@@ -296,8 +296,8 @@ spec:
 }
 
 /// fsGroup owns an emptyDir (group and setgid folder) but not a hostPath,
-/// and joins the container's groups with supplementalGroups; Strict and
-/// Merge give the same here (the image's /etc/group lists no members).
+/// and joins the container's groups with supplementalGroups; Merge adds the
+/// image's memberships of the user, Strict does not.
 #[test]
 fn fs_group_owns_empty_dirs_and_joins_the_groups() {
     let env = PodEnv::new();
@@ -363,13 +363,35 @@ spec:
     );
     env.ok(&["pod", "rm", "--force", "groups"]);
 
+    // The fixture's /etc/group lists no members: in this test's own image
+    // store, user app (1000) joins group wheel (10) and nogroup (65534).
+    let layers = env.store.path().join("layers");
+    let group_file = std::fs::read_dir(&layers)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("etc/group"))
+        .find(|p| p.is_file())
+        .expect("a layer with etc/group");
+    let mut text = std::fs::read_to_string(&group_file).unwrap();
+    text = text.replace("nogroup:x:65534:", "nogroup:x:65534:app");
+    text.push_str("wheel:x:10:root,app\n");
+    std::fs::write(&group_file, text).unwrap();
+    let groups_of = |yaml: &str| {
+        env.run("groups", yaml);
+        env.wait_phase("groups", "Running", false);
+        let text = exec_ok(&env, "groups", "c", &["id", "-G"]);
+        env.ok(&["pod", "rm", "--force", "groups"]);
+        let mut groups: Vec<u32> = text
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        groups.sort();
+        groups
+    };
+    assert_eq!(groups_of(&yaml), [10, 2000, 3000, 4000, 65534], "Merge");
     let strict = yaml.replace(
         "supplementalGroups: [4000]",
         "supplementalGroups: [4000]\n    supplementalGroupsPolicy: Strict",
     );
-    env.run("groups", &strict);
-    env.wait_phase("groups", "Running", false);
-    let groups = exec_ok(&env, "groups", "c", &["id", "-G"]);
-    assert_eq!(groups.split_whitespace().count(), 3, "{groups}");
+    assert_eq!(groups_of(&strict), [2000, 3000, 4000], "Strict");
     env.finish();
 }
