@@ -161,6 +161,8 @@ struct Node {
     cpu_millis: Option<u64>,
     /// Allocatable memory, likewise.
     memory_bytes: Option<i64>,
+    /// The host enforces AppArmor (decides what appArmorProfile means).
+    apparmor: bool,
 }
 
 impl Node {
@@ -177,8 +179,15 @@ impl Node {
             hostname: crate::net::node::host_name(),
             cpu_millis,
             memory_bytes,
+            apparmor: apparmor_enabled(),
         }
     }
+}
+
+/// Whether the kernel enforces AppArmor, as the kubelet checks it.
+pub(crate) fn apparmor_enabled() -> bool {
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|text| text.trim() == "Y")
 }
 
 fn mem_total(meminfo: &str) -> Option<i64> {
@@ -441,6 +450,8 @@ mod tests {
             hostname: "Node-1-Host".to_owned(),
             cpu_millis: Some(4000),
             memory_bytes: Some(8 << 30),
+            // As on the machines the tests run on.
+            apparmor: false,
         }
     }
 

@@ -354,9 +354,16 @@ impl Admission<'_> {
             return Ok(());
         };
         match type_.as_str() {
-            "RuntimeDefault" | "Localhost" => {
+            "RuntimeDefault" | "Localhost" if self.node.apparmor => {
                 self.warn(field, "ignored: peapod applies no AppArmor profile")
             }
+            // Without AppArmor on the host the runtime's default is no
+            // profile (accepted); a named profile cannot be had (refused).
+            "RuntimeDefault" => {}
+            "Localhost" => return Err(self.unsupported(
+                format!("{field}.type"),
+                "unsupported: AppArmor is not enabled on this host (Localhost profiles need it)",
+            )),
             // Exactly what peapod does.
             "Unconfined" => {}
             "" => return Err(self.invalid(format!("{field}.type"), "required")),
@@ -465,17 +472,24 @@ mod tests {
 
     #[test]
     fn warnings_name_the_field() {
-        let cases = [
-            (
-                app(", securityContext: {seLinuxOptions: {level: \"s0:c1\"}}"),
-                "web.yaml: spec.containers[0].securityContext.seLinuxOptions: ignored",
-            ),
-            (
-                app(", securityContext: {appArmorProfile: {type: RuntimeDefault}}"),
-                "web.yaml: spec.containers[0].securityContext.appArmorProfile: ignored",
-            ),
-        ];
+        let cases = [(
+            app(", securityContext: {seLinuxOptions: {level: \"s0:c1\"}}"),
+            "web.yaml: spec.containers[0].securityContext.seLinuxOptions: ignored",
+        )];
         assert_warnings(&cases);
+    }
+
+    /// The kubelet on a host without AppArmor (the test node): RuntimeDefault
+    /// means no profile, a Localhost profile is refused.
+    #[test]
+    fn app_armor_without_apparmor_on_the_host() {
+        let text = app(", securityContext: {appArmorProfile: {type: RuntimeDefault}}");
+        let admitted = admit_ok(&text);
+        assert!(admitted.warnings.is_empty(), "{:?}", admitted.warnings);
+        assert_refusals(&[(
+            app(", securityContext: {appArmorProfile: {type: Localhost, localhostProfile: k8s-nginx}}"),
+            "web.yaml: spec.containers[0].securityContext.appArmorProfile.type: unsupported: AppArmor is not enabled",
+        )]);
     }
 
     /// Kubernetes: a container's seccompProfile wins over the pod's; the
