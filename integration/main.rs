@@ -21,6 +21,7 @@ mod pod_health;
 mod pod_network;
 mod podman;
 mod probes;
+mod qos;
 mod registry;
 mod runtime;
 mod static_pods;

@@ -47,6 +47,10 @@ pub struct Pod {
     /// spec.dnsPolicy, dnsConfig and subdomain.
     #[serde(default)]
     pub dns: PodDns,
+    /// Pod-level spec.resources (Kubernetes 1.34): they decide the QoS class
+    /// and the pod cgroup's limits when set.
+    #[serde(default)]
+    pub resources: Option<Resources>,
 }
 
 /// The host's namespaces a pod shares instead of having its own.
@@ -159,6 +163,15 @@ pub struct Resources {
     pub memory_limit_bytes: Option<i64>,
     pub cpu_request_millis: Option<u64>,
     pub memory_request_bytes: Option<i64>,
+}
+
+impl Resources {
+    pub fn has_cpu_or_memory(&self) -> bool {
+        self.cpu_limit_millis.is_some()
+            || self.memory_limit_bytes.is_some()
+            || self.cpu_request_millis.is_some()
+            || self.memory_request_bytes.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

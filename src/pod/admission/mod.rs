@@ -266,7 +266,7 @@ impl Admission<'_> {
             priority: _,
             priority_class_name: _,
             readiness_gates: _,
-            resources: _,
+            resources: pod_resources,
             runtime_class_name: _,
             scheduler_name: _,
             scheduling_gates: _,
@@ -368,6 +368,12 @@ impl Admission<'_> {
             let amounts = self.resources(field, container.resources.take())?;
             resources.push((container.name.clone(), amounts));
         }
+        // Pod-level resources (PodLevelResources): what the QoS class and the
+        // pod cgroup are made from when set.
+        let pod_resources = match pod_resources {
+            Some(r) => Some(self.resources("spec", Some(r))?).filter(|r| r.has_cpu_or_memory()),
+            None => None,
+        };
         let scope = Scope {
             name: &metadata.name,
             namespace: &metadata.namespace,
@@ -413,6 +419,7 @@ impl Admission<'_> {
             host,
             dns,
             active_deadline,
+            resources: pod_resources,
         })
     }
 }
@@ -427,7 +434,7 @@ fn not_one_of(value: &str, supported: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Whole manifests through admission; the builders here serve the tests of
     //! every concern.
 
@@ -443,7 +450,7 @@ mod tests {
         }
     }
 
-    pub(super) fn admit_ok(text: &str) -> Admitted {
+    pub(crate) fn admit_ok(text: &str) -> Admitted {
         match admit(text, "web.yaml", &node()) {
             Ok(admitted) => admitted,
             Err(error) => panic!("refused: {error}\n{text}"),
