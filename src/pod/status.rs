@@ -666,6 +666,7 @@ mod tests {
                     "restartCount": 3,
                     "started": false,
                 }],
+                "qosClass": "Burstable",
             })
         );
         let k8s: k8s::PodStatus = serde_json::from_value(json).unwrap();
