@@ -32,10 +32,16 @@ fn cgroup_of_pid(pid: i64) -> String {
     let v1 = text.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
-        ctrls.split(',').any(|c| c == "cpu").then(|| path.to_string())
+        ctrls
+            .split(',')
+            .any(|c| c == "cpu")
+            .then(|| path.to_string())
     });
-    v1.or_else(|| text.lines().find_map(|l| l.strip_prefix("0::").map(String::from)))
-        .unwrap_or_else(|| panic!("no cpu cgroup for {pid}: {text}"))
+    v1.or_else(|| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::").map(String::from))
+    })
+    .unwrap_or_else(|| panic!("no cpu cgroup for {pid}: {text}"))
 }
 
 fn read(path: &Path) -> String {
@@ -55,7 +61,9 @@ fn with_file(rel: &str, file: &str) -> Option<PathBuf> {
 
 /// Whether the cgroup tree here is v2 for cpu and memory.
 fn unified() -> bool {
-    !cgroup_mounts().iter().any(|m| m.join("cpu.shares").exists())
+    !cgroup_mounts()
+        .iter()
+        .any(|m| m.join("cpu.shares").exists())
 }
 
 /// What this host lets a container get: negative scores need
@@ -107,14 +115,21 @@ struct Expect<'a> {
 
 fn check_pod(env: &PodEnv, name: &str, class: &str, expect: &Expect) -> String {
     let pod = env.wait_phase(name, "Running", false);
-    assert_eq!(pod["status"]["qosClass"], class, "{name}: {}", pod["status"]);
+    assert_eq!(
+        pod["status"]["qosClass"], class,
+        "{name}: {}",
+        pod["status"]
+    );
     let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
     let pod_cgroup = format!("/{}/{}/pod{uid}", env.prefix, expect.qos_dir);
     let v2 = unified();
     // The pod cgroup's shares and limits (ResourceConfigForPod).
     if v2 {
         let dir = with_file(&pod_cgroup, "cpu.weight").expect("pod cgroup with cpu.weight");
-        assert_eq!(read(&dir.join("cpu.weight")), weight(expect.pod_shares).to_string());
+        assert_eq!(
+            read(&dir.join("cpu.weight")),
+            weight(expect.pod_shares).to_string()
+        );
         let quota = expect.pod_quota.map_or("max".into(), |q| q.to_string());
         assert_eq!(read(&dir.join("cpu.max")), format!("{quota} 100000"));
         let memory = expect.pod_memory.map_or("max".into(), |m| m.to_string());
@@ -181,7 +196,10 @@ fn qos_classes_shape_the_cgroup_tree_shares_limits_and_oom_scores() {
         &format!(
             "  containers:\n{}{}",
             container("a", "limits: {cpu: 250m, memory: 64Mi}"),
-            container("b", "limits: {cpu: 500m, memory: 32Mi}, requests: {cpu: 500m, memory: 32Mi}")
+            container(
+                "b",
+                "limits: {cpu: 500m, memory: 32Mi}, requests: {cpu: 500m, memory: 32Mi}"
+            )
         ),
     );
     // Burstable: a request, a limit only on cpu, a sidecar without either.
@@ -193,12 +211,19 @@ fn qos_classes_shape_the_cgroup_tree_shares_limits_and_oom_scores() {
             container("b", "")
         ),
     );
-    let best_effort = manifest(
-        "bronze",
-        &format!("  containers:\n{}", container("a", "")),
-    );
-    for (name, yaml) in [("gold", &guaranteed), ("silver", &burstable), ("bronze", &best_effort)] {
-        env.ok(&["pod", "run", "-d", "-f", env.manifest(name, yaml).to_str().unwrap()]);
+    let best_effort = manifest("bronze", &format!("  containers:\n{}", container("a", "")));
+    for (name, yaml) in [
+        ("gold", &guaranteed),
+        ("silver", &burstable),
+        ("bronze", &best_effort),
+    ] {
+        env.ok(&[
+            "pod",
+            "run",
+            "-d",
+            "-f",
+            env.manifest(name, yaml).to_str().unwrap(),
+        ]);
     }
     let mi = 1i64 << 20;
     let gold = check_pod(
@@ -210,7 +235,10 @@ fn qos_classes_shape_the_cgroup_tree_shares_limits_and_oom_scores() {
             pod_shares: 768,
             pod_quota: Some(75_000),
             pod_memory: Some(96 * mi),
-            containers: vec![("a", 256, Some(25_000), -997), ("b", 512, Some(50_000), -997)],
+            containers: vec![
+                ("a", 256, Some(25_000), -997),
+                ("b", 512, Some(50_000), -997),
+            ],
         },
     );
     // Burstable: 1000 - 1000 × 64Mi / capacity for a; 999 without a request;
@@ -257,14 +285,23 @@ fn qos_classes_shape_the_cgroup_tree_shares_limits_and_oom_scores() {
     // Each pod's cgroups go with it; a QoS parent with its last pod.
     env.ok(&["pod", "rm", "--force", "bronze"]);
     assert!(pod_cgroup_dirs(&env, &bronze).is_empty());
-    assert!(with_file(&besteffort, "cgroup.procs").is_none(), "besteffort left");
+    assert!(
+        with_file(&besteffort, "cgroup.procs").is_none(),
+        "besteffort left"
+    );
     env.ok(&["pod", "rm", "--force", "silver"]);
     assert!(pod_cgroup_dirs(&env, &silver).is_empty());
     let kubepods = format!("/{}/kubepods", env.prefix);
-    assert!(with_file(&kubepods, "cgroup.procs").is_some(), "gold still needs kubepods");
+    assert!(
+        with_file(&kubepods, "cgroup.procs").is_some(),
+        "gold still needs kubepods"
+    );
     env.ok(&["pod", "rm", "--force", "gold"]);
     assert!(pod_cgroup_dirs(&env, &gold).is_empty());
-    assert!(with_file(&kubepods, "cgroup.procs").is_none(), "kubepods left");
+    assert!(
+        with_file(&kubepods, "cgroup.procs").is_none(),
+        "kubepods left"
+    );
     env.finish();
 }
 
@@ -277,7 +314,12 @@ fn pods_starting_and_stopping_together_share_the_qos_parents_safely() {
     let names: Vec<String> = (0..3).map(|i| format!("p{i}")).collect();
     let paths: Vec<PathBuf> = names
         .iter()
-        .map(|n| env.manifest(n, &manifest(n, &format!("  containers:\n{}", container("a", "")))))
+        .map(|n| {
+            env.manifest(
+                n,
+                &manifest(n, &format!("  containers:\n{}", container("a", ""))),
+            )
+        })
         .collect();
     std::thread::scope(|s| {
         for path in &paths {
@@ -294,6 +336,9 @@ fn pods_starting_and_stopping_together_share_the_qos_parents_safely() {
         }
     });
     let kubepods = format!("/{}/kubepods", env.prefix);
-    assert!(with_file(&kubepods, "cgroup.procs").is_none(), "kubepods left");
+    assert!(
+        with_file(&kubepods, "cgroup.procs").is_none(),
+        "kubepods left"
+    );
     env.finish();
 }

@@ -292,8 +292,12 @@ pub fn memory_capacity() -> i64 {
 /// without CAP_SYS_RESOURCE cannot go below its own (the kernel's
 /// oom_score_adj_min; EACCES otherwise). None: no floor.
 pub fn oom_score_floor() -> Option<i32> {
-    let can_lower = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)
-        .unwrap_or(false);
+    let can_lower = caps::has_cap(
+        None,
+        caps::CapSet::Effective,
+        caps::Capability::CAP_SYS_RESOURCE,
+    )
+    .unwrap_or(false);
     if can_lower {
         return None;
     }

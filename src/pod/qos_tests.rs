@@ -1,12 +1,17 @@
 //! The kubelet's QoS rules, case by case (each case names the rule it checks).
 
 use super::*;
-use crate::pod::model::{RestartPolicy, Resources};
 use crate::pod::admission::tests::admit_ok;
+use crate::pod::model::{Resources, RestartPolicy};
 
 const GI: i64 = 1 << 30;
 
-fn res(cpu_req: Option<u64>, cpu_lim: Option<u64>, mem_req: Option<i64>, mem_lim: Option<i64>) -> Resources {
+fn res(
+    cpu_req: Option<u64>,
+    cpu_lim: Option<u64>,
+    mem_req: Option<i64>,
+    mem_lim: Option<i64>,
+) -> Resources {
     Resources {
         cpu_request_millis: cpu_req,
         cpu_limit_millis: cpu_lim,

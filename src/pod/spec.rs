@@ -372,7 +372,10 @@ pub fn private_cgroup(spec: &mut Spec, privileged: bool) -> Result<(), SpecError
     spec.set_mounts(Some(mounts));
     if let Some(linux) = spec.linux_mut() {
         let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-        if !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup) {
+        if !namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Cgroup)
+        {
             namespaces.push(namespace(LinuxNamespaceType::Cgroup, None)?);
         }
         linux.set_namespaces(Some(namespaces));
@@ -947,7 +950,17 @@ mod tests {
 
         let mut shared = p.clone();
         shared.share_process_namespace = true;
-        let spec = member_spec(&shared, &c, &image(), &paths, Path::new("/r"), 42, "/x", 500).unwrap();
+        let spec = member_spec(
+            &shared,
+            &c,
+            &image(),
+            &paths,
+            Path::new("/r"),
+            42,
+            "/x",
+            500,
+        )
+        .unwrap();
         assert!(spec
             .linux()
             .as_ref()
@@ -1159,21 +1172,44 @@ mod tests {
         private_cgroup(&mut spec, false).unwrap();
         private_cgroup(&mut spec, false).unwrap();
         let mounts = spec.mounts().as_ref().unwrap();
-        let at = |dest: &str| mounts.iter().position(|m| m.destination() == Path::new(dest));
+        let at = |dest: &str| {
+            mounts
+                .iter()
+                .position(|m| m.destination() == Path::new(dest))
+        };
         let cgroup = at("/sys/fs/cgroup").unwrap();
         assert_eq!(Some(cgroup), at("/sys").map(|i| i + 1), "right after /sys");
         assert_eq!(
-            mounts.iter().filter(|m| m.destination() == Path::new("/sys/fs/cgroup")).count(),
+            mounts
+                .iter()
+                .filter(|m| m.destination() == Path::new("/sys/fs/cgroup"))
+                .count(),
             1
         );
         assert_eq!(mounts[cgroup].typ().as_deref(), Some("cgroup"));
-        assert!(mounts[cgroup].options().as_ref().unwrap().contains(&"ro".to_string()));
-        let ns = spec.linux().as_ref().unwrap().namespaces().as_ref().unwrap();
+        assert!(mounts[cgroup]
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"ro".to_string()));
+        let ns = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap();
         let cgroup_ns = ns.iter().filter(|n| n.typ() == LinuxNamespaceType::Cgroup);
         assert_eq!(cgroup_ns.count(), 1);
         private_cgroup(&mut spec, true).unwrap();
         let mounts = spec.mounts().as_ref().unwrap();
-        let m = mounts.iter().find(|m| m.destination() == Path::new("/sys/fs/cgroup")).unwrap();
-        assert!(!m.options().as_ref().unwrap().contains(&"ro".to_string()), "privileged: rw");
+        let m = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys/fs/cgroup"))
+            .unwrap();
+        assert!(
+            !m.options().as_ref().unwrap().contains(&"ro".to_string()),
+            "privileged: rw"
+        );
     }
 }

@@ -372,7 +372,11 @@ pub fn from_k8s(status: k8s::PodStatus) -> Result<PodStatusView, StatusError> {
             Some(text) => Some(one_of(
                 "qosClass",
                 text,
-                &[QosClass::Guaranteed, QosClass::Burstable, QosClass::BestEffort],
+                &[
+                    QosClass::Guaranteed,
+                    QosClass::Burstable,
+                    QosClass::BestEffort,
+                ],
                 |c| c.as_str(),
             )?),
         },

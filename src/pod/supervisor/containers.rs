@@ -18,15 +18,15 @@ use crate::error::{one_line, Context};
 use crate::image::Rootfs;
 use crate::oci::console::ConsoleListener;
 use crate::oci::{CreateOptions, Runtime, Stdio};
+use crate::pod::cgroups::{self, container_cgroup};
 use crate::pod::downward;
 use crate::pod::error::{Error, Result};
 use crate::pod::events::EventType;
 use crate::pod::folder::SANDBOX;
 use crate::pod::lifecycle::Input;
 use crate::pod::logs::{self, log_path, LineSplitter, Stream};
-use crate::pod::settings::PAUSE_IMAGE;
-use crate::pod::cgroups::{self, container_cgroup};
 use crate::pod::qos;
+use crate::pod::settings::PAUSE_IMAGE;
 use crate::pod::spec::{member_spec, private_cgroup, sandbox_spec};
 use crate::pod::volumes;
 

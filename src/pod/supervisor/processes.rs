@@ -9,10 +9,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use super::output::LogRun;
 use super::{now, Supervisor};
+use crate::pod::cgroups::container_cgroup;
 use crate::pod::error::{Error, Result};
 use crate::pod::exits::{Exit, ExitEvents};
 use crate::pod::lifecycle::{Input, Lifecycle};
-use crate::pod::cgroups::container_cgroup;
 
 /// How long an adopted process's exit event may come after its pidfd woke.
 const EXIT_EVENT_PATIENCE: Duration = Duration::from_millis(200);

@@ -184,7 +184,8 @@ mod tests {
         // The kernel's files exist once the folder does; here they are made first.
         std::fs::create_dir_all(tmp.path().join("cpu/peapod/kubepods/burstable/podu")).unwrap();
         std::fs::write(
-            tmp.path().join("cpu/peapod/kubepods/burstable/podu/cpu.cfs_quota_us"),
+            tmp.path()
+                .join("cpu/peapod/kubepods/burstable/podu/cpu.cfs_quota_us"),
             "",
         )
         .unwrap();
