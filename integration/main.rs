@@ -22,6 +22,7 @@ mod pod_network;
 mod pod_security;
 mod podman;
 mod probes;
+mod qos;
 mod registry;
 mod runtime;
 mod static_pods;

@@ -181,17 +181,35 @@ impl Drop for PodEnv {
             }
         }
         for mount in cgroup_mounts() {
-            let _ = std::fs::remove_dir(mount.join(&self.prefix));
+            let parent = mount.join(&self.prefix);
+            for dir in ["kubepods/burstable", "kubepods/besteffort", "kubepods", ""] {
+                let _ = std::fs::remove_dir(parent.join(dir));
+            }
         }
     }
 }
 
 fn cgroup_of(env: &PodEnv, uid: &str, leaf: &str) -> Vec<PathBuf> {
-    cgroup_mounts()
+    pod_cgroup_dirs(env, uid)
         .into_iter()
-        .map(|m| m.join(&env.prefix).join(uid).join(leaf))
+        .map(|d| d.join(leaf))
         .filter(|p| p.exists())
         .collect()
+}
+
+/// The pod's cgroup in every hierarchy where it exists: the kubelet's
+/// `<prefix>/kubepods[/burstable|/besteffort]/pod<uid>`.
+pub(crate) fn pod_cgroup_dirs(env: &PodEnv, uid: &str) -> Vec<PathBuf> {
+    let mut found = vec![];
+    for mount in cgroup_mounts() {
+        for qos in ["kubepods", "kubepods/burstable", "kubepods/besteffort"] {
+            let dir = mount.join(&env.prefix).join(qos).join(format!("pod{uid}"));
+            if dir.exists() {
+                found.push(dir);
+            }
+        }
+    }
+    found
 }
 
 fn nspid_is_one(pid: i64) -> bool {
@@ -340,9 +358,7 @@ spec:
         );
     }
     env.ok(&["pod", "rm", "shared"]);
-    assert!(cgroup_mounts()
-        .iter()
-        .all(|m| !m.join(&env.prefix).join(&uid).exists()));
+    assert!(pod_cgroup_dirs(&env, &uid).is_empty());
     env.finish();
 }
 
@@ -524,9 +540,7 @@ spec:
         !is_alive(app)
     });
     env.ok(&["pod", "rm", "orphan"]);
-    assert!(cgroup_mounts()
-        .iter()
-        .all(|m| !m.join(&env.prefix).join(&uid).exists()));
+    assert!(pod_cgroup_dirs(&env, &uid).is_empty());
     env.finish();
 }
 

@@ -19,12 +19,9 @@ fn uid_of(pod: &Value) -> String {
 
 /// The folders `<hierarchy>/<prefix>/<uid>[/<leaf>]` that exist now, in every hierarchy.
 fn pod_cgroups(env: &PodEnv, uid: &str, leaf: Option<&str>) -> Vec<PathBuf> {
-    cgroup_mounts()
+    crate::pod::pod_cgroup_dirs(env, uid)
         .into_iter()
-        .map(|m| {
-            let dir = m.join(&env.prefix).join(uid);
-            leaf.map_or(dir.clone(), |l| dir.join(l))
-        })
+        .map(|dir| leaf.map_or(dir.clone(), |l| dir.join(l)))
         .filter(|p| p.exists())
         .collect()
 }
@@ -516,7 +513,8 @@ spec:
             .to_string()
     };
     let with = |file: &str| dirs.iter().find(|d| d.join(file).exists()).cloned();
-    let leaf = format!("/{}/{uid}/app", env.prefix);
+    // Guaranteed (limits only: the requests are the limits): kubepods/pod<uid>.
+    let leaf = format!("/{}/kubepods/pod{uid}/app", env.prefix);
     let procs = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     if let Some(memory) = with("memory.limit_in_bytes") {
         // cgroup v1

@@ -24,6 +24,10 @@ V2_CI_TESTS=(
 	pod_features::resource_limits_reach_the_container_cgroup
 	# OOM kill seen through memory.events
 	pod_features::a_container_killed_for_memory_is_oom_killed_and_a_clean_exit_is_not
+	# QoS: the kubelet's kubepods tree, cpu.weight/cpu.max/memory.max of pod
+	# and containers, oom_score_adj, qosClass, parents gone with the last pod
+	qos::qos_classes_shape_the_cgroup_tree_shares_limits_and_oom_scores
+	qos::pods_starting_and_stopping_together_share_the_qos_parents_safely
 	# the shim under containerd: metrics (Stats), pause/resume
 	containerd_shim::containerd_shim_ctr
 	# the shim under containerd's CRI: a memory limit, ContainerStats, TaskOOM

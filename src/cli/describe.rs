@@ -411,6 +411,7 @@ mod tests {
             }],
             pod_ips: vec!["10.87.0.12".parse().unwrap()],
             host_ips: Vec::new(),
+            qos_class: None,
         };
         let events = vec![Event {
             kind: EventType::Warning,

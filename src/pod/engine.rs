@@ -267,7 +267,7 @@ pub fn remove(store: &PodStore, folder: &PodFolder, pod: &Pod, force: bool) -> R
     }
     let settings = folder.settings()?;
     store.remove(folder, pod)?;
-    teardown::remove_cgroup_parent_if_no_pods(store.pods_dir(), &settings);
+    teardown::remove_cgroup_parents(folder, &settings);
     Ok(())
 }
 

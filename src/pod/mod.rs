@@ -7,6 +7,7 @@
 //! `store` the set of them.
 
 pub mod admission;
+pub mod cgroups;
 pub mod downward;
 pub mod engine;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod model;
 pub mod network;
 pub mod poll;
 pub mod probe;
+pub mod qos;
 pub mod security;
 pub mod settings;
 pub mod spec;

@@ -51,6 +51,10 @@ pub struct Pod {
     /// container's: the sandbox's seccomp profile, sysctls, fsGroup, policies.
     #[serde(default)]
     pub security: PodSecurity,
+    /// Pod-level spec.resources (Kubernetes 1.34): they decide the QoS class
+    /// and the pod cgroup's limits when set.
+    #[serde(default)]
+    pub resources: Option<Resources>,
 }
 
 /// What the pod's securityContext says for the pod as a whole.
@@ -203,6 +207,15 @@ pub struct Resources {
     pub memory_limit_bytes: Option<i64>,
     pub cpu_request_millis: Option<u64>,
     pub memory_request_bytes: Option<i64>,
+}
+
+impl Resources {
+    pub fn has_cpu_or_memory(&self) -> bool {
+        self.cpu_limit_millis.is_some()
+            || self.memory_limit_bytes.is_some()
+            || self.cpu_request_millis.is_some()
+            || self.memory_request_bytes.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

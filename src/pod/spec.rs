@@ -19,6 +19,7 @@ use oci_spec::OciSpecError;
 
 use super::folder::PodFolder;
 use super::model::{Container, Pod, VolumeSource};
+use super::qos;
 use crate::image::ImageConfig;
 use crate::oci::spec::{empty_capabilities, empty_linux, empty_process, empty_spec, every_device};
 
@@ -86,11 +87,6 @@ impl From<OciSpecError> for SpecError {
     fn from(e: OciSpecError) -> Self {
         SpecError::Build(e.to_string())
     }
-}
-
-/// `<prefix>/<uid>/<leaf>`: the cgroup path of one container of the pod.
-pub fn cgroup_path(prefix: &str, pod: &Pod, leaf: &str) -> String {
-    format!("/{}/{}/{leaf}", prefix.trim_matches('/'), pod.uid)
 }
 
 /// The host's device nodes, for a privileged container (as containerd gives
@@ -317,6 +313,7 @@ pub fn sandbox_spec(
     rootfs: &Path,
     cgroup: &str,
     netns: Option<&Path>,
+    oom_score_adj: i32,
 ) -> Result<Spec, SpecError> {
     let mut process = empty_process();
     process.set_terminal(Some(false));
@@ -326,7 +323,7 @@ pub fn sandbox_spec(
     process.set_cwd("/".into());
     process.set_capabilities(Some(capability_sets(Capabilities::new())));
     process.set_no_new_privileges(Some(true));
-    process.set_oom_score_adj(Some(0));
+    process.set_oom_score_adj(Some(oom_score_adj));
 
     let mut resources = LinuxResources::default();
     // Deny every device; the runtime then allows the default ones (null, zero, tty…).
@@ -361,6 +358,37 @@ pub fn sandbox_spec(
     spec.set_annotations(Some(annotations(pod, None)));
     spec.set_linux(Some(linux));
     Ok(spec)
+}
+
+/// On a cgroup v2 host, the Kubernetes default there (containerd's, as runc
+/// mounts it): a private cgroup namespace, so the container sees its own
+/// cgroup as the root, and cgroup2 at /sys/fs/cgroup, read-only unless
+/// privileged, so it cannot raise its own limits.
+pub fn private_cgroup(spec: &mut Spec, privileged: bool) -> Result<(), SpecError> {
+    let mut options = vec!["nosuid", "noexec", "nodev", "relatime"];
+    if !privileged {
+        options.push("ro");
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.retain(|m| m.destination() != Path::new("/sys/fs/cgroup"));
+    // After /sys, which it lies in.
+    let at = mounts
+        .iter()
+        .position(|m| m.destination() == Path::new("/sys"))
+        .map_or(mounts.len(), |i| i + 1);
+    mounts.insert(at, mount("/sys/fs/cgroup", "cgroup", "cgroup", &options)?);
+    spec.set_mounts(Some(mounts));
+    if let Some(linux) = spec.linux_mut() {
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        if !namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Cgroup)
+        {
+            namespaces.push(namespace(LinuxNamespaceType::Cgroup, None)?);
+        }
+        linux.set_namespaces(Some(namespaces));
+    }
+    Ok(())
 }
 
 /// Kubernetes' rule: `command` replaces the Entrypoint (and drops Cmd), `args`
@@ -541,6 +569,9 @@ fn oci_capability(c: &Container, name: &str) -> Result<Capability, SpecError> {
         })
 }
 
+/// The container's resources as the kubelet asks for them: shares from
+/// its cpu request (the minimum, 2, without one), cfs quota from its cpu
+/// limit, its memory limit.
 fn resources(c: &Container) -> Result<LinuxResources, SpecError> {
     let mut r = LinuxResources::default();
     // Privileged containers may use every device, others only the runtime's defaults.
@@ -548,26 +579,13 @@ fn resources(c: &Container) -> Result<LinuxResources, SpecError> {
     if let Some(bytes) = c.resources.memory_limit_bytes {
         r.set_memory(Some(LinuxMemoryBuilder::default().limit(bytes).build()?));
     }
-    let period: u64 = 100_000;
-    let quota = c.resources.cpu_limit_millis.map(|millis| {
-        // Kubernetes' minimum quota is 1 ms per 100 ms period.
-        let quota = (millis * period / 1000).max(1000);
-        i64::try_from(quota).unwrap_or(i64::MAX)
-    });
-    let shares = c
-        .resources
-        .cpu_request_millis
-        .or(c.resources.cpu_limit_millis)
-        .map(|millis| (millis * 1024 / 1000).clamp(2, 262_144));
-    if quota.is_some() || shares.is_some() {
-        let mut cpu = LinuxCpu::default();
-        if quota.is_some() {
-            cpu.set_quota(quota);
-            cpu.set_period(Some(period));
-        }
-        cpu.set_shares(shares);
-        r.set_cpu(Some(cpu));
+    let mut cpu = LinuxCpu::default();
+    if let Some(quota) = qos::cpu_quota(c.resources.cpu_limit_millis) {
+        cpu.set_quota(Some(quota));
+        cpu.set_period(Some(qos::CPU_PERIOD));
     }
+    cpu.set_shares(Some(qos::container_shares(c)));
+    r.set_cpu(Some(cpu));
     Ok(r)
 }
 
@@ -608,6 +626,7 @@ pub fn member_spec(
     rootfs: &Path,
     sandbox_pid: i32,
     cgroup: &str,
+    oom_score_adj: i32,
 ) -> Result<Spec, SpecError> {
     let args = process_args(c, image)?;
     let (uid, gid) = process_user(c, image, rootfs)?;
@@ -632,6 +651,7 @@ pub fn member_spec(
     process.set_cwd(cwd.into());
     process.set_capabilities(Some(capability_sets(capabilities(c)?)));
     process.set_no_new_privileges(Some(no_new_privs));
+    process.set_oom_score_adj(Some(oom_score_adj));
 
     let mut mounts = base_mounts(paths, c.security.privileged)?;
     share_host_shm(pod, &mut mounts);
@@ -719,6 +739,7 @@ mod tests {
             host_aliases: vec![("10.0.0.1".into(), vec!["db".into()])],
             host: HostNamespaces::default(),
             dns: PodDns::default(),
+            resources: None,
             active_deadline: None,
             security: Default::default(),
         }
@@ -897,6 +918,7 @@ mod tests {
             Path::new("/r"),
             42,
             "/peapod/u-1/web",
+            500,
         )
         .unwrap();
         let namespace = |typ, path: Option<&str>| {
@@ -938,7 +960,17 @@ mod tests {
 
         let mut shared = p.clone();
         shared.share_process_namespace = true;
-        let spec = member_spec(&shared, &c, &image(), &paths, Path::new("/r"), 42, "/x").unwrap();
+        let spec = member_spec(
+            &shared,
+            &c,
+            &image(),
+            &paths,
+            Path::new("/r"),
+            42,
+            "/x",
+            500,
+        )
+        .unwrap();
         assert!(spec
             .linux()
             .as_ref()
@@ -1019,6 +1051,7 @@ mod tests {
             Path::new("/r/pause"),
             "/peapod/u-1/_sandbox",
             None,
+            -998,
         )
         .unwrap();
         assert_eq!(
@@ -1033,6 +1066,7 @@ mod tests {
             Path::new("/r/web"),
             42,
             "/peapod/u-1/web",
+            500,
         )
         .unwrap();
         assert_eq!(
@@ -1058,6 +1092,7 @@ mod tests {
             Path::new("/r/priv"),
             42,
             "/peapod/u-1/priv",
+            -997,
         )
         .unwrap();
         let mut json = json_of(&spec);
@@ -1099,7 +1134,7 @@ mod tests {
         };
         let mut p = pod(vec![c.clone()]);
         let netns = Path::new("/run/peapod/netns/u-1");
-        let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", Some(netns)).unwrap();
+        let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", Some(netns), -998).unwrap();
         assert!(kinds(&sandbox).contains(&(LinuxNamespaceType::Network, Some(netns.into()))));
         assert_eq!(sandbox.hostname().as_deref(), Some("web"));
 
@@ -1108,12 +1143,12 @@ mod tests {
             pid: true,
             ipc: true,
         };
-        let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", None).unwrap();
+        let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", None, -998).unwrap();
         assert_eq!(kinds(&sandbox), [(LinuxNamespaceType::Mount, None)]);
         assert_eq!(sandbox.hostname(), &None);
         let member_of = |p: &Pod| {
             let rootfs = Path::new("/r");
-            member_spec(p, &c, &image(), &paths, rootfs, 42, "/peapod/u-1/web").unwrap()
+            member_spec(p, &c, &image(), &paths, rootfs, 42, "/peapod/u-1/web", 500).unwrap()
         };
         let member = member_of(&p);
         assert_eq!(kinds(&member), [(LinuxNamespaceType::Mount, None)]);
@@ -1134,6 +1169,57 @@ mod tests {
                 (LinuxNamespaceType::Mount, None),
                 (LinuxNamespaceType::Ipc, Some("/proc/42/ns/ipc".into())),
             ]
+        );
+    }
+
+    #[test]
+    fn a_private_cgroup_namespace_and_a_read_only_cgroup2_on_v2() {
+        let c = container("web");
+        let p = pod(vec![c.clone()]);
+        let paths = PodFolder::new("/run/peapod/pods/u-1".into());
+        let rootfs = Path::new("/r");
+        let mut spec = member_spec(&p, &c, &image(), &paths, rootfs, 42, "/x", 0).unwrap();
+        private_cgroup(&mut spec, false).unwrap();
+        private_cgroup(&mut spec, false).unwrap();
+        let mounts = spec.mounts().as_ref().unwrap();
+        let at = |dest: &str| {
+            mounts
+                .iter()
+                .position(|m| m.destination() == Path::new(dest))
+        };
+        let cgroup = at("/sys/fs/cgroup").unwrap();
+        assert_eq!(Some(cgroup), at("/sys").map(|i| i + 1), "right after /sys");
+        assert_eq!(
+            mounts
+                .iter()
+                .filter(|m| m.destination() == Path::new("/sys/fs/cgroup"))
+                .count(),
+            1
+        );
+        assert_eq!(mounts[cgroup].typ().as_deref(), Some("cgroup"));
+        assert!(mounts[cgroup]
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"ro".to_string()));
+        let ns = spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .namespaces()
+            .as_ref()
+            .unwrap();
+        let cgroup_ns = ns.iter().filter(|n| n.typ() == LinuxNamespaceType::Cgroup);
+        assert_eq!(cgroup_ns.count(), 1);
+        private_cgroup(&mut spec, true).unwrap();
+        let mounts = spec.mounts().as_ref().unwrap();
+        let m = mounts
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys/fs/cgroup"))
+            .unwrap();
+        assert!(
+            !m.options().as_ref().unwrap().contains(&"ro".to_string()),
+            "privileged: rw"
         );
     }
 }

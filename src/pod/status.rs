@@ -14,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::qos::QosClass;
+
 /// Kubernetes' pod phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Phase {
@@ -54,6 +56,8 @@ pub struct PodStatusView {
     pub pod_ips: Vec<IpAddr>,
     /// hostIPs (hostIP is the first): the node's primary addresses.
     pub host_ips: Vec<IpAddr>,
+    /// qosClass: Guaranteed, Burstable or BestEffort (`qos.rs`).
+    pub qos_class: Option<QosClass>,
 }
 
 impl PodStatusView {
@@ -235,6 +239,7 @@ pub fn to_k8s(status: &PodStatusView) -> k8s::PodStatus {
                 .collect(),
         )
         .filter(|ips: &Vec<_>| !ips.is_empty()),
+        qos_class: status.qos_class.map(|c| c.as_str().to_owned()),
         ..Default::default()
     }
 }
@@ -362,6 +367,19 @@ pub fn from_k8s(status: k8s::PodStatus) -> Result<PodStatusView, StatusError> {
             "hostIPs",
             (status.host_ips.unwrap_or_default().into_iter()).map(|ip| ip.ip),
         )?,
+        qos_class: match status.qos_class.as_deref() {
+            None => None,
+            Some(text) => Some(one_of(
+                "qosClass",
+                text,
+                &[
+                    QosClass::Guaranteed,
+                    QosClass::Burstable,
+                    QosClass::BestEffort,
+                ],
+                |c| c.as_str(),
+            )?),
+        },
     })
 }
 
@@ -618,6 +636,7 @@ mod tests {
             }],
             pod_ips: Vec::new(),
             host_ips: Vec::new(),
+            qos_class: Some(QosClass::Burstable),
         }
     }
 
@@ -651,6 +670,7 @@ mod tests {
                     "restartCount": 3,
                     "started": false,
                 }],
+                "qosClass": "Burstable",
             })
         );
         let k8s: k8s::PodStatus = serde_json::from_value(json).unwrap();

@@ -13,7 +13,6 @@ use super::volumes;
 use crate::error::one_line;
 use crate::image::Rootfs;
 use crate::oci::Runtime;
-use crate::sys::cgroup::Layout;
 
 /// Releases everything the pod holds on the host except its folder.
 pub fn release(folder: &PodFolder, pod: &Pod) -> Result<()> {
@@ -48,10 +47,9 @@ pub fn release(folder: &PodFolder, pod: &Pod) -> Result<()> {
         problems.push(format!("network: {}", one_line(&e)));
     }
     // With the leaf cgroups left by a container that died with the
-    // supervisor, and any sub-cgroups they made.
-    let pod_cgroup = std::path::Path::new(settings.cgroup_prefix.trim_matches('/')).join(&pod.uid);
-    if let Err(e) = Layout::host().cgroup(pod_cgroup).remove() {
-        problems.push(format!("remove cgroup {}", one_line(&e)));
+    // supervisor, and any sub-cgroups they made; parents no pod uses go too.
+    if let Err(e) = super::cgroups::remove(folder, &settings.cgroup_prefix, pod) {
+        problems.push(one_line(&e));
     }
     if !problems.is_empty() {
         return Err(Error::pod(
@@ -59,39 +57,13 @@ pub fn release(folder: &PodFolder, pod: &Pod) -> Result<()> {
             format!("cannot release: {}", problems.join("; ")),
         ));
     }
-    if is_last_pod(folder) {
-        remove_cgroup_parent(&settings);
-    }
     Ok(())
 }
 
-/// The shared parent goes with the last pod (rmdir fails harmlessly if a pod
-/// being created right now already has its folder in it).
-fn remove_cgroup_parent(settings: &Settings) {
-    Layout::host()
-        .cgroup(settings.cgroup_prefix.trim_matches('/'))
-        .remove_if_empty();
-}
-
-/// After a pod's folder is removed: removals running side by side each saw
-/// the others' folders in `release`, so whoever removes the last folder takes
-/// the cgroup parent.
-pub fn remove_cgroup_parent_if_no_pods(pods_dir: &std::path::Path, settings: &Settings) {
-    if std::fs::read_dir(pods_dir).is_ok_and(|mut entries| entries.next().is_none()) {
-        remove_cgroup_parent(settings);
-    }
-}
-
-/// Whether no other pod has a folder beside this one.
-fn is_last_pod(folder: &PodFolder) -> bool {
-    let Some(pods) = folder.dir().parent() else {
-        return false;
-    };
-    std::fs::read_dir(pods).is_ok_and(|entries| {
-        entries
-            .filter_map(|e| e.ok())
-            .all(|e| e.path() == folder.dir())
-    })
+/// After a pod's folder is removed: a pod that never made its cgroup
+/// leaves parents only `release` of another pod, or this, removes.
+pub fn remove_cgroup_parents(folder: &PodFolder, settings: &Settings) {
+    super::cgroups::remove_parents_if_unused(folder, &settings.cgroup_prefix);
 }
 
 /// For a pod no supervisor can take over (it died before it recorded the

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1 as k8s;
 
-use super::{Admission, NOT_ENFORCED};
+use super::Admission;
 
 const SCHEDULING_IGNORED: &str = "ignored (no scheduler/API server on a single node)";
 
@@ -22,7 +22,6 @@ impl Admission<'_> {
             priority,
             priority_class_name,
             readiness_gates,
-            resources,
             runtime_class_name,
             scheduler_name,
             scheduling_gates,
@@ -92,9 +91,6 @@ impl Admission<'_> {
                 );
                 self.warn("spec.nodeName", message);
             }
-        }
-        if resources.is_some() {
-            self.warn("spec.resources", NOT_ENFORCED);
         }
         for (field, set) in [
             (

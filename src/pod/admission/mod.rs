@@ -275,7 +275,7 @@ impl Admission<'_> {
             priority: _,
             priority_class_name: _,
             readiness_gates: _,
-            resources: _,
+            resources: pod_resources,
             runtime_class_name: _,
             scheduler_name: _,
             scheduling_gates: _,
@@ -377,6 +377,12 @@ impl Admission<'_> {
             let amounts = self.resources(field, container.resources.take())?;
             resources.push((container.name.clone(), amounts));
         }
+        // Pod-level resources (PodLevelResources): what the QoS class and the
+        // pod cgroup are made from when set.
+        let pod_resources = match pod_resources {
+            Some(r) => Some(self.resources("spec", Some(r))?).filter(|r| r.has_cpu_or_memory()),
+            None => None,
+        };
         let scope = Scope {
             name: &metadata.name,
             namespace: &metadata.namespace,
@@ -423,6 +429,7 @@ impl Admission<'_> {
             dns,
             active_deadline,
             security: security.pod.clone(),
+            resources: pod_resources,
         })
     }
 }
@@ -437,7 +444,7 @@ fn not_one_of(value: &str, supported: &[&str]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! Whole manifests through admission; the builders here serve the tests of
     //! every concern.
 
@@ -455,7 +462,7 @@ mod tests {
         }
     }
 
-    pub(super) fn admit_ok(text: &str) -> Admitted {
+    pub(crate) fn admit_ok(text: &str) -> Admitted {
         match admit(text, "web.yaml", &node()) {
             Ok(admitted) => admitted,
             Err(error) => panic!("refused: {error}\n{text}"),

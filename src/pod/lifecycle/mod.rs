@@ -717,6 +717,7 @@ mod tests {
                 host_aliases: Vec::new(),
                 host: Default::default(),
                 dns: Default::default(),
+                resources: None,
                 active_deadline: None,
                 security: Default::default(),
             })

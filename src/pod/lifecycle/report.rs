@@ -68,6 +68,7 @@ impl Lifecycle {
             // The network's part is the supervisor's to fill in.
             pod_ips: Vec::new(),
             host_ips: Vec::new(),
+            qos_class: None,
         }
     }
 

@@ -18,15 +18,17 @@ use crate::error::{one_line, Context};
 use crate::image::Rootfs;
 use crate::oci::console::ConsoleListener;
 use crate::oci::{CreateOptions, Runtime, Stdio};
+use crate::pod::cgroups::{self, container_cgroup};
 use crate::pod::downward;
 use crate::pod::error::{Error, Result};
 use crate::pod::events::EventType;
 use crate::pod::folder::SANDBOX;
 use crate::pod::lifecycle::Input;
 use crate::pod::logs::{self, log_path, LineSplitter, Stream};
+use crate::pod::qos;
 use crate::pod::security::seccomp;
 use crate::pod::settings::PAUSE_IMAGE;
-use crate::pod::spec::{cgroup_path, member_spec, sandbox_spec};
+use crate::pod::spec::{member_spec, private_cgroup, sandbox_spec};
 use crate::pod::volumes;
 
 /// The most of a terminationMessagePath file, and of a log's tail, that
@@ -49,6 +51,8 @@ impl Supervisor {
     /// (`network.rs`); the lifecycle begins once the sandbox runs.
     pub(super) fn start_pod(&mut self) -> Result<()> {
         volumes::prepare(&self.pod, &self.folder)?;
+        // The pod cgroup, with its QoS parents, before any container is made in it.
+        cgroups::create(&self.folder, &self.settings.cgroup_prefix, &self.pod)?;
         self.open_outputs()?;
         self.make_sandbox()
     }
@@ -60,8 +64,12 @@ impl Supervisor {
         let pause = self.store.resolve(PAUSE_IMAGE)?;
         let bundle = self.folder.bundle(SANDBOX);
         let rootfs = Rootfs::mount(&self.store, &pause, &bundle)?;
-        let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, SANDBOX);
-        let mut spec = sandbox_spec(&self.pod, &self.folder, &rootfs.path(), &cgroup, netns)?;
+        let cgroup = container_cgroup(&self.settings.cgroup_prefix, &self.pod, SANDBOX);
+        let oom = qos::clamp_oom_score_adj(qos::SANDBOX_OOM_SCORE_ADJ, qos::oom_score_floor());
+        let mut spec = sandbox_spec(&self.pod, &self.folder, &rootfs.path(), &cgroup, netns, oom)?;
+        if cgroup_v2() {
+            private_cgroup(&mut spec, false)?;
+        }
         seccomp::apply(
             &mut spec,
             &self.pod.security.seccomp,
@@ -119,7 +127,12 @@ impl Supervisor {
         volumes::make_sub_paths(&self.pod, &c, &self.folder).map_err(|e| Config(one_line(&e)))?;
         self.reset_termination_log(name)
             .map_err(|e| Create(one_line(&e)))?;
-        let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, name);
+        let cgroup = container_cgroup(&self.settings.cgroup_prefix, &self.pod, name);
+        // The kubelet's score, raised where this host cannot lower scores.
+        let oom = qos::clamp_oom_score_adj(
+            qos::oom_score_adj(&self.pod, &c, qos::memory_capacity()),
+            qos::oom_score_floor(),
+        );
         let mut spec = member_spec(
             &self.pod,
             &c,
@@ -128,7 +141,14 @@ impl Supervisor {
             &rootfs.path(),
             sandbox_pid,
             &cgroup,
+            oom,
         )
+        .and_then(|mut spec| {
+            if cgroup_v2() {
+                private_cgroup(&mut spec, c.security.privileged)?;
+            }
+            Ok(spec)
+        })
         .map_err(|e| Config(one_line(&e)))?;
         // A Localhost profile is read now, as the kubelet reads it per container.
         let node = &self.settings.security;
@@ -270,4 +290,9 @@ fn null_stdio() -> Result<Stdio> {
         stdout: open()?,
         stderr: open()?,
     })
+}
+
+/// A pure cgroup v2 host: containers get their own cgroup namespace there.
+fn cgroup_v2() -> bool {
+    crate::sys::cgroup::Layout::host().mode() == crate::sys::cgroup::Mode::Unified
 }

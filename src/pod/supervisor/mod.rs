@@ -436,6 +436,7 @@ impl Supervisor {
         let phase = self.lifecycle.phase();
         let mut pod_status = self.lifecycle.status();
         self.network_status(&mut pod_status);
+        pod_status.qos_class = Some(crate::pod::qos::qos_class(&self.pod));
         let status = StatusFile {
             supervisor_pid: std::process::id() as i32,
             sandbox_pid: self.sandbox_pid,

@@ -9,10 +9,10 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use super::output::LogRun;
 use super::{now, Supervisor};
+use crate::pod::cgroups::container_cgroup;
 use crate::pod::error::{Error, Result};
 use crate::pod::exits::{Exit, ExitEvents};
 use crate::pod::lifecycle::{Input, Lifecycle};
-use crate::pod::spec::cgroup_path;
 
 /// How long an adopted process's exit event may come after its pidfd woke.
 const EXIT_EVENT_PATIENCE: Duration = Duration::from_millis(200);
@@ -175,7 +175,7 @@ impl Supervisor {
             // Its terminal ends with the run.
             self.outputs.retain(|o| !(o.tty && o.container == name));
             // Each run has a fresh cgroup, so any OOM kill in it was in this run.
-            let cgroup = cgroup_path(&self.settings.cgroup_prefix, &self.pod, &name);
+            let cgroup = container_cgroup(&self.settings.cgroup_prefix, &self.pod, &name);
             let oom_killed = crate::sys::cgroup::Layout::host()
                 .cgroup(&cgroup)
                 .oom_kills()

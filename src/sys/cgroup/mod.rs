@@ -23,6 +23,7 @@
 //! What is left is reading small flat files, which this module does; the
 //! layout comes from `sys::mountinfo`, so only hierarchies really mounted count.
 
+mod create;
 mod files;
 mod freezer;
 mod layout;
@@ -34,6 +35,7 @@ mod stats;
 
 use std::path::PathBuf;
 
+pub use create::{shares_to_weight, Limits};
 pub use freezer::FreezerState;
 pub use layout::{Hierarchy, Layout, Mode, Version};
 pub use oom::{OomEvent, OomWatch};
