@@ -78,8 +78,11 @@ impl Supervisor {
         )
         .map_err(|e| Error::Supervisor(format!("sandbox: {e}")))?;
         let stdio = null_stdio()?;
-        in_child(|| create_and_start(&self.runtime, SANDBOX, &bundle, spec, stdio, None))
-            .map_err(|e| Error::Supervisor(format!("sandbox: {}", one_line(&e))))
+        let pid = in_child(|| create_and_start(&self.runtime, SANDBOX, &bundle, spec, stdio, None))
+            .map_err(|e| Error::Supervisor(format!("sandbox: {}", one_line(&e))))?;
+        // The sandbox has a mount namespace of its own (`sandbox_spec`).
+        rootfs.unmount_here()?;
+        Ok(pid)
     }
 
     /// The sandbox died and its containers have stopped: what is left of it
@@ -171,6 +174,8 @@ impl Supervisor {
         let socket = console.as_ref().map(|c| c.path());
         let pid = in_child(|| create_and_start(&self.runtime, name, &bundle, spec, stdio, socket))
             .map_err(|e| Start(one_line(&e)))?;
+        // Every member has a mount namespace of its own (`member_spec`).
+        rootfs.unmount_here().map_err(|e| Start(one_line(&e)))?;
         if let Some(console) = console {
             let master = console.receive_master().map_err(|e| Start(one_line(&e)))?;
             crate::oci::console::set_nonblocking(master.as_fd())

@@ -127,6 +127,10 @@ impl Supervisor {
         ready: Option<File>,
         mode: Mode,
     ) -> Result<Self> {
+        // Read once here: every libcontainer call runs in a forked child
+        // (`in_child`), which then finds the cgroup layout cached instead of
+        // reading mountinfo again.
+        let _ = crate::sys::cgroup::Layout::host();
         let pod = folder.pod()?;
         let images = folder.images()?;
         let store = ImageStore::open(&settings.image_store)?;

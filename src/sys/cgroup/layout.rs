@@ -104,9 +104,14 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// This process's view (one read of /proc/self/mountinfo).
+    /// This process's view: read from /proc/self/mountinfo once per process
+    /// (a supervisor asks at every container start, and mountinfo grows with
+    /// every pod on the node). The cgroup hierarchies are mounted at boot and
+    /// do not move while a peapod process lives.
     pub fn host() -> Self {
-        Self::from_mounts(&mountinfo::mounts())
+        static HOST: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+        HOST.get_or_init(|| Self::from_mounts(&mountinfo::mounts()))
+            .clone()
     }
 
     /// From parsed mountinfo. A hierarchy mounted twice counts once: its
