@@ -386,7 +386,7 @@ mod tests {
         let lock = folder.lock_supervisor().unwrap();
         let listener = UnixListener::bind(folder.api_socket()).unwrap();
         let exiting = std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
+            let (stream, _) = listener.accept().unwrap();
             // The request arrives, unread when the "supervisor" exits: the
             // kernel resets the connection.
             let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
