@@ -63,6 +63,16 @@ class CriFrontEnd:
         if r.returncode != 0:
             raise Mismatch(f"containerd would not start again: {r.stderr[-600:]}")
         self.note_pid()
+        # containerd answers before its CRI plugin has loaded its state.
+        deadline = time.monotonic() + 30
+        while True:
+            r = subprocess.run([self.soak.cri_ctl, "--socket", self.sock, "sandboxes"],
+                               capture_output=True, text=True, check=False)
+            if r.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise Mismatch(f"containerd's CRI not ready 30 s after a restart: {r.stderr.strip()[:300]}")
+            time.sleep(0.05)
 
     def teardown(self):
         if not self.up:
@@ -156,6 +166,8 @@ class CriFrontEnd:
         out = []
         if not self.up:
             return out
+        # As the kubelet does, again and again: the pod-level cgroups.
+        self.soak.host.remove_cri_pod_cgroups(CG_PARENT)
         for verb, what in (("sandboxes", "CRI sandbox"), ("containers", "CRI container")):
             r = self.cri(verb, check=False)
             out.extend(f"{what} {i}" for i in r.split())

@@ -164,6 +164,16 @@ class Host:
             if os.path.isdir(path):
                 for e in os.listdir(path):
                     subprocess.run(["rm", "-rf", "--one-file-system", os.path.join(path, e)], check=False)
+        for dirpath, _, files in os.walk(self.tmp):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                if path in self.allowed_paths:
+                    continue
+                try:
+                    if (os.lstat(path).st_mode & 0o170000) in (0o010000, 0o140000):
+                        os.unlink(path)
+                except OSError:
+                    pass
         for bridge in self.bridges:
             for line in run_quiet(["ip", "-o", "link", "show", "master", bridge]).splitlines():
                 name = line.split(":")[1].strip().split("@")[0]
