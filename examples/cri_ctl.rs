@@ -196,8 +196,8 @@ async fn run(opts: Options) -> Result<(), Error> {
                 .into_inner()
                 .status
                 .ok_or_else(|| format!("ContainerStatus {id}: no status"))?;
-            let state = ContainerState::try_from(status.state)
-                .unwrap_or(ContainerState::ContainerUnknown);
+            let state =
+                ContainerState::try_from(status.state).unwrap_or(ContainerState::ContainerUnknown);
             let reason = if status.reason.is_empty() {
                 "-"
             } else {

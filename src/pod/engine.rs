@@ -264,7 +264,12 @@ fn supervisor_gone(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(
         e.kind(),
-        ConnectionReset | ConnectionRefused | ConnectionAborted | NotFound | BrokenPipe | UnexpectedEof
+        ConnectionReset
+            | ConnectionRefused
+            | ConnectionAborted
+            | NotFound
+            | BrokenPipe
+            | UnexpectedEof
     )
 }
 
@@ -413,6 +418,8 @@ mod tests {
             assert!(supervisor_gone(&IoError::from(kind)), "{kind:?}");
         }
         assert!(!supervisor_gone(&IoError::from(ErrorKind::TimedOut)));
-        assert!(!supervisor_gone(&IoError::from(ErrorKind::PermissionDenied)));
+        assert!(!supervisor_gone(&IoError::from(
+            ErrorKind::PermissionDenied
+        )));
     }
 }
