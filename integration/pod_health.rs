@@ -106,6 +106,12 @@ spec:
       chmod +x /www/cgi-bin/health
       (sleep 2; touch /tmp/broken) &
       exec httpd -f -p 8080 -h /www
+    # Liveness only once httpd listens: a probe before that is refused, and
+    # the test wants the failure that the 500 gives.
+    startupProbe:
+      tcpSocket: {{port: 8080}}
+      periodSeconds: 1
+      failureThreshold: 60
     livenessProbe:
       httpGet: {{port: 8080, path: /cgi-bin/health}}
       periodSeconds: 1

@@ -885,7 +885,6 @@ spec:
     let daemon = Daemon(daemon);
     let daemon_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
-    let mut etcd = Value::Null;
     wait_until("the control plane to run", Duration::from_secs(30), || {
         let ps = lab.ok(&["pod", "ps"]);
         if !(ps.contains("etcd-cp-node")
@@ -894,7 +893,6 @@ spec:
         {
             return false;
         }
-        etcd = lab.inspect("kube-system/etcd-cp-node");
         [
             "kube-system/etcd-cp-node",
             "kube-system/kube-scheduler-cp-node",
@@ -908,6 +906,8 @@ spec:
                 .is_some_and(|a| a.iter().all(|c| c["state"]["running"].is_object()))
         })
     });
+    // Read once it runs: a status read while the pod was still starting is empty.
+    let etcd = lab.inspect("kube-system/etcd-cp-node");
     assert!(
         etcd_data.is_dir() && scheduler_conf.is_file(),
         "hostPath volumes not made"

@@ -4,6 +4,10 @@
 
 PEAPOD_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 export PEAPOD_REPO
+# Where cargo puts what it builds (CARGO_TARGET_DIR when set, as cargo does).
+PEAPOD_TARGET=${CARGO_TARGET_DIR:-$PEAPOD_REPO/target}
+[[ $PEAPOD_TARGET == /* ]] || PEAPOD_TARGET="$PEAPOD_REPO/$PEAPOD_TARGET"
+export PEAPOD_TARGET
 
 # The program name used in messages: the calling script's file name.
 PEAPOD_PROG=$(basename "$0")

@@ -1,4 +1,7 @@
 //! The command line, shaped like runc's so that tools which drive runc drive peapod.
+//!
+//! Over 600 lines on purpose: every verb's flags are declared here, one clap
+//! struct each and no logic, so the whole command line reads in one place.
 
 use std::path::PathBuf;
 
