@@ -1201,3 +1201,44 @@ fn containerd_shim_protocol_and_bad_input() {
     assert!(c.shims().is_empty());
     c.finish();
 }
+
+/// Found by scripts/soak: a pod's shim killed with SIGKILL left its socket
+/// in /run/containerd/s for ever; containerd's clean-up after a dead shim
+/// (the binary's `delete` action) removes it, as nobody listens there.
+#[test]
+fn containerd_shim_killed_leaves_no_socket() {
+    let c = Ctrd::up("killed");
+    let id = c.id("killed");
+    c.ok(&[
+        "run",
+        "--detach",
+        "--runtime",
+        RUNTIME,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    let shims = c.shims_of(&id);
+    assert_eq!(shims.len(), 1, "one shim expected: {shims:?}");
+    let socket = c.shim_socket(&c.ns, &id);
+    assert!(socket.exists(), "no socket at {}", socket.display());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until(
+        "containerd to clean up after its dead shim",
+        Duration::from_secs(20),
+        || task_status(&c, &id).is_none_or(|s| s.1 != "RUNNING"),
+    );
+    wait_until(
+        "the dead shim's socket to be removed",
+        Duration::from_secs(20),
+        || !socket.exists(),
+    );
+    let _ = c.ctr(&["tasks", "delete", "--force", &id]);
+    c.ok(&["containers", "delete", &id]);
+    c.finish();
+}

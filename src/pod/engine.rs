@@ -216,6 +216,12 @@ fn summary(folder: &PodFolder, pod: &Pod) -> PodSummary {
 /// Stops the pod (through its supervisor, or a new one if it died) and waits
 /// until it has finished.
 pub fn stop(folder: &PodFolder, pod: &Pod) -> Result<()> {
+    stop_once(folder, pod, true)
+}
+
+/// `again`: whether a supervisor that vanishes under our request may be
+/// replaced (once) and asked anew.
+fn stop_once(folder: &PodFolder, pod: &Pod, again: bool) -> Result<()> {
     if folder.status().is_some_and(|s| s.finished) {
         return Ok(());
     }
@@ -231,14 +237,40 @@ pub fn stop(folder: &PodFolder, pod: &Pod) -> Result<()> {
             return teardown::kill_unsupervised(folder, pod);
         }
     }
-    folder
-        .request("stop")
-        .context(|| format!("ask the supervisor of pod {} to stop it", pod.name))?;
+    let gone = match folder.request("stop") {
+        Ok(_) => false,
+        // It exited (or died) between our look and our request.
+        Err(e) if supervisor_gone(&e) => true,
+        Err(e) => {
+            return Err(e)
+                .context(|| format!("ask the supervisor of pod {} to stop it", pod.name))?
+        }
+    };
     let deadline = Instant::now() + pod.termination_grace + STOP_SLACK;
     match wait_finished(folder, Some(deadline), None)? {
+        // A supervisor that died without finishing the pod left it running:
+        // a new one (or the kill of what runs) must stop it.
+        Some(_) if gone && again && !folder.status().is_some_and(|s| s.finished) => {
+            stop_once(folder, pod, false)
+        }
         Some(_) => Ok(()),
         None => Err(Error::pod(&pod.name, "timed out waiting for it to stop")),
     }
+}
+
+/// Whether a request failed because the supervisor's socket went away with
+/// it: refused, removed, or closed under the request (reset, broken pipe).
+fn supervisor_gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset
+            | ConnectionRefused
+            | ConnectionAborted
+            | NotFound
+            | BrokenPipe
+            | UnexpectedEof
+    )
 }
 
 /// Removes the pod's folder and all it holds on the host; a pod that has not
@@ -335,4 +367,59 @@ pub fn still_running(folder: &PodFolder, container: &str) -> bool {
                 .container(container)
                 .is_some_and(|c| !matches!(c.state, ContainerState::Terminated(_)))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use super::*;
+
+    fn pod() -> Pod {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: default, uid: u-1}\nspec: {containers: [{name: c, image: busybox}]}\n";
+        admission::parse(text, "t.yaml").unwrap().pod
+    }
+
+    /// Found by scripts/soak: `pod rm --force` on a supervisor that was just
+    /// exiting failed with "Connection reset by peer". A supervisor that goes
+    /// away under the request is gone, not an error: the stop goes on.
+    #[test]
+    fn a_supervisor_that_resets_the_request_is_taken_as_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = PodFolder::new(tmp.path().join("u-1"));
+        std::fs::create_dir_all(folder.dir()).unwrap();
+        let lock = folder.lock_supervisor().unwrap();
+        let listener = UnixListener::bind(folder.api_socket()).unwrap();
+        let exiting = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            // The request arrives, unread when the "supervisor" exits: the
+            // kernel resets the connection.
+            let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+            nix::poll::poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
+            drop(lock);
+            drop(stream);
+            drop(listener);
+        });
+        let p = pod();
+        let result = stop_once(&folder, &p, false);
+        exiting.join().unwrap();
+        result.unwrap();
+    }
+
+    #[test]
+    fn gone_means_reset_refused_missing_or_broken() {
+        use std::io::{Error as IoError, ErrorKind};
+        for kind in [
+            ErrorKind::ConnectionReset,
+            ErrorKind::ConnectionRefused,
+            ErrorKind::NotFound,
+            ErrorKind::BrokenPipe,
+        ] {
+            assert!(supervisor_gone(&IoError::from(kind)), "{kind:?}");
+        }
+        assert!(!supervisor_gone(&IoError::from(ErrorKind::TimedOut)));
+        assert!(!supervisor_gone(&IoError::from(
+            ErrorKind::PermissionDenied
+        )));
+    }
 }

@@ -89,6 +89,23 @@ fn shim_listening(address: &str) -> bool {
     std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
+/// Removes the socket at `address` when nobody listens there any more (its
+/// shim was killed: a shim that exits removes its own). A live shim's socket
+/// is kept; only a refused connection proves it dead.
+fn remove_stale_socket(address: &str) {
+    let path = address.trim_start_matches("unix://");
+    if path.is_empty() {
+        return;
+    }
+    if let Err(e) = std::os::unix::net::UnixStream::connect(path) {
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            if let Err(e) = std::fs::remove_file(path) {
+                log::info!("remove the dead shim's socket {path}: {e}");
+            }
+        }
+    }
+}
+
 /// Starts the shim server for `address` and returns once it listens (it
 /// closes its stdout then). Unlike runc's shim, it keeps containerd's
 /// oom_score_adj rather than one more: the runtime CLI inherits the shim's
@@ -173,6 +190,11 @@ impl Shim for PeapodShim {
             log::info!("delete {}: {e}", self.id);
         }
         super::task::unmount_rootfs(&bundle.join("rootfs"));
+        // Found by scripts/soak: after a SIGKILLed shim, containerd cleans up
+        // with `delete` and nothing removed the dead shim's socket.
+        if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+            remove_stale_socket(address.trim());
+        }
         // containerd publishes this pid in the TaskExit of the dead task.
         let pid = std::fs::read_to_string(bundle.join(INIT_PID_FILE))
             .ok()
@@ -214,8 +236,23 @@ impl Shim for PeapodShim {
 
 #[cfg(test)]
 mod tests {
-    use super::grouping;
+    use super::{grouping, remove_stale_socket};
     use serde_json::json;
+
+    #[test]
+    fn only_a_socket_nobody_listens_on_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let live = tmp.path().join("live");
+        let _listener = std::os::unix::net::UnixListener::bind(&live).unwrap();
+        let dead = tmp.path().join("dead");
+        drop(std::os::unix::net::UnixListener::bind(&dead).unwrap());
+        assert!(dead.exists(), "a dropped listener leaves its socket file");
+        remove_stale_socket(&format!("unix://{}", live.display()));
+        remove_stale_socket(&format!("unix://{}", dead.display()));
+        remove_stale_socket(&format!("unix://{}", tmp.path().join("missing").display()));
+        assert!(live.exists(), "a live shim's socket was removed");
+        assert!(!dead.exists(), "a dead shim's socket was kept");
+    }
 
     #[test]
     fn a_pod_member_is_grouped_with_its_sandbox() {
