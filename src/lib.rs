@@ -2,6 +2,8 @@
 
 pub mod cli;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod logging;
 pub mod net;

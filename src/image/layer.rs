@@ -166,6 +166,11 @@ pub(crate) fn apply<R: Read>(
     }
     // Last, as creating entries inside a folder changes its mtime.
     for (path, time) in unpacker.dir_times.iter().rev() {
+        // A later entry may have replaced a parent with a symbolic link: the
+        // utimensat below would follow it out of the layer.
+        if !unpacker.is_real_dir(path) {
+            continue;
+        }
         match set_times(path, time) {
             Err(ImageError::Sys(e)) if e.source == nix::Error::ENOENT => {}
             other => other?,
@@ -310,6 +315,19 @@ impl Unpacker<'_> {
             }
         }
         Ok(path)
+    }
+
+    /// Whether `path` (the root or below it) is a folder reached through folders
+    /// only, no symbolic link on the way.
+    fn is_real_dir(&self, path: &Path) -> bool {
+        let Ok(rel) = path.strip_prefix(self.root) else {
+            return false;
+        };
+        let mut at = self.root.to_path_buf();
+        rel.components().all(|comp| {
+            at.push(comp);
+            fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir())
+        })
     }
 
     /// An existing entry of this layer named by an archive path, through no symbolic link.
@@ -723,5 +741,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err:?}");
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/layer_tar.rs): a folder's mtime was
+    /// set at the end through a parent that a later entry made a symbolic link.
+    #[test]
+    fn folder_times_are_not_set_through_a_later_symlink() {
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir(outside.path().join("d")).unwrap();
+        let old = TimeSpec::new(1_000_000_000, 0);
+        set_times(&outside.path().join("d"), &old).unwrap();
+        let tar = LayerTar::new()
+            .dir("x", 0o755)
+            .dir("x/d", 0o755)
+            .symlink("x", outside.path().to_str().unwrap())
+            .build();
+        let root = tempfile::tempdir().unwrap();
+        apply_bytes(&tar, root.path()).unwrap();
+        let mtime = fs::metadata(outside.path().join("d")).unwrap().mtime();
+        assert_eq!(
+            mtime, 1_000_000_000,
+            "the layer changed a folder outside it"
+        );
+        assert!(fs::symlink_metadata(root.path().join("x"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }

@@ -48,17 +48,17 @@
 //! layer is unpacked into `tmp/` and renamed into `layers/` only once its digests match,
 //! so a failed import leaves nothing behind.
 
-mod archive;
+pub(crate) mod archive;
 mod config;
 mod digest;
 mod error;
 mod gc;
 mod import;
 mod lastuse;
-mod layer;
-mod manifest;
+pub(crate) mod layer;
+pub(crate) mod manifest;
 pub mod pull;
-mod reference;
+pub(crate) mod reference;
 pub mod registry;
 mod rootfs;
 mod store;

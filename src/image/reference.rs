@@ -198,6 +198,17 @@ pub(crate) fn remote_name(text: &str) -> Result<RemoteName> {
         (None, None) => Some(DEFAULT_TAG.to_string()),
         (tag, _) => tag.clone(),
     };
+    // Normalizing adds `docker.io/library/`: the name the store keeps must still parse.
+    let stored = format!(
+        "{registry}/{repository}:{}",
+        tag.as_deref().unwrap_or(DEFAULT_TAG)
+    );
+    if stored.len() > MAX_NAME {
+        return Err(ImageError::InvalidReference {
+            reference: text.to_string(),
+            reason: format!("the name is longer than {MAX_NAME} characters as {stored}"),
+        });
+    }
     Ok(RemoteName {
         registry,
         repository,
@@ -482,6 +493,19 @@ mod tests {
             find(&images, "aa"),
             Err(ImageError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn short_names_too_long_once_normalized_are_refused() {
+        // Found by fuzzing (fuzz/fuzz_targets/image_reference.rs): the store
+        // name of a 240-character short name did not parse back.
+        let name = "a".repeat(240);
+        assert!(Reference::parse(&name).is_ok());
+        let err = remote_name(&name).unwrap_err().to_string();
+        assert!(err.contains("longer than 255"), "{err}");
+        let fits = "a".repeat(255 - "docker.io/library/:latest".len());
+        let stored = remote_name(&fits).unwrap().store_name();
+        Reference::parse(&stored).unwrap();
     }
 
     #[test]

@@ -53,19 +53,23 @@ impl LineSplitter {
     pub fn feed(&mut self, bytes: &[u8]) -> Vec<(bool, Vec<u8>)> {
         self.pending.extend_from_slice(bytes);
         let mut records = vec![];
-        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
-            let mut line: Vec<u8> = self.pending.drain(..=pos).collect();
-            line.pop();
+        // One pass and one drain: draining line by line moved the rest of
+        // the read each time (quadratic in the number of lines per read).
+        let mut start = 0;
+        while let Some(n) = self.pending[start..].iter().position(|b| *b == b'\n') {
+            let mut line = &self.pending[start..start + n];
+            start += n + 1;
             while line.len() > MAX_RECORD {
-                let rest = line.split_off(MAX_RECORD);
-                records.push((false, std::mem::replace(&mut line, rest)));
+                records.push((false, line[..MAX_RECORD].to_vec()));
+                line = &line[MAX_RECORD..];
             }
-            records.push((true, line));
+            records.push((true, line.to_vec()));
         }
-        while self.pending.len() > MAX_RECORD {
-            let rest = self.pending.split_off(MAX_RECORD);
-            records.push((false, std::mem::replace(&mut self.pending, rest)));
+        while self.pending.len() - start > MAX_RECORD {
+            records.push((false, self.pending[start..start + MAX_RECORD].to_vec()));
+            start += MAX_RECORD;
         }
+        self.pending.drain(..start);
         records
     }
 
@@ -486,6 +490,18 @@ mod tests {
         assert_eq!(recs.len(), 2);
         assert!(!recs[0].0 && recs[0].1.len() == MAX_RECORD);
         assert!(recs[1].0 && recs[1].1.len() == 10);
+    }
+
+    #[test]
+    fn a_read_of_many_short_lines_is_split_in_one_pass() {
+        let mut s = LineSplitter::default();
+        let mut read = b"x\n".repeat(8192);
+        read.extend_from_slice(&vec![b'y'; 2 * MAX_RECORD + 1]);
+        let recs = s.feed(&read);
+        assert_eq!(recs.len(), 8192 + 2);
+        assert!(recs[..8192].iter().all(|r| *r == (true, b"x".to_vec())));
+        assert!(recs[8192..].iter().all(|r| !r.0 && r.1.len() == MAX_RECORD));
+        assert_eq!(s.finish(), Some((true, b"y".to_vec())));
     }
 
     #[test]

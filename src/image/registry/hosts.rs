@@ -96,7 +96,7 @@ fn default_server(registry: &str, settings: &RegistrySettings) -> Endpoint {
     endpoint(&url, &HostEntry::default(), Path::new("/"), settings).expect("a valid default URL")
 }
 
-fn parse(
+pub(crate) fn parse(
     text: &str,
     path: &Path,
     registry: &str,

@@ -25,8 +25,12 @@ pub use settings::{
 
 use super::digest::Digest;
 use super::reference::RemoteName;
-use auth::{basic_header, Challenge, Credential, Credentials};
+pub(crate) use auth::Credentials;
+use auth::{basic_header, Challenge, Credential};
 pub(crate) use hosts::Endpoint;
+// The parsers of outside input, for the fuzz targets (src/fuzzing.rs).
+pub(crate) use auth::{normalize_host, parse_challenge, TokenResponse};
+pub(crate) use hosts::parse as parse_hosts;
 
 /// Manifests and indexes are small: anything bigger is not one.
 const MAX_MANIFEST: u64 = 4 << 20;

@@ -180,7 +180,10 @@ pub fn load_file(file: &Path) -> Result<NetworkList, CniError> {
     })
 }
 
-fn parse_list(mut object: Map<String, Value>, dir: &Path) -> Result<NetworkList, String> {
+pub(crate) fn parse_list(
+    mut object: Map<String, Value>,
+    dir: &Path,
+) -> Result<NetworkList, String> {
     let name = network_name(&object)?;
     let versions = select_versions(&object)?;
     let disable_check = read_bool(&object, "disableCheck")?;
@@ -241,7 +244,7 @@ fn plugins_from_folder(folder: &Path) -> Result<Vec<PluginConf>, String> {
 }
 
 /// A single plugin's config, made a list of one (libcni's `ConfListFromConf`).
-fn parse_single(object: Map<String, Value>) -> Result<NetworkList, String> {
+pub(crate) fn parse_single(object: Map<String, Value>) -> Result<NetworkList, String> {
     if !object.contains_key("type") && object.contains_key("plugins") {
         return Err("type: required (a list of plugins belongs in a *.conflist file)".into());
     }

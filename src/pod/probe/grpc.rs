@@ -31,6 +31,11 @@ const MESSAGE_LIMIT: usize = 16 * 1024;
 pub struct GrpcCheck {
     pub conn: Conn,
     authority: String,
+    response: Response,
+}
+
+/// The server's side of the call as it comes in: no I/O of its own.
+struct Response {
     timeout: Duration,
     decoder: Decoder,
     /// A header block waiting for its CONTINUATION frames, and whether it ends the stream.
@@ -57,13 +62,7 @@ impl GrpcCheck {
         Ok(Self {
             conn,
             authority,
-            timeout,
-            decoder: Decoder::default(),
-            block: None,
-            status: None,
-            grpc_status: None,
-            grpc_message: String::new(),
-            message: Vec::new(),
+            response: Response::new(timeout),
         })
     }
 
@@ -76,22 +75,13 @@ impl GrpcCheck {
                 false => rpc_failed("Unavailable", &format!("connection error: {e}")),
             });
         }
-        loop {
-            let input = &self.conn.input;
-            if input.len() < 9 {
-                break;
-            }
-            let len = u32::from_be_bytes([0, input[0], input[1], input[2]]) as usize;
-            if input.len() < 9 + len {
-                break;
-            }
-            let (kind, flags) = (input[3], input[4]);
-            let stream = u32::from_be_bytes([input[5], input[6], input[7], input[8]]) & 0x7fff_ffff;
-            let payload = input[9..9 + len].to_vec();
-            self.conn.input.drain(..9 + len);
-            if let Some(outcome) = self.frame(kind, flags, stream, payload) {
-                return Some(outcome);
-            }
+        let mut replies = Vec::new();
+        let outcome = self.response.take(&mut self.conn.input, &mut replies);
+        if !replies.is_empty() {
+            self.conn.send(&replies);
+        }
+        if outcome.is_some() {
+            return outcome;
         }
         if self.conn.eof {
             return Some(rpc_failed("Unavailable", "error reading from server: EOF"));
@@ -107,20 +97,75 @@ impl GrpcCheck {
             true => format!(
                 "timeout: failed to connect service {:?} within {}: context deadline exceeded",
                 self.authority,
-                go_duration(self.timeout)
+                go_duration(self.response.timeout)
             ),
             false => format!(
                 "timeout: health rpc did not complete within {}",
-                go_duration(self.timeout)
+                go_duration(self.response.timeout)
             ),
         };
         failure(text)
     }
+}
 
-    fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: Vec<u8>) -> Option<Outcome> {
+/// The frames of `data` as a server's answer, then its end: for the fuzz
+/// target (src/fuzzing.rs).
+#[doc(hidden)]
+pub fn fuzz_response(data: &[u8]) {
+    let mut response = Response::new(Duration::from_secs(1));
+    let mut input = data.to_vec();
+    let mut replies = Vec::new();
+    if response.take(&mut input, &mut replies).is_none() {
+        assert!(input.len() < 9 + (1 << 24), "a whole frame was left");
+    }
+}
+
+impl Response {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            decoder: Decoder::default(),
+            block: None,
+            status: None,
+            grpc_status: None,
+            grpc_message: String::new(),
+            message: Vec::new(),
+        }
+    }
+
+    /// Takes the whole frames at the start of `input`; `replies` gets what
+    /// must be sent back (SETTINGS and PING acknowledgements). Some once the
+    /// call is over.
+    fn take(&mut self, input: &mut Vec<u8>, replies: &mut Vec<u8>) -> Option<Outcome> {
+        loop {
+            if input.len() < 9 {
+                return None;
+            }
+            let len = u32::from_be_bytes([0, input[0], input[1], input[2]]) as usize;
+            if input.len() < 9 + len {
+                return None;
+            }
+            let (kind, flags) = (input[3], input[4]);
+            let stream = u32::from_be_bytes([input[5], input[6], input[7], input[8]]) & 0x7fff_ffff;
+            let payload = input[9..9 + len].to_vec();
+            input.drain(..9 + len);
+            if let Some(outcome) = self.frame(kind, flags, stream, payload, replies) {
+                return Some(outcome);
+            }
+        }
+    }
+
+    fn frame(
+        &mut self,
+        kind: u8,
+        flags: u8,
+        stream: u32,
+        payload: Vec<u8>,
+        replies: &mut Vec<u8>,
+    ) -> Option<Outcome> {
         match kind {
-            SETTINGS if flags & ACK == 0 => self.conn.send(&frame(SETTINGS, ACK, 0, &[])),
-            PING if flags & ACK == 0 => self.conn.send(&frame(PING, ACK, 0, &payload)),
+            SETTINGS if flags & ACK == 0 => replies.extend(frame(SETTINGS, ACK, 0, &[])),
+            PING if flags & ACK == 0 => replies.extend(frame(PING, ACK, 0, &payload)),
             GOAWAY => return Some(rpc_failed("Unavailable", "the server sent GOAWAY")),
             RST_STREAM if stream == 1 => {
                 let code = payload

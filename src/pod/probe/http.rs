@@ -248,6 +248,39 @@ fn dechunk(mut raw: &[u8]) -> (Vec<u8>, bool) {
     }
 }
 
+/// What `HttpCheck::ready` does with the bytes a server sent, without the
+/// connection: for the fuzz target (src/fuzzing.rs).
+#[doc(hidden)]
+pub fn fuzz_response(mut input: &[u8]) {
+    let base = Url {
+        scheme: Scheme::Http,
+        host: "10.0.0.1".into(),
+        port: 8080,
+        path: "/a/b?c".into(),
+    };
+    loop {
+        let Ok(Some(head)) = parse_head(input) else {
+            return;
+        };
+        assert!(head.len <= input.len(), "a head longer than the input");
+        input = &input[head.len..];
+        if head.status < 200 && head.status != 101 {
+            continue;
+        }
+        for eof in [false, true] {
+            let (body, complete) = body(&head, input, eof);
+            assert!(complete || !eof, "a body still incomplete at the end");
+            let _ = String::from_utf8_lossy(&body[..body.len().min(BODY_LIMIT)]);
+        }
+        if let Some(location) = head.header("location") {
+            if let Some(next) = base.join(location) {
+                let _ = request(&next, &[], "kube-probe/1.34");
+            }
+        }
+        return;
+    }
+}
+
 fn failure(output: String) -> Outcome {
     Outcome {
         verdict: Verdict::Failure,

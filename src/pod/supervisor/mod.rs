@@ -415,21 +415,23 @@ impl Supervisor {
     fn serve_api(&mut self, api: &UnixListener) {
         while let Ok((mut stream, _)) = api.accept() {
             let _ = stream.set_nonblocking(false);
-            let mut line = String::new();
+            // A client that connects and says nothing must not stop the pod's loop.
+            let _ = stream.set_read_timeout(Some(API_READ_TIMEOUT));
+            let mut line = Vec::new();
             let mut byte = [0u8; 1];
-            while line.len() < 256 {
+            while line.len() < API_LINE_LIMIT {
                 match stream.read(&mut byte) {
-                    Ok(1) if byte[0] != b'\n' => line.push(byte[0] as char),
+                    Ok(1) if byte[0] != b'\n' => line.push(byte[0]),
                     _ => break,
                 }
             }
-            let reply = match line.trim() {
-                "stop" => {
+            let reply = match parse_api_request(&line) {
+                Some(ApiRequest::Stop) => {
                     self.feed(Input::Stop);
                     "ok\n"
                 }
-                "ping" => "ok\n",
-                _ => "error unknown request\n",
+                Some(ApiRequest::Ping) => "ok\n",
+                None => "error unknown request\n",
             };
             let _ = stream.write_all(reply.as_bytes());
         }
@@ -496,6 +498,41 @@ impl Supervisor {
         let _ = teardown::release(&self.folder, &self.pod);
         if let Some(mut ready) = self.ready.take() {
             let _ = ready.write_all(format!("error {message}\n").as_bytes());
+        }
+    }
+}
+
+/// The longest request line read from the api socket.
+const API_LINE_LIMIT: usize = 256;
+/// How long a client of the api socket may take to send its request.
+const API_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A request on the supervisor's api socket: one line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApiRequest {
+    Stop,
+    Ping,
+}
+
+/// The request a line (without its newline) asks for; None for anything else.
+pub fn parse_api_request(line: &[u8]) -> Option<ApiRequest> {
+    match std::str::from_utf8(line).ok()?.trim() {
+        "stop" => Some(ApiRequest::Stop),
+        "ping" => Some(ApiRequest::Ping),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_requests_are_stop_and_ping_only() {
+        assert_eq!(parse_api_request(b"stop"), Some(ApiRequest::Stop));
+        assert_eq!(parse_api_request(b" ping\r"), Some(ApiRequest::Ping));
+        for line in [&b""[..], b"stopp", b"\xffstop", b"st op"] {
+            assert_eq!(parse_api_request(line), None, "{line:?}");
         }
     }
 }
