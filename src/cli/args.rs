@@ -104,7 +104,7 @@ pub struct StaticArgs {
     /// Folder of pod manifests (default /etc/kubernetes/manifests)
     #[arg(long)]
     pub manifest_dir: Option<PathBuf>,
-    /// YAML file with manifestDir, nodeName, rescanSeconds, network (flags win)
+    /// YAML file with manifestDir, nodeName, rescanSeconds, network, registry, image GC thresholds (flags win)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Node name, appended to pod names (default: the host name, lower-cased)
@@ -113,6 +113,12 @@ pub struct StaticArgs {
     /// Seconds between full reads of the folder (default 20)
     #[arg(long)]
     pub rescan_seconds: Option<u64>,
+    /// Remove unused images once disk use reaches this percentage (kubelet imageGCHighThresholdPercent, default 85; 100 turns it off)
+    #[arg(long = "image-gc-high-threshold", env = "PEAPOD_IMAGE_GC_HIGH")]
+    pub image_gc_high_threshold: Option<u8>,
+    /// ... down to this percentage (kubelet imageGCLowThresholdPercent, default 80)
+    #[arg(long = "image-gc-low-threshold", env = "PEAPOD_IMAGE_GC_LOW")]
+    pub image_gc_low_threshold: Option<u8>,
     #[command(flatten)]
     pub pods: PodSettingsArgs,
 }
@@ -136,6 +142,9 @@ pub struct PodSettingsArgs {
     pub store: StoreArg,
     #[command(flatten)]
     pub network: NetworkArgs,
+    /// How pods' images are pulled (the same flags as `image pull`).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// The pods' network: CNI's folders and the node's DNS (config file keys of

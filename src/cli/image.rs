@@ -34,7 +34,7 @@ fn import(a: ImageImportArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn config_file(path: Option<&PathBuf>) -> Result<RegistryConfigFile> {
+pub(super) fn config_file(path: Option<&PathBuf>) -> Result<RegistryConfigFile> {
     match path {
         Some(path) => RegistryConfigFile::load(path).map_err(anyhow::Error::msg),
         None => Ok(RegistryConfigFile::default()),
@@ -49,7 +49,7 @@ fn store_path(store: &StoreArg, file: &RegistryConfigFile) -> PathBuf {
     }
 }
 
-fn settings(a: &RegistryArgs, file: &RegistryConfigFile) -> Result<RegistrySettings> {
+pub(super) fn settings(a: &RegistryArgs, file: &RegistryConfigFile) -> Result<RegistrySettings> {
     let overrides = RegistryOverrides {
         insecure: a.insecure_registries.clone(),
         hosts_dir: a.registry_hosts_dir.clone(),
