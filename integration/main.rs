@@ -19,6 +19,7 @@ mod pod;
 mod pod_features;
 mod pod_health;
 mod pod_network;
+mod pod_pull;
 mod pod_security;
 mod podman;
 mod probes;

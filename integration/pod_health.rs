@@ -409,6 +409,9 @@ spec:
     let old_sandbox = old["sandbox_pid"].as_i64().unwrap() as i32;
     let old_app = old["pids"]["app"].as_i64().unwrap() as i32;
     let old_net = ns_inode(old_sandbox, "net");
+    // Held open so that the old namespace lives on and the kernel cannot give
+    // its inode number to the new one (numbers of freed namespaces are reused).
+    let old_net_handle = std::fs::File::open(format!("/proc/{old_sandbox}/ns/net")).unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(old_sandbox),
         nix::sys::signal::Signal::SIGKILL,
@@ -455,6 +458,7 @@ spec:
         in_old_net, 0,
         "processes left in the old sandbox's network namespace"
     );
+    drop(old_net_handle);
     let text = describe(&env, "phoenix");
     assert!(
         text.contains("Pod sandbox changed, it will be killed and re-created."),

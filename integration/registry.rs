@@ -25,7 +25,7 @@ const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 const MT_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
-fn busybox_archive() -> PathBuf {
+pub(crate) fn busybox_archive() -> PathBuf {
     let path = crate::common::repo().join("bundles/images/busybox.tar");
     assert!(
         path.is_file(),
@@ -65,14 +65,14 @@ fn run(cmd: &mut Command) -> Output {
 
 /// How a test registry is reached.
 #[derive(Default)]
-struct Options {
+pub(crate) struct Options {
     /// user and password (htpasswd, bcrypt)
     auth: Option<(&'static str, &'static str)>,
     tls: bool,
 }
 
 /// A docker-registry process with its own storage, config and access log.
-struct Registry {
+pub(crate) struct Registry {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
@@ -81,7 +81,7 @@ struct Registry {
 }
 
 impl Registry {
-    fn start(opts: Options) -> Registry {
+    pub(crate) fn start(opts: Options) -> Registry {
         require_root();
         tool("docker-registry");
         tool("skopeo");
@@ -136,12 +136,12 @@ impl Registry {
         registry
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// `skopeo copy SOURCE docker://HOST/DEST` with `extra` flags.
-    fn push(&self, source: &str, dest: &str, extra: &[&str]) {
+    pub(crate) fn push(&self, source: &str, dest: &str, extra: &[&str]) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
         if let Some((user, password)) = self.auth {
@@ -196,11 +196,36 @@ impl Registry {
             .join("data")
     }
 
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Starts the stopped registry again, on the same port with the same storage.
+    pub(crate) fn restart(&mut self) {
+        self.stop();
+        let d = self.dir.path();
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(d.join("registry.log"))
+            .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(d.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(
+            "the registry to listen again",
+            Duration::from_secs(20),
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
     }
 }
 

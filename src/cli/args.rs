@@ -99,7 +99,7 @@ pub enum Command {
     #[command(subcommand)]
     Image(ImageCommand),
     /// Run a pod for every manifest in a folder, as the kubelet runs static pods
-    Static(StaticArgs),
+    Static(Box<StaticArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -107,7 +107,7 @@ pub struct StaticArgs {
     /// Folder of pod manifests (default /etc/kubernetes/manifests)
     #[arg(long)]
     pub manifest_dir: Option<PathBuf>,
-    /// YAML file with manifestDir, nodeName, rescanSeconds, network, security (flags win)
+    /// YAML file with manifestDir, nodeName, rescanSeconds, network, security, registry, image GC thresholds (flags win)
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Node name, appended to pod names (default: the host name, lower-cased)
@@ -116,6 +116,12 @@ pub struct StaticArgs {
     /// Seconds between full reads of the folder (default 20)
     #[arg(long)]
     pub rescan_seconds: Option<u64>,
+    /// Remove unused images once disk use reaches this percentage (kubelet imageGCHighThresholdPercent, default 85; 100 turns it off)
+    #[arg(long = "image-gc-high-threshold", env = "PEAPOD_IMAGE_GC_HIGH")]
+    pub image_gc_high_threshold: Option<u8>,
+    /// ... down to this percentage (kubelet imageGCLowThresholdPercent, default 80)
+    #[arg(long = "image-gc-low-threshold", env = "PEAPOD_IMAGE_GC_LOW")]
+    pub image_gc_low_threshold: Option<u8>,
     #[command(flatten)]
     pub pods: PodSettingsArgs,
 }
@@ -141,6 +147,9 @@ pub struct PodSettingsArgs {
     pub network: NetworkArgs,
     #[command(flatten)]
     pub security: SecurityArgs,
+    /// How pods' images are pulled (the same flags as `image pull`).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// The node's security settings, as the kubelet's (config file keys of the

@@ -5,24 +5,27 @@ use std::path::PathBuf;
 use anyhow::Result;
 
 use super::args::{
-    ImageCommand, ImageGcArgs, ImageImportArgs, ImagePruneArgs, ImagePullArgs, ImageRmArgs,
-    RegistryArgs, StoreArg,
+    GlobalOpts, ImageCommand, ImageGcArgs, ImageImportArgs, ImagePruneArgs, ImagePullArgs,
+    ImageRmArgs, RegistryArgs, StoreArg,
 };
 use crate::image::pull::{self, human_size, PullOutcome};
 use crate::image::registry::{RegistryConfigFile, RegistryOverrides, RegistrySettings};
 use crate::image::{GcPolicy, ImageStore, DEFAULT_HIGH_PERCENT, DEFAULT_LOW_PERCENT};
 
-/// Kept by prune and GC: every pod's sandbox runs it (the kubelet pins its sandbox image).
-const PINNED: &[&str] = &[crate::pod::settings::PAUSE_IMAGE];
+/// Kept by prune and GC: the sandbox's image (the kubelet pins it) and the
+/// images of every pod under `--root`, whether its containers run or not.
+fn pinned(g: &GlobalOpts) -> Vec<String> {
+    crate::pod::image_gc::pinned(&crate::pod::store::PodStore::new(&g.root))
+}
 
-pub fn dispatch(command: ImageCommand) -> Result<i32> {
+pub fn dispatch(g: &GlobalOpts, command: ImageCommand) -> Result<i32> {
     match command {
         ImageCommand::Import(a) => import(a),
         ImageCommand::Pull(a) => pull(a),
         ImageCommand::Ls(a) => ls(a),
         ImageCommand::Rm(a) => rm(a),
-        ImageCommand::Prune(a) => prune(a),
-        ImageCommand::Gc(a) => gc(a),
+        ImageCommand::Prune(a) => prune(g, a),
+        ImageCommand::Gc(a) => gc(g, a),
     }
 }
 
@@ -34,7 +37,7 @@ fn import(a: ImageImportArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn config_file(path: Option<&PathBuf>) -> Result<RegistryConfigFile> {
+pub(super) fn config_file(path: Option<&PathBuf>) -> Result<RegistryConfigFile> {
     match path {
         Some(path) => RegistryConfigFile::load(path).map_err(anyhow::Error::msg),
         None => Ok(RegistryConfigFile::default()),
@@ -49,7 +52,7 @@ fn store_path(store: &StoreArg, file: &RegistryConfigFile) -> PathBuf {
     }
 }
 
-fn settings(a: &RegistryArgs, file: &RegistryConfigFile) -> Result<RegistrySettings> {
+pub(super) fn settings(a: &RegistryArgs, file: &RegistryConfigFile) -> Result<RegistrySettings> {
     let overrides = RegistryOverrides {
         insecure: a.insecure_registries.clone(),
         hosts_dir: a.registry_hosts_dir.clone(),
@@ -143,9 +146,11 @@ fn rm(a: ImageRmArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn prune(a: ImagePruneArgs) -> Result<i32> {
+fn prune(g: &GlobalOpts, a: ImagePruneArgs) -> Result<i32> {
     let store = ImageStore::open(&a.store.image_store)?;
-    let collected = store.prune(PINNED)?;
+    let pinned = pinned(g);
+    let pinned: Vec<&str> = pinned.iter().map(String::as_str).collect();
+    let collected = store.prune(&pinned)?;
     for name in &collected.removed {
         println!("removed {name}");
     }
@@ -153,7 +158,7 @@ fn prune(a: ImagePruneArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn gc(a: ImageGcArgs) -> Result<i32> {
+fn gc(g: &GlobalOpts, a: ImageGcArgs) -> Result<i32> {
     let file = config_file(a.registry_config.as_ref())?;
     let policy = GcPolicy::new(
         a.high_threshold
@@ -165,7 +170,9 @@ fn gc(a: ImageGcArgs) -> Result<i32> {
     )
     .map_err(anyhow::Error::msg)?;
     let store = ImageStore::open(&store_path(&a.store, &file))?;
-    let collected = store.collect_images(policy, PINNED)?;
+    let pinned = pinned(g);
+    let pinned: Vec<&str> = pinned.iter().map(String::as_str).collect();
+    let collected = store.collect_images(policy, &pinned)?;
     for name in &collected.removed {
         println!("removed {name}");
     }

@@ -87,8 +87,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Checkpoint(a) => runtime::checkpoint(g, a),
         Command::HookState(a) => runtime::hook_state(a),
         Command::Pod(c) => pod::dispatch(g, c),
-        Command::Image(c) => image::dispatch(c),
-        Command::Static(a) => static_pods::run(g, a),
+        Command::Image(c) => image::dispatch(g, c),
+        Command::Static(a) => static_pods::run(g, *a),
     }
 }
 

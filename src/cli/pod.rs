@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Result};
 
 use super::args::*;
+use crate::image::registry::RegistryConfigFile;
 use crate::net::settings::{NetworkConfigFile, NetworkOverrides};
 use crate::net::NetworkSettings;
 use crate::pod::engine::{self, Engine};
@@ -35,16 +36,37 @@ pub fn dispatch(g: &GlobalOpts, command: PodCommand) -> Result<i32> {
 /// How pods are run, from the flags `pod run` and `static` share over a
 /// config file's `network:` section; pods' namespaces are pinned under the
 /// state root unless told otherwise.
+///
+/// Registry settings come from `--registry-config` (or PEAPOD_REGISTRY_CONFIG),
+/// else `registry` (the static daemon's `registry:` section), under the flags.
 pub fn settings(
     g: &GlobalOpts,
     a: &PodSettingsArgs,
     file: NetworkConfigFile,
     mut security: SecurityConfigFile,
+    registry: RegistryConfigFile,
 ) -> Result<Settings> {
+    let registry = match &a.registry.registry_config {
+        Some(path) => super::image::config_file(Some(path))?,
+        None => registry,
+    };
     let mut settings = Settings {
-        image_store: a.store.image_store.clone(),
+        image_store: match &registry.image_store {
+            Some(path) if a.store.image_store.as_os_str() == crate::image::DEFAULT_STORE => {
+                path.clone()
+            }
+            _ => a.store.image_store.clone(),
+        },
+        registry: super::image::settings(&a.registry, &registry)
+            .map_err(|e| anyhow!("registry settings: {e}"))?,
         ..Settings::default()
     };
+    if let Some(high) = registry.image_gc_high_threshold_percent {
+        settings.image_gc_high_threshold_percent = high;
+    }
+    if let Some(low) = registry.image_gc_low_threshold_percent {
+        settings.image_gc_low_threshold_percent = low;
+    }
     if let Some(base) = a.backoff_base {
         settings.backoff_base = base;
     }
@@ -99,6 +121,7 @@ fn run_pod(g: &GlobalOpts, a: PodRunArgs) -> Result<i32> {
             &a.settings,
             NetworkConfigFile::default(),
             SecurityConfigFile::default(),
+            RegistryConfigFile::default(),
         )?,
     );
     let admitted = engine.admit(&a.file)?;

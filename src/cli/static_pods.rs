@@ -14,6 +14,7 @@ pub fn run(g: &GlobalOpts, a: StaticArgs) -> Result<i32> {
     };
     let network = std::mem::take(&mut file.network);
     let security = std::mem::take(&mut file.security);
+    let registry = std::mem::take(&mut file.registry);
     let flags = Overrides {
         manifest_dir: a.manifest_dir,
         node_name: a.node_name,
@@ -28,7 +29,25 @@ pub fn run(g: &GlobalOpts, a: StaticArgs) -> Result<i32> {
     pods.container_log_max_files = pods
         .container_log_max_files
         .or(config.container_log_max_files);
-    let mut settings = super::pod::settings(g, &pods, network, security)?;
+    let mut settings = super::pod::settings(g, &pods, network, security, registry)?;
+    // Image GC: flags, then the file's top-level keys, then its registry section.
+    if let Some(high) = a
+        .image_gc_high_threshold
+        .or(config.image_gc_high_threshold_percent)
+    {
+        settings.image_gc_high_threshold_percent = high;
+    }
+    if let Some(low) = a
+        .image_gc_low_threshold
+        .or(config.image_gc_low_threshold_percent)
+    {
+        settings.image_gc_low_threshold_percent = low;
+    }
+    crate::image::GcPolicy::new(
+        settings.image_gc_high_threshold_percent,
+        settings.image_gc_low_threshold_percent,
+    )
+    .map_err(anyhow::Error::msg)?;
     // The daemon's node name is the node name of its pods (spec.nodeName).
     settings.node_name = config.node_name.clone();
     let engine = Engine::new(&g.root, settings);

@@ -21,6 +21,7 @@ use super::settings::{Settings, PAUSE_IMAGE};
 use super::store::PodStore;
 use super::supervisor::{Mode, Supervisor};
 use crate::error::Context;
+use crate::image::pull::{policy, Decision, PullPolicy};
 use crate::image::ImageStore;
 
 /// A pod whose supervisor has been started and has not yet said whether the
@@ -98,7 +99,10 @@ fn abandon(store: &PodStore, folder: &PodFolder, pod: &Pod) {
     let _ = store.remove(folder, pod);
 }
 
-/// Every container's image must be in the store; the error names the field.
+/// The images the containers can use as they are (the kubelet's pull policy
+/// says so, `image::pull::policy`); the others are pulled by the supervisor
+/// before their container starts, and images.json gets them then. The
+/// sandbox's image must be here (it is imported, never pulled).
 pub fn resolve_images(pod: &Pod, store_root: &Path) -> Result<BTreeMap<String, ResolvedImage>> {
     let store = ImageStore::open(store_root)?;
     store.resolve(PAUSE_IMAGE).map_err(|e| {
@@ -107,22 +111,16 @@ pub fn resolve_images(pod: &Pod, store_root: &Path) -> Result<BTreeMap<String, R
         ))
     })?;
     let mut images = BTreeMap::new();
-    let fields = pod
-        .init_containers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (format!("spec.initContainers[{i}].image"), c))
-        .chain(
-            pod.containers
-                .iter()
-                .enumerate()
-                .map(|(i, c)| (format!("spec.containers[{i}].image"), c)),
-        );
-    for (field, c) in fields {
-        let image = store
-            .resolve(&c.image)
-            .map_err(|source| Error::ImageRef { field, source })?;
-        images.insert(c.name.clone(), ResolvedImage::new(&c.image, &image));
+    for c in pod.init_containers.iter().chain(&pod.containers) {
+        let Ok(policy) = PullPolicy::of(c.image_pull_policy.as_deref(), &c.image) else {
+            continue;
+        };
+        let Ok((presence, Some(image))) = store.presence(&c.image) else {
+            continue;
+        };
+        if policy::decide(&c.image, policy, presence, false) == Decision::UseLocal {
+            images.insert(c.name.clone(), ResolvedImage::new(&c.image, &image));
+        }
     }
     Ok(images)
 }

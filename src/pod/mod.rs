@@ -15,6 +15,7 @@ pub mod events;
 pub mod exits;
 pub mod folder;
 pub mod idle;
+pub mod image_gc;
 pub mod launch;
 pub mod lifecycle;
 pub mod logs;

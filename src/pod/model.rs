@@ -116,6 +116,9 @@ pub struct Container {
     pub name: String,
     /// The image reference as written (resolved against the image store later).
     pub image: String,
+    /// `imagePullPolicy` as written (None: the API's default for `image`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<String>,
     /// Overrides the image's Entrypoint when not empty.
     pub command: Vec<String>,
     /// Overrides the image's Cmd when not empty.

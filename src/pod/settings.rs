@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::lifecycle::Backoff;
 use super::logs::{Rotation, DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
 use super::security::SecuritySettings;
+use crate::image::registry::RegistrySettings;
+use crate::image::GcPolicy;
 use crate::net::NetworkSettings;
 
 /// The cgroup parent of pods unless `--cgroup-prefix` says otherwise.
@@ -41,6 +43,16 @@ pub struct Settings {
     pub container_log_max_files: u32,
     /// The seccomp profile folder, seccompDefault, allowedUnsafeSysctls.
     pub security: SecuritySettings,
+    /// How pulls reach registries (insecure ones, hosts.toml and CA folders,
+    /// the credentials file); a pull runs as `peapod image pull` with these.
+    pub registry: RegistrySettings,
+    /// The kubelet's imageGCHighThresholdPercent (85): disk use at which the
+    /// static daemon removes unused images.
+    #[serde(rename = "imageGCHighThresholdPercent")]
+    pub image_gc_high_threshold_percent: u8,
+    /// The kubelet's imageGCLowThresholdPercent (80): down to where.
+    #[serde(rename = "imageGCLowThresholdPercent")]
+    pub image_gc_low_threshold_percent: u8,
 }
 
 impl Default for Settings {
@@ -54,6 +66,9 @@ impl Default for Settings {
             container_log_max_size: DEFAULT_MAX_SIZE,
             container_log_max_files: DEFAULT_MAX_FILES,
             security: SecuritySettings::default(),
+            registry: RegistrySettings::default(),
+            image_gc_high_threshold_percent: GcPolicy::default().high_percent,
+            image_gc_low_threshold_percent: GcPolicy::default().low_percent,
         }
     }
 }
@@ -69,6 +84,21 @@ impl Settings {
             base: self.backoff_base,
             ..Backoff::default()
         }
+    }
+
+    /// The image pull back-off: the kubelet's 10 s doubling to 5 min, its
+    /// first step shortened with the restart back-off's (`--backoff-base`).
+    pub fn pull_backoff(&self) -> crate::image::pull::PullBackOff {
+        crate::image::pull::PullBackOff::new(self.backoff_base, std::time::Duration::from_secs(300))
+    }
+
+    /// The image GC thresholds (checked when the settings were made).
+    pub fn image_gc(&self) -> GcPolicy {
+        GcPolicy::new(
+            self.image_gc_high_threshold_percent,
+            self.image_gc_low_threshold_percent,
+        )
+        .unwrap_or_default()
     }
 
     pub fn log_rotation(&self) -> Rotation {

@@ -711,6 +711,7 @@ mod tests {
             stdin: false,
             termination_message_path: DEFAULT_TERMINATION_MESSAGE_PATH.into(),
             termination_message_from_logs: false,
+            image_pull_policy: None,
             ports: vec![],
             health: Default::default(),
         }

@@ -8,6 +8,7 @@
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Instant;
@@ -74,7 +75,21 @@ pub fn spawn(
     store: &Path,
     settings: &RegistrySettings,
 ) -> io::Result<PullChild> {
-    let mut child = Command::new(peapod)
+    let mut command = Command::new(peapod);
+    // SAFETY: sigprocmask is async-signal-safe; the caller (a pod supervisor)
+    // blocks the signals it reads from a signalfd, which the pull must not inherit.
+    unsafe {
+        command.pre_exec(|| {
+            let empty = nix::sys::signal::SigSet::empty();
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&empty),
+                None,
+            )
+            .map_err(io::Error::from)
+        });
+    }
+    let mut child = command
         .args(pull_args(images, store, settings))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -114,6 +129,29 @@ impl PullChild {
         self.drain()?;
         let text = String::from_utf8_lossy(&self.buffer);
         Ok(Some(outcomes(&text, &self.images, &status.to_string())))
+    }
+
+    /// Reads what the child wrote so far, for a caller that reaps it itself
+    /// (a supervisor reaps every child); true once its stdout is closed.
+    pub fn read_available(&mut self) -> io::Result<bool> {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match self.stdout.read(&mut chunk) {
+                Ok(0) => return Ok(true),
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The outcome of every image once the child was reaped by the caller
+    /// with `status` (what it wrote before is still in the pipe).
+    pub fn ended(&mut self, status: &str) -> Vec<PullOutcome> {
+        let _ = self.read_available();
+        let text = String::from_utf8_lossy(&self.buffer);
+        outcomes(&text, &self.images, status)
     }
 
     /// Stops the pull (SIGKILL) and reaps it; what it left is swept by the next pull.

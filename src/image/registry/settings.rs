@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// containerd's layout (`/etc/containerd/certs.d/<registry>/hosts.toml`), under peapod's name.
 pub const DEFAULT_HOSTS_DIR: &str = "/etc/peapod/certs.d";
@@ -15,8 +15,9 @@ pub const KUBELET_CREDENTIALS: &str = "/var/lib/kubelet/config.json";
 /// Debian's bundle of the system's CA certificates.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
-/// How this node reaches registries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How this node reaches registries (recorded in a pod's settings.json).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct RegistrySettings {
     /// `host[:port]` of registries that may be reached over plain HTTP.
     pub insecure: Vec<String>,

@@ -45,7 +45,6 @@ impl Admission<'_> {
             env,
             env_from,
             image,
-            // Images are local: there is nothing to pull.
             image_pull_policy,
             // Probes and hooks: converted above.
             lifecycle: _,
@@ -192,6 +191,7 @@ impl Admission<'_> {
             stdin: stdin.unwrap_or(false),
             termination_message_path,
             termination_message_from_logs,
+            image_pull_policy,
             ports,
             health,
         })

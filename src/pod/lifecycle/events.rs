@@ -38,6 +38,20 @@ pub enum Input {
         reason: String,
         message: String,
     },
+    /// The container's image is not there yet (kubelet `EnsureImageExists`):
+    /// it waits with `reason` (`ContainerCreating` while its image is pulled,
+    /// `ErrImagePull`, `ImagePullBackOff`, `ErrImageNeverPull`,
+    /// `InvalidImageName`) and is tried again after `retry`, or once
+    /// `ImageReady` comes (None). It counts no restart.
+    ImageWait {
+        container: String,
+        reason: String,
+        message: Option<String>,
+        retry: Option<Duration>,
+    },
+    /// The container's image is in the store: a container waiting on an
+    /// image (or a failed set-up) is tried again now.
+    ImageReady { container: String },
     /// The container's process exited. Reason "OOMKilled" if `oom_killed`, else
     /// "Completed" for code 0 and "Error" otherwise.
     Exited {

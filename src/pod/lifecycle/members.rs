@@ -373,7 +373,10 @@ impl Member {
             }
             Run::CreateError {
                 reason, message, ..
-            } => (waiting(reason, Some(message.clone())), self.latest.clone()),
+            } => {
+                let message = (!message.is_empty()).then(|| message.clone());
+                (waiting(reason, message), self.latest.clone())
+            }
             Run::Exited => match &self.latest {
                 Some(latest) => (
                     ContainerState::Terminated(latest.clone()),

@@ -95,6 +95,9 @@ use members::{Member, PreStop, Role, Run};
 pub use snapshot::{RestoreError, Snapshot};
 
 /// Durations are capped here so that `Instant + Duration` cannot overflow.
+/// The waiting reason of a container whose image is being pulled.
+pub const PULLING_REASON: &str = "ContainerCreating";
+
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// The kubelet's pod workers never shut a pod down with less grace than this.
@@ -270,6 +273,33 @@ impl Lifecycle {
                     }
                 }
             }
+            Input::ImageWait {
+                container,
+                reason,
+                message,
+                retry,
+            } => {
+                let stopping = self.deadline.is_some();
+                if let Some(m) = self.member(&container) {
+                    if matches!(m.run, Run::Starting) {
+                        m.run = match stopping {
+                            true => Run::Exited,
+                            false => Run::CreateError {
+                                until: now.mono + retry.unwrap_or(FOREVER).min(FOREVER),
+                                reason,
+                                message: message.unwrap_or_default(),
+                            },
+                        };
+                    }
+                }
+            }
+            Input::ImageReady { container } => {
+                if let Some(m) = self.member(&container) {
+                    if let Run::CreateError { until, .. } = &mut m.run {
+                        *until = now.mono;
+                    }
+                }
+            }
             Input::Tick => {}
             Input::Stop => self.begin_shutdown(now),
             Input::PostStartDone { container, error } => {
@@ -371,9 +401,12 @@ impl Lifecycle {
     /// A container waits to be tried again (it could not be created, or it
     /// crashed and backs off): the pod may stay Pending for long.
     pub fn is_waiting_on_a_failure(&self) -> bool {
-        self.members
-            .iter()
-            .any(|m| matches!(m.run, Run::BackOff { .. } | Run::CreateError { .. }))
+        self.members.iter().any(|m| match &m.run {
+            Run::BackOff { .. } => true,
+            // An image being pulled is no failure: `pod run` waits for it.
+            Run::CreateError { reason, .. } => reason != PULLING_REASON,
+            _ => false,
+        })
     }
 
     /// Shutting down (after `Stop`, or because the pod finished).
@@ -775,6 +808,7 @@ mod tests {
             stdin: false,
             termination_message_path: model::DEFAULT_TERMINATION_MESSAGE_PATH.into(),
             termination_message_from_logs: false,
+            image_pull_policy: None,
             ports: Vec::new(),
             health: Default::default(),
         }

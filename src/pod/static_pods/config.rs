@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::{Result, StaticError};
+use crate::image::registry::RegistryConfigFile;
 use crate::net::settings::NetworkConfigFile;
 use crate::pod::security::SecurityConfigFile;
 
@@ -31,6 +32,15 @@ pub struct ConfigFile {
     /// The node's security settings (the same as `pod run`'s flags).
     #[serde(default)]
     pub security: SecurityConfigFile,
+    /// How images are pulled: the keys of `image pull --registry-config`.
+    #[serde(default)]
+    pub registry: RegistryConfigFile,
+    /// The kubelet's imageGCHighThresholdPercent (default 85).
+    #[serde(rename = "imageGCHighThresholdPercent")]
+    pub image_gc_high_threshold_percent: Option<u8>,
+    /// The kubelet's imageGCLowThresholdPercent (default 80).
+    #[serde(rename = "imageGCLowThresholdPercent")]
+    pub image_gc_low_threshold_percent: Option<u8>,
 }
 
 /// A size written as a quantity or a number of bytes.
@@ -63,6 +73,9 @@ pub struct Config {
     /// Log rotation the file sets (flags win over it).
     pub container_log_max_size: Option<u64>,
     pub container_log_max_files: Option<u32>,
+    /// Image GC thresholds the file sets (flags win over them).
+    pub image_gc_high_threshold_percent: Option<u8>,
+    pub image_gc_low_threshold_percent: Option<u8>,
 }
 
 /// What the command line says; each value set here wins over the file.
@@ -128,6 +141,8 @@ impl Config {
             rescan: Duration::from_secs(rescan),
             container_log_max_size,
             container_log_max_files,
+            image_gc_high_threshold_percent: file.image_gc_high_threshold_percent,
+            image_gc_low_threshold_percent: file.image_gc_low_threshold_percent,
         })
     }
 }

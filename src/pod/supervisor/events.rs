@@ -42,16 +42,10 @@ impl Supervisor {
         self.record(EventType::Normal, "Killing", Some(container), &message);
     }
 
-    /// The events of a run that started: the image, the container, its start.
+    /// The events of a run that started: the container, its start (the
+    /// image's are recorded before, `images.rs`).
     pub(super) fn record_started(&mut self, container: &str) {
         self.killing_recorded.remove(container);
-        let image = self
-            .containers()
-            .find(|c| c.name == container)
-            .map(|c| c.image.clone())
-            .unwrap_or_default();
-        let pulled = format!("Container image {image:?} already present on machine");
-        self.record(EventType::Normal, "Pulled", Some(container), &pulled);
         let created = format!("Created container: {container}");
         self.record(EventType::Normal, "Created", Some(container), &created);
         let started = format!("Started container {container}");

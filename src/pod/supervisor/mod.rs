@@ -16,6 +16,7 @@ mod containers;
 mod events;
 mod health;
 mod helper;
+mod images;
 mod network;
 mod output;
 mod processes;
@@ -89,6 +90,8 @@ pub struct Supervisor {
     exits: Option<ExitEvents>,
     /// The pod's network and addresses, or why its sandbox could not be made.
     net: network::NetworkState,
+    /// Image pulls under way, and the pull back-off.
+    pulls: images::ImagePulls,
 }
 
 /// What a supervisor starts with.
@@ -111,6 +114,7 @@ enum Source {
     Watched(usize),
     Output(usize),
     Check(usize),
+    Pull(usize),
 }
 
 fn now() -> Now {
@@ -138,6 +142,7 @@ impl Supervisor {
         let lifecycle = Lifecycle::new(&pod, settings.backoff());
         let health = HealthWork::new(&pod);
         let events = EventLog::open(&folder.events_file());
+        let settings_backoff = settings.pull_backoff();
         Ok(Self {
             pod,
             folder,
@@ -162,6 +167,7 @@ impl Supervisor {
             watched: Vec::new(),
             exits: None,
             net: network::NetworkState::default(),
+            pulls: images::ImagePulls::new(settings_backoff),
         })
     }
 
@@ -232,6 +238,9 @@ impl Supervisor {
                         .map(|(i, o)| (o.fifo.as_fd(), input, Source::Output(i))),
                 );
                 set.extend(
+                    (self.pulls.fds().into_iter()).map(|(i, fd)| (fd, input, Source::Pull(i))),
+                );
+                set.extend(
                     (self.health.fds().into_iter().enumerate())
                         .map(|(i, (fd, events))| (fd, events, Source::Check(i))),
                 );
@@ -263,8 +272,11 @@ impl Supervisor {
             self.health_step(&fired);
         }
         for source in woke {
-            if let Source::Output(i) = source {
-                self.pump_output(*i);
+            match source {
+                Source::Output(i) => self.pump_output(*i),
+                // Before any reaping: pulls are removed from the list when reaped.
+                Source::Pull(i) => self.pull_output(*i),
+                _ => {}
             }
         }
         // Indexes into the outputs are not used after this.
@@ -342,6 +354,9 @@ impl Supervisor {
     fn act(&mut self, action: Action) {
         match action {
             Action::Start { container } => {
+                if !self.ensure_image(&container) {
+                    return;
+                }
                 let input = match self.start_container(&container) {
                     Ok(pid) => {
                         self.running.insert(pid, container.clone());
@@ -486,6 +501,7 @@ impl Supervisor {
     /// emptyDir contents stay until `pod rm`).
     fn finish(&mut self) {
         self.done = true;
+        self.pulls.kill_all();
         if let Err(e) = teardown::release(&self.folder, &self.pod) {
             tracing::error!("release pod resources: {}", one_line(&e));
         }

@@ -81,6 +81,11 @@ impl Supervisor {
             // the pod stops (as the kubelet decides).
             self.feed(Input::SandboxDied);
         }
+        // A pull the dead supervisor had under way is started again.
+        let names: Vec<String> = self.containers().map(|c| c.name.clone()).collect();
+        for container in names {
+            self.apply(Input::ImageReady { container });
+        }
         self.feed(Input::Tick);
         // Taken over, whatever the phase: `pod adopt` may return.
         if let Some(mut ready) = self.ready.take() {
@@ -148,6 +153,10 @@ impl Supervisor {
                 _ => continue,
             };
             let (pid, code, signal) = ended;
+            if self.pulls.is_pull(pid) {
+                self.pull_ended(pid, &format!("exit code {code}"));
+                continue;
+            }
             if self.process_ended(pid, Some((code, signal))) {
                 return;
             }

@@ -43,6 +43,7 @@ use super::source::{FILE_ANNOTATION, SOURCE_ANNOTATION};
 use crate::error::{one_line, Context};
 use crate::pod::engine::{self, Engine};
 use crate::pod::folder::{write_json_atomic, PodFolder};
+use crate::pod::image_gc;
 use crate::pod::launch::{self, Launch};
 use crate::pod::status::Phase;
 use crate::pod::store::PodStore;
@@ -138,6 +139,9 @@ pub fn run(config: Config, root: &Path, engine: Engine) -> Result<()> {
         {
             daemon.reconcile();
         }
+        if Instant::now() >= daemon.next_image_gc {
+            daemon.collect_images();
+        }
     }
 }
 
@@ -185,6 +189,9 @@ struct Daemon {
     reconciles: u64,
     folder_error: Option<String>,
     files: BTreeMap<PathBuf, FileReport>,
+    /// The image collection under way (a forked child), and when the next is due.
+    image_gc: Option<Pid>,
+    next_image_gc: Instant,
 }
 
 impl Daemon {
@@ -208,6 +215,8 @@ impl Daemon {
             reconciles: 0,
             folder_error: None,
             files: BTreeMap::new(),
+            image_gc: None,
+            next_image_gc: Instant::now(),
         })
     }
 
@@ -221,6 +230,7 @@ impl Daemon {
         let writing = self.writing.values().map(|since| *since + WRITING_LIMIT);
         held.chain(writing)
             .chain(self.reconcile_at)
+            .chain(Some(self.next_image_gc))
             .fold(self.next_rescan, Instant::min)
     }
 
@@ -386,6 +396,47 @@ impl Daemon {
         }
     }
 
+    /// The kubelet's image GC (`pod::image_gc`) in a forked child: removing
+    /// layers may take long, and holds up nothing here.
+    fn collect_images(&mut self) {
+        self.next_image_gc = Instant::now() + image_gc::PERIOD;
+        if self.image_gc.is_some() {
+            return;
+        }
+        let store = self.store().clone();
+        let settings = self.engine.settings().clone();
+        // SAFETY: the daemon is single-threaded, so the child may run Rust code.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let _ = nix::sys::signal::sigprocmask(
+                    SigmaskHow::SIG_SETMASK,
+                    Some(&SigSet::empty()),
+                    None,
+                );
+                let code = match image_gc::collect(&store, &settings) {
+                    Ok(collected) => {
+                        if !collected.removed.is_empty() {
+                            tracing::info!(
+                                "image GC: removed {} ({} bytes freed)",
+                                collected.removed.join(", "),
+                                collected.freed
+                            );
+                        }
+                        0
+                    }
+                    Err(e) => {
+                        tracing::error!("image GC: {}", one_line(&e));
+                        1
+                    }
+                };
+                // SAFETY: leave the child without the daemon's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => self.image_gc = Some(child),
+            Err(e) => tracing::error!("image GC: cannot fork: {e}"),
+        }
+    }
+
     /// Collects exited children: removers, and supervisors we started.
     fn reap(&mut self) {
         loop {
@@ -394,9 +445,15 @@ impl Daemon {
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { return };
+            if self.image_gc == Some(pid) {
+                self.image_gc = None;
+                continue;
+            }
             if let Some((uid, name)) = self.removers.remove(&pid) {
                 if matches!(status, WaitStatus::Exited(_, 0)) {
                     tracing::info!("pod {name} (uid {uid}) removed");
+                    // Its images may be unused now.
+                    self.next_image_gc = Instant::now();
                 } else {
                     tracing::error!(
                         "removing pod {name} (uid {uid}) failed ({status:?}); trying again at the next rescan"
