@@ -30,6 +30,13 @@ def manifest(name, policy="Always", app=None, init=None, liveness=None, grace=1,
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "soak"}, "spec": spec}
 
 
+def registry_manifest(soak, name, policy):
+    """A pod whose app's image comes from the soak's registry."""
+    m = manifest(name)
+    m["spec"]["containers"][0].update(image=soak.registry.image, imagePullPolicy=policy)
+    return m
+
+
 def container(status, name):
     for key in ("initContainerStatuses", "containerStatuses"):
         for c in status.get(key) or []:
@@ -166,7 +173,15 @@ class RunFrontEnd:
             ("failing liveness probe", 1, self.probe_fails),
             ("full disk", 1, self.disk_full),
             ("pod rm racing a start", 3, self.rm_race),
+            ("registry-stop", 3, self.registry_stop),
         ]
+
+    def registry_manifest(self, name, policy):
+        return registry_manifest(self.soak, name, policy)
+
+    def registry_stop(self, name):
+        from soak_registry import run_registry_stop  # it imports this module
+        run_registry_stop(self, name)
 
     def network(self):
         """Half the pods on the soak's bridge network (veth, IPAM, iptables)."""

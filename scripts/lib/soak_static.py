@@ -8,7 +8,8 @@ import signal
 import subprocess
 import time
 
-from soak_pods import Mismatch, PodRunner, alive, container, expect, kill, manifest, terminated
+from soak_registry import static_registry_stop
+from soak_pods import Mismatch, PodRunner, alive, container, expect, kill, manifest, registry_manifest, terminated
 
 NODE = "soak"
 
@@ -29,7 +30,9 @@ def to_yaml(m):
         "  containers:",
     ]
     for c in spec["containers"]:
-        lines += [f"  - name: {c['name']}", "    image: busybox", f"    command: {json.dumps(c['command'])}"]
+        lines += [f"  - name: {c['name']}", f"    image: {c['image']}", f"    command: {json.dumps(c['command'])}"]
+        if "imagePullPolicy" in c:
+            lines.append(f"    imagePullPolicy: {c['imagePullPolicy']}")
     return "\n".join(lines) + "\n"
 
 
@@ -106,7 +109,17 @@ class StaticFrontEnd:
             ("crash-looping app", 1, self.crash_loop),
             ("half-written manifest", 2, self.half_written),
             ("malformed manifest", 1, self.malformed),
+            ("registry-stop", 2, self.registry_stop),
         ]
+
+    def registry_manifest(self, name, policy):
+        return registry_manifest(self.soak, name, policy)
+
+    def yaml(self, m):
+        return to_yaml(m)
+
+    def registry_stop(self, name):
+        static_registry_stop(self, name)
 
     def deliver(self, name, text):
         """Written beside the folder and renamed in, as the README advises."""

@@ -281,7 +281,10 @@ impl Lifecycle {
             } => {
                 let stopping = self.deadline.is_some();
                 if let Some(m) = self.member(&container) {
-                    if matches!(m.run, Run::Starting) {
+                    // A pull that ends (ErrImagePull) finds its container waiting on
+                    // it (ContainerCreating), not Starting: that wait ends too.
+                    let pulling = matches!(&m.run, Run::CreateError { reason, .. } if reason == PULLING_REASON);
+                    if matches!(m.run, Run::Starting) || pulling {
                         m.run = match stopping {
                             true => Run::Exited,
                             false => Run::CreateError {
@@ -1005,6 +1008,35 @@ mod tests {
             }
         }
         pod
+    }
+
+    fn image_wait(c: &str, reason: &str, retry: Option<u64>) -> Input {
+        Input::ImageWait {
+            container: c.into(),
+            reason: reason.into(),
+            message: None,
+            retry: retry.map(Duration::from_secs),
+        }
+    }
+
+    /// Found by scripts/soak (registry-stop): the pull's failure came while the
+    /// container waited on it (ContainerCreating) and was dropped, so the pod
+    /// showed ContainerCreating for ever and never pulled again.
+    #[test]
+    fn a_failed_pull_ends_the_wait_on_it_and_is_retried() {
+        let steps = vec![
+            At(0, begin(), vec![start("c")]),
+            At(0, image_wait("c", PULLING_REASON, None), vec![]),
+            State("c", "Waiting:ContainerCreating"),
+            At(1, image_wait("c", "ErrImagePull", Some(1)), vec![]),
+            State("c", "Waiting:ErrImagePull"),
+            PhaseIs(Phase::Pending),
+            At(2, tick(), vec![start("c")]),
+            At(2, image_wait("c", "ImagePullBackOff", Some(5)), vec![]),
+            State("c", "Waiting:ImagePullBackOff"),
+            At(3, tick(), vec![]),
+        ];
+        run("pull failed", TestPod::new(Always).app("c"), &steps);
     }
 
     #[test]

@@ -32,6 +32,10 @@ const RESYNC: Duration = Duration::from_secs(10);
 pub(super) struct ImagePulls {
     backoff: PullBackOff,
     under_way: Vec<Pull>,
+    /// Containers whose image a pull just brought for their next start: that
+    /// start takes it (as the kubelet's one EnsureImageExists per start), or
+    /// imagePullPolicy Always would pull again, forever, and never start.
+    pulled_for: std::collections::HashSet<String>,
 }
 
 /// One image being pulled, and who waits for it.
@@ -48,6 +52,7 @@ impl ImagePulls {
         Self {
             backoff,
             under_way: Vec::new(),
+            pulled_for: std::collections::HashSet::new(),
         }
     }
 
@@ -63,10 +68,22 @@ impl ImagePulls {
         self.under_way.iter().any(|p| p.child.pid() as i32 == pid)
     }
 
-    /// Stops every pull (the pod ends); what they left is swept by later pulls.
-    pub(super) fn kill_all(&mut self) {
+    /// Stops every pull (the pod ends) and removes what they left in the
+    /// store: their scratch folders and use records, and the layers they
+    /// committed that no image uses. Left for the next pull, they outlived the
+    /// pod (found by scripts/soak: a pod removed while its registry hung).
+    pub(super) fn kill_all(&mut self, store: &crate::image::ImageStore) {
+        if self.under_way.is_empty() {
+            return;
+        }
         for mut pull in self.under_way.drain(..) {
+            // Waits for it: its flock is free once it is gone.
             let _ = pull.child.kill();
+        }
+        let swept = crate::image::pull::sweep_dead_pulls(store)
+            .and_then(|()| store.collect_garbage_locked());
+        if let Err(e) = swept {
+            tracing::warn!("remove what the stopped pulls left: {}", one_line(&e));
         }
     }
 }
@@ -80,6 +97,10 @@ impl Supervisor {
             return true;
         };
         let image = c.image.clone();
+        if self.pulls.pulled_for.remove(name) && self.images.contains_key(name) {
+            // Resolved when the pull ended (set_image); its Pulled event is recorded.
+            return true;
+        }
         let policy = match PullPolicy::of(c.image_pull_policy.as_deref(), &image) {
             Ok(policy) => policy,
             Err(message) => {
@@ -223,6 +244,7 @@ impl Supervisor {
                     Ok(found) => {
                         for name in &pull.containers {
                             self.set_image(name, &pull.image, &found);
+                            self.pulls.pulled_for.insert(name.clone());
                             self.record_pull_event(name, event.clone());
                             self.apply(Input::ImageReady {
                                 container: name.clone(),

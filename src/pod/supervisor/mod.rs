@@ -501,7 +501,7 @@ impl Supervisor {
     /// emptyDir contents stay until `pod rm`).
     fn finish(&mut self) {
         self.done = true;
-        self.pulls.kill_all();
+        self.pulls.kill_all(&self.store);
         if let Err(e) = teardown::release(&self.folder, &self.pod) {
             tracing::error!("release pod resources: {}", one_line(&e));
         }
