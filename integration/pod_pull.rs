@@ -13,14 +13,16 @@ use crate::registry::{busybox_archive, Options, Registry};
 
 /// `peapod` with the pod test settings, pulling from `registry` only.
 fn cmd(env: &PodEnv, registry: &Registry, args: &[&str]) -> Command {
+    // An empty credentials file: never the host's docker or kubelet config.
+    let credentials = env.work.path().join("no-credentials.json");
+    if !credentials.exists() {
+        std::fs::write(&credentials, "{\"auths\": {}}").unwrap();
+    }
     let mut cmd = env.cmd(args);
     cmd.env("PEAPOD_INSECURE_REGISTRIES", registry.host())
         .env("PEAPOD_REGISTRY_HOSTS_DIR", env.work.path().join("certs.d"))
         .env("PEAPOD_REGISTRY_CA_DIR", env.work.path().join("certs.d"))
-        .env(
-            "PEAPOD_REGISTRY_CREDENTIALS",
-            env.work.path().join("no-credentials.json"),
-        );
+        .env("PEAPOD_REGISTRY_CREDENTIALS", &credentials);
     cmd
 }
 
@@ -201,9 +203,28 @@ fn image_gc_removes_unused_images_only() {
     let registry = Registry::start(Options::default());
     let archive = format!("oci-archive:{}", busybox_archive().display());
     registry.push(&archive, "x/used:v1", &[]);
-    registry.push(&archive, "x/unused:v1", &["--dest-compress-format", "zstd"]);
-    let host = registry.host();
     let env = PodEnv::new();
+    // Another image (its own config, so its own id), pushed zstd-compressed.
+    let rootfs = env.work.path().join("unused-rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::write(rootfs.join("unused"), "not used by any pod\n").unwrap();
+    let other = env.work.path().join("unused.tar");
+    let made = Command::new("python3")
+        .arg(repo().join("scripts/lib/mkimage.py"))
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args(["--name", "localhost/unused:v1", "--cmd", "[\"/unused\"]"])
+        .arg("--output")
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkimage.py");
+    registry.push(
+        &format!("oci-archive:{}", other.display()),
+        "x/unused:v1",
+        &["--dest-compress-format", "zstd"],
+    );
+    let host = registry.host();
     let used = format!("{host}/x/used:v1");
     let unused = format!("{host}/x/unused:v1");
     ok(&env, &registry, &["image", "pull", &unused]);

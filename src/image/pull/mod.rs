@@ -310,12 +310,15 @@ pub(crate) fn sweep_dead_pulls(store: &ImageStore) -> Result<()> {
 
 impl ImageStore {
     /// What the store holds for a pod's image reference, by the rules of
-    /// [`policy`]: a short name found under `localhost/` is an imported image.
+    /// [`policy`]: a short name found under `localhost/`, or a name given as
+    /// `localhost/...`, is an imported image: no registry stands behind that
+    /// domain, so no policy pulls it (as podman treats `localhost/`).
     pub fn presence(&self, image: &str) -> Result<(Presence, Option<Image>)> {
         match self.resolve(image) {
             Ok(found) => {
                 let short = !reference::has_registry(image)?;
-                let presence = if short && found.name.starts_with("localhost/") {
+                let local = short || image.starts_with("localhost/");
+                let presence = if local && found.name.starts_with("localhost/") {
                     Presence::LocalShortName
                 } else {
                     Presence::Present
