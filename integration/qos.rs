@@ -13,9 +13,9 @@ use crate::common::*;
 use crate::pod::{pod_cgroup_dirs, PodEnv};
 
 /// Sleeps until told to stop, without waking (the v2 guest is slow).
-const SLEEP: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+pub(crate) const SLEEP: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 
-fn manifest(name: &str, spec: &str) -> String {
+pub(crate) fn manifest(name: &str, spec: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 2\n{spec}"
     )
@@ -44,7 +44,7 @@ fn cgroup_of_pid(pid: i64) -> String {
     .unwrap_or_else(|| panic!("no cpu cgroup for {pid}: {text}"))
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .trim()
@@ -52,7 +52,7 @@ fn read(path: &Path) -> String {
 }
 
 /// The folder of `rel` that has `file` (v1: in its controller's hierarchy).
-fn with_file(rel: &str, file: &str) -> Option<PathBuf> {
+pub(crate) fn with_file(rel: &str, file: &str) -> Option<PathBuf> {
     cgroup_mounts()
         .into_iter()
         .map(|m| m.join(rel.trim_start_matches('/')))
@@ -60,7 +60,7 @@ fn with_file(rel: &str, file: &str) -> Option<PathBuf> {
 }
 
 /// Whether the cgroup tree here is v2 for cpu and memory.
-fn unified() -> bool {
+pub(crate) fn unified() -> bool {
     !cgroup_mounts()
         .iter()
         .any(|m| m.join("cpu.shares").exists())

@@ -28,6 +28,8 @@ V2_CI_TESTS=(
 	# and containers, oom_score_adj, qosClass, parents gone with the last pod
 	qos::qos_classes_shape_the_cgroup_tree_shares_limits_and_oom_scores
 	qos::pods_starting_and_stopping_together_share_the_qos_parents_safely
+	# memory pressure under kubepods: the OOM killer takes BestEffort, not Guaranteed
+	qos_oom::under_memory_pressure_the_best_effort_container_is_oom_killed_first
 	# the shim under containerd: metrics (Stats), pause/resume
 	containerd_shim::containerd_shim_ctr
 	# the shim under containerd's CRI: a memory limit, ContainerStats, TaskOOM
@@ -41,7 +43,6 @@ V2_CI_TESTS=(
 # them all the same). Format: "test name|why".
 # shellcheck disable=SC2034 # used by the scripts that source this file
 V2_KNOWN_FAILURES=(
-	"pod_features::security_context_user_capabilities_read_only_root_and_no_new_privs|a block device node made with mknod in the container (b 7:0) can be opened: linux.resources.devices is not enforced on v2, where it needs an eBPF device program on the cgroup; libcontainer/libcgroups are built without their cgroupsv2_devices feature (Cargo.toml), so libcgroups' v2 manager skips devices"
 )
 
 # v2_integration_binary: builds the integration tests (not run) and prints the
