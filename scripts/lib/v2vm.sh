@@ -20,6 +20,7 @@ V2_CI_TESTS=(
 	pod::pod_shares_net_ipc_uts_and_runs_init_containers_in_order
 	# device rules (on v2 an eBPF program on the container's cgroup)
 	pod_features::security_context_user_capabilities_read_only_root_and_no_new_privs
+	conformance_devices::device_rules_deny_mknod_devices_outside_the_allowed_list
 	# pod limits: memory.max, cpu.max
 	pod_features::resource_limits_reach_the_container_cgroup
 	# OOM kill seen through memory.events
