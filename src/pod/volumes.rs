@@ -11,6 +11,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::folder::PodFolder;
 use super::model::{HostPathType, Pod, VolumeSource};
+use super::security::userns;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -42,6 +43,8 @@ pub enum VolumeError {
         path: String,
         problem: String,
     },
+    #[error("{0}")]
+    Userns(String),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> VolumeError + 'a {
@@ -81,11 +84,19 @@ pub fn prepare(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
 }
 
 fn prepare_inner(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
+    // hostUsers: false: what the pod alone uses belongs to its root
+    // (chowned rather than ID-mapped, so that its files are owned by the
+    // pod's host IDs on the host too); a hostPath never changes owner.
+    let range = userns::range(paths).map_err(|e| VolumeError::Userns(e.to_string()))?;
+    let give = |path: &Path| {
+        userns::give(path, range, 0, 0).map_err(|e| VolumeError::Userns(e.to_string()))
+    };
     mount_tmpfs(
         &paths.shm(),
         &format!("mode=1777,{SHM_SIZE}"),
         "pod /dev/shm",
     )?;
+    give(&paths.shm())?;
     for volume in &pod.volumes {
         match &volume.source {
             VolumeSource::EmptyDir {
@@ -107,12 +118,16 @@ fn prepare_inner(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
             }
             VolumeSource::HostPath { path, kind } => check_host_path(&volume.name, path, *kind)?,
         }
+        if let VolumeSource::EmptyDir { .. } = &volume.source {
+            give(&paths.volume(&volume.name))?;
+        }
         // The kubelet gives fsGroup the volumes it manages, never a hostPath.
         if let (VolumeSource::EmptyDir { .. }, Some(group)) =
             (&volume.source, pod.security.fs_group)
         {
             let dir = paths.volume(&volume.name);
             let on_mismatch = pod.security.fs_group_on_root_mismatch;
+            let group = range.map_or(group, |r| r.host(group));
             super::security::groups::set_volume_ownership(&dir, group, on_mismatch)
                 .map_err(io("set fsGroup on emptyDir", &dir))?;
         }
