@@ -46,6 +46,7 @@ spec:
       command: ["sh", "-c", "{SLEEP}"]
       volumeMounts:
         - {{ name: scratch, mountPath: /scratch }}
+        - {{ name: scratch, mountPath: /sub, subPath: deep }}
         - {{ name: host, mountPath: /host }}
 {extra}    - name: b
       image: busybox
@@ -140,6 +141,8 @@ fn pods_get_their_own_id_ranges_and_root_is_not_the_hosts() {
     let scratch = env.pod_dir(&uid_one).join("volumes/scratch/made");
     let meta = std::fs::metadata(&scratch).unwrap_or_else(|e| panic!("{}: {e}", scratch.display()));
     assert_eq!((meta.uid(), meta.gid()), (base, base));
+    // A subPath folder the engine made there is root's too.
+    exec_ok(&env, "one", "a", &["touch", "/sub/made"]);
     assert_eq!(
         exec_ok(&env, "one", "b", &["stat", "-c", "%u:%g", "/scratch/made"]),
         "0:0\n"

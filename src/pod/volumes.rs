@@ -215,7 +215,7 @@ pub fn make_sub_paths(
             sub_path: sub.clone(),
         };
         let real_base = fs::canonicalize(&base).map_err(io("resolve volume", &base))?;
-        open_sub_path(&real_base, sub).map_err(|e| match e.raw_os_error() {
+        let folder = open_sub_path(&real_base, sub).map_err(|e| match e.raw_os_error() {
             // A symbolic link (which a container may have planted in its
             // volume), or a component that is not a folder.
             Some(libc::ELOOP) | Some(libc::ENOTDIR) => outside(),
@@ -225,8 +225,28 @@ pub fn make_sub_paths(
                 source: e,
             },
         })?;
+        // hostUsers: false: a subPath folder the engine made in an emptyDir
+        // is the pod's root's, as the emptyDir is (never in a hostPath).
+        let range = userns::range(paths).map_err(|e| VolumeError::Userns(e.to_string()))?;
+        if let (Some(range), Some(VolumeSource::EmptyDir { .. })) = (range, source(pod, m)) {
+            let owner = nix::sys::stat::fstat(folder.as_raw_fd())
+                .map_err(|e| io("stat subPath", &base.join(sub))(e.into()))?;
+            if owner.st_uid == 0 {
+                let root = Some(nix::unistd::Uid::from_raw(range.base));
+                let group = Some(nix::unistd::Gid::from_raw(range.base));
+                nix::unistd::fchown(folder.as_raw_fd(), root, group)
+                    .map_err(|e| io("chown subPath", &base.join(sub))(e.into()))?;
+            }
+        }
     }
     Ok(())
+}
+
+fn source<'a>(pod: &'a Pod, m: &super::model::VolumeMount) -> Option<&'a VolumeSource> {
+    pod.volumes
+        .iter()
+        .find(|v| v.name == m.volume)
+        .map(|v| &v.source)
 }
 
 /// Opens (creating what is missing, mode 0755) the folder `sub` under `base`
