@@ -22,6 +22,7 @@ mod pod_health;
 mod pod_network;
 mod pod_pull;
 mod pod_security;
+mod pod_userns;
 mod podman;
 mod probes;
 mod qos;

@@ -960,3 +960,54 @@ spec:
     drop(daemon);
     lab.finish(&[&dns_uid]);
 }
+
+/// A pod with `hostUsers: false` on a CNI network: its network namespace is
+/// made owned by its user namespace (its sandbox, inside it, can join no
+/// other), it serves on port 80 and reaches another pod by pod IP; its
+/// supervisor killed, `pod rm` leaves no network, pin or mount.
+#[test]
+fn a_pod_with_its_own_user_namespace_is_on_the_network() {
+    let lab = NetLab::new();
+    lab.example_network(&[]);
+    let own = server("u", "[]").replace("spec:\n", "spec:\n  hostUsers: false\n");
+    lab.run("u", &own);
+    lab.run("b", &server("b", "[]"));
+    let u = lab.wait_running("u");
+    let b = lab.wait_running("b");
+    let map = lab.exec_ok("u", &["cat", "/proc/self/uid_map"]);
+    assert!(map.split_whitespace().nth(1) != Some("0"), "{map}");
+    let (uid_u, uid_b) = (uid_of(&u), uid_of(&b));
+    let netns = PathBuf::from(
+        lab.pods().status_file(&uid_u)["sandbox_pid"]
+            .as_i64()
+            .map(|pid| format!("/proc/{pid}/ns/net"))
+            .unwrap(),
+    );
+    assert!(netns.exists());
+    let page = lab.exec_ok(
+        "b",
+        &[
+            "sh",
+            "-c",
+            &format!(
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {} 80",
+                pod_ip(&u)
+            ),
+        ],
+    );
+    assert!(page.contains("hello from u"), "{page}");
+    lab.exec_ok("u", &["ping", "-c", "1", "-W", "2", &pod_ip(&b)]);
+    let supervisor = lab.pods().status_file(&uid_u)["supervisor_pid"]
+        .as_i64()
+        .unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(supervisor),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("the supervisor to be gone", Duration::from_secs(10), || {
+        !is_alive(supervisor)
+    });
+    lab.ok(&["pod", "rm", "--force", "u"]);
+    lab.finish(&[&uid_u, &uid_b]);
+}

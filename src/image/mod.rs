@@ -75,7 +75,7 @@ pub use gc::{
     DEFAULT_LOW_PERCENT,
 };
 pub use layer::unpack_tar;
-pub use rootfs::{is_mounted, mount_points, Rootfs};
+pub use rootfs::{is_mounted, mount_points, IdMap, Rootfs};
 pub use store::ImageStore;
 
 /// Where peapod keeps its images unless told otherwise.

@@ -26,6 +26,8 @@ use crate::error::Context;
 const ROOTFS_DIR: &str = "rootfs";
 const UPPER_DIR: &str = "upper";
 const WORK_DIR: &str = "work";
+/// ID-mapped copies of the layers, while the overlay is being mounted.
+const LOWER_DIR: &str = "lower";
 const MARKER_FILE: &str = "rootfs.json";
 /// mount(2) copies one page of options, NUL included.
 const MAX_MOUNT_DATA: usize = 4095;
@@ -36,6 +38,18 @@ const MAX_UNMOUNTS: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Rootfs {
     dir: PathBuf,
+}
+
+/// A rootfs for a container in a user namespace of its own: the image's
+/// layers are seen through the namespace's mapping (ID-mapped mounts: the
+/// layers are shared by pods, so they cannot be chowned to one pod's IDs),
+/// and the upper folder belongs to the mapped owner of the image's root.
+#[derive(Debug, Clone)]
+pub struct IdMap {
+    /// The pinned user namespace (an nsfs file).
+    pub userns: PathBuf,
+    /// The host ID that container ID 0 is.
+    pub base: u32,
 }
 
 /// What `rootfs.json` records: where the use record lives.
@@ -51,6 +65,16 @@ impl Rootfs {
     /// first, as overlayfs wants), upperdir `<dir>/upper`, workdir `<dir>/work`, and
     /// records the use of the layers so that `ImageStore::remove` keeps them.
     pub fn mount(store: &ImageStore, image: &Image, dir: &Path) -> Result<Rootfs> {
+        Self::mount_mapped(store, image, dir, None)
+    }
+
+    /// `mount`, with the layers ID-mapped when `idmap` is given.
+    pub fn mount_mapped(
+        store: &ImageStore,
+        image: &Image,
+        dir: &Path,
+        idmap: Option<&IdMap>,
+    ) -> Result<Rootfs> {
         fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         let dir = dir
             .canonicalize()
@@ -82,7 +106,7 @@ impl Rootfs {
             lowers
         };
         let rootfs = Rootfs { dir };
-        if let Err(e) = rootfs.mount_overlay(image, &lowers) {
+        if let Err(e) = rootfs.mount_overlay(image, &lowers, idmap) {
             let _ = Rootfs::unmount(&rootfs.dir);
             return Err(e);
         }
@@ -141,6 +165,7 @@ impl Rootfs {
             }
             unmounts += 1;
         }
+        (Rootfs { dir: dir.clone() }).unmap_layers()?;
         for sub in [UPPER_DIR, WORK_DIR] {
             let path = dir.join(sub);
             match fs::remove_dir_all(&path) {
@@ -178,7 +203,12 @@ impl Rootfs {
         Ok(())
     }
 
-    fn mount_overlay(&self, image: &Image, lowers: &[PathBuf]) -> Result<()> {
+    fn mount_overlay(
+        &self,
+        image: &Image,
+        lowers: &[PathBuf],
+        idmap: Option<&IdMap>,
+    ) -> Result<()> {
         let target = self.path();
         let upper = self.dir.join(UPPER_DIR);
         let work = self.dir.join(WORK_DIR);
@@ -192,6 +222,8 @@ impl Rootfs {
             .transpose()
             .context(|| format!("image {}", image.name))?;
         let (mode, uid, gid) = top.map_or((0o755, 0, 0), |m| (m.mode() & 0o7777, m.uid(), m.gid()));
+        let shift = idmap.map_or(0, |m| m.base);
+        let (uid, gid) = (uid.saturating_add(shift), gid.saturating_add(shift));
         std::os::unix::fs::chown(&upper, Some(uid), Some(gid))
             .context(|| format!("chown {}", upper.display()))?;
         fs::set_permissions(&upper, Permissions::from_mode(mode))
@@ -201,6 +233,14 @@ impl Rootfs {
         // topmost copy does not already show, and overlayfs refuses duplicates.
         let mut seen = HashSet::new();
         let lowers: Vec<&PathBuf> = lowers.iter().rev().filter(|p| seen.insert(*p)).collect();
+        let mapped = match idmap {
+            Some(idmap) => self.map_layers(&lowers, idmap)?,
+            None => Vec::new(),
+        };
+        let lowers: Vec<&PathBuf> = match idmap {
+            Some(_) => mapped.iter().collect(),
+            None => lowers,
+        };
 
         let data = overlay_options(
             lowers.iter().map(|p| p.as_os_str()),
@@ -246,6 +286,44 @@ impl Rootfs {
                 target.display()
             )
         })?;
+        // overlayfs holds private copies of its layers: the mapped ones here go.
+        self.unmap_layers()
+    }
+
+    /// ID-mapped copies of the layers at `<dir>/lower/<i>`.
+    fn map_layers(&self, lowers: &[&PathBuf], idmap: &IdMap) -> Result<Vec<PathBuf>> {
+        let mut mapped = Vec::with_capacity(lowers.len());
+        for (i, lower) in lowers.iter().enumerate() {
+            let at = self.dir.join(LOWER_DIR).join(i.to_string());
+            fs::create_dir_all(&at).context(|| format!("creating {}", at.display()))?;
+            if let Err(e) = crate::sys::idmap::idmapped_mount(lower, &at, &idmap.userns) {
+                let _ = self.unmap_layers();
+                Err(e).context(|| format!("layer {}", lower.display()))?;
+            }
+            mapped.push(at);
+        }
+        Ok(mapped)
+    }
+
+    /// Unmounts and removes `<dir>/lower` (left by a crash, or after the
+    /// overlay is mounted). Nothing there is fine.
+    fn unmap_layers(&self) -> Result<()> {
+        let dir = self.dir.join(LOWER_DIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let mut unmounts = 0;
+            while is_mounted(&path)? && unmounts < MAX_UNMOUNTS {
+                // Detached: the overlay keeps its own copies, nothing else uses these.
+                mount::umount2(&path, MntFlags::MNT_DETACH)
+                    .context(|| format!("unmounting {}", path.display()))?;
+                unmounts += 1;
+            }
+            fs::remove_dir(&path).context(|| format!("removing {}", path.display()))?;
+        }
+        fs::remove_dir(&dir).context(|| format!("removing {}", dir.display()))?;
         Ok(())
     }
 }

@@ -50,7 +50,17 @@ const STEPS: [&str; 4] = ["unshare", "bring lo up", "bind-mount", "fork"];
 /// (the folder is created 0755 if needed). Fails if that file exists; on
 /// failure nothing is left.
 pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NetnsError> {
+    create_owned(dir, name, None)
+}
+
+/// `create`, with the namespace owned by the user namespace pinned at
+/// `userns` (a pod with `hostUsers: false`: its sandbox, inside that user
+/// namespace, may join only a network namespace it owns).
+pub fn create_owned(dir: &Path, name: &str, userns: Option<&Path>) -> Result<PathBuf, NetnsError> {
     check_name(name)?;
+    let owner = userns
+        .map(|p| fs::File::open(p).map_err(io("open user namespace", p)))
+        .transpose()?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -69,7 +79,7 @@ pub fn create(dir: &Path, name: &str) -> Result<PathBuf, NetnsError> {
         }
         Err(e) => return Err(io("create", &path)(e)),
     }
-    let pinned = pin_new(&path);
+    let pinned = pin_new(&path, owner.as_ref().map(|f| f.as_raw_fd()));
     if pinned.is_err() {
         let _ = fs::remove_file(&path);
     }
@@ -90,10 +100,12 @@ fn check_name(name: &str) -> Result<(), NetnsError> {
     })
 }
 
-/// Forks a child that unshares its network namespace, brings `lo` up and
-/// bind-mounts `/proc/self/ns/net` on `target`; it reports a failing step and
-/// its errno through a pipe.
-fn pin_new(target: &Path) -> Result<(), NetnsError> {
+/// Forks a child that unshares its network namespace (in the user namespace
+/// `userns` if given), brings `lo` up and bind-mounts `/proc/self/ns/net` on
+/// `target`; it reports a failing step and its errno through a pipe. In a
+/// user namespace the child may not mount on the host: it waits, and this
+/// process bind-mounts its namespace.
+fn pin_new(target: &Path, userns: Option<i32>) -> Result<(), NetnsError> {
     let source = CString::new("/proc/self/ns/net").expect("no NUL");
     let target_c = CString::new(target.as_os_str().as_bytes()).map_err(|_| NetnsError::Name {
         name: target.display().to_string(),
@@ -101,13 +113,16 @@ fn pin_new(target: &Path) -> Result<(), NetnsError> {
     })?;
     let (read_end, write_end) =
         pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", target)(e.into()))?;
+    let (go_read, go_write) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io("pipe", target)(e.into()))?;
     // SAFETY: the child only makes system calls (no allocation, no locks) and
     // ends with _exit, so it is safe even if the parent has other threads.
     match unsafe { fork() } {
         Err(e) => Err(io("fork", target)(e.into())),
         Ok(ForkResult::Child) => {
             drop(read_end);
-            let (step, errno) = match child_pin(&source, &target_c) {
+            drop(go_write);
+            let (step, errno) = match child_pin(&source, &target_c, userns) {
                 Ok(()) => (0, 0),
                 Err((step, errno)) => (step + 1, errno as i32),
             };
@@ -117,11 +132,17 @@ fn pin_new(target: &Path) -> Result<(), NetnsError> {
             // SAFETY: write and _exit are async-signal-safe; the buffer is ours.
             unsafe {
                 libc::write(write_end.as_raw_fd(), report.as_ptr().cast(), report.len());
+                if userns.is_some() {
+                    // Alive until the parent has pinned the namespace.
+                    let mut byte = [0u8; 1];
+                    libc::read(go_read.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
+                }
                 libc::_exit(if step == 0 { 0 } else { 1 });
             }
         }
         Ok(ForkResult::Parent { child }) => {
             drop(write_end);
+            drop(go_read);
             let mut report = [0u8; 8];
             let mut got = 0;
             let mut reader = fs::File::from(read_end);
@@ -136,14 +157,30 @@ fn pin_new(target: &Path) -> Result<(), NetnsError> {
                     }
                 }
             }
+            let step = i32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
+            let parent_pin = match (userns, got, step) {
+                (Some(_), 8, 0) => {
+                    let source = PathBuf::from(format!("/proc/{child}/ns/net"));
+                    nix::mount::mount(
+                        Some(&source),
+                        target,
+                        None::<&str>,
+                        nix::mount::MsFlags::MS_BIND,
+                        None::<&str>,
+                    )
+                    .map_err(|e| io(STEPS[2], target)(e.into()))
+                }
+                _ => Ok(()),
+            };
+            drop(go_write);
             let status = loop {
                 match waitpid(child, None) {
                     Err(Errno::EINTR) => continue,
                     other => break other,
                 }
             };
-            let step = i32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
             let errno = i32::from_ne_bytes(report[4..].try_into().expect("4 bytes"));
+            parent_pin?;
             match (got, step, status) {
                 (8, 0, Ok(WaitStatus::Exited(_, 0))) => Ok(()),
                 (8, step @ 1..=3, _) => Err(io(STEPS[step as usize - 1], target)(
@@ -158,9 +195,19 @@ fn pin_new(target: &Path) -> Result<(), NetnsError> {
 }
 
 /// The child's work; the error is (step, errno). Only system calls.
-fn child_pin(source: &CString, target: &CString) -> Result<(), (usize, Errno)> {
+fn child_pin(
+    source: &CString,
+    target: &CString,
+    userns: Option<i32>,
+) -> Result<(), (usize, Errno)> {
     // SAFETY: plain system calls on values we own; see each comment.
     unsafe {
+        // The child is single-threaded, as setns to a user namespace needs.
+        if let Some(fd) = userns {
+            if libc::setns(fd, libc::CLONE_NEWUSER) != 0 {
+                return Err((0, Errno::last()));
+            }
+        }
         if libc::unshare(libc::CLONE_NEWNET) != 0 {
             return Err((0, Errno::last()));
         }
@@ -180,6 +227,9 @@ fn child_pin(source: &CString, target: &CString) -> Result<(), (usize, Errno)> {
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
         if libc::ioctl(sock, libc::SIOCSIFFLAGS, &ifr) != 0 {
             return Err((1, Errno::last()));
+        }
+        if userns.is_some() {
+            return Ok(());
         }
         // The child shares the caller's mount namespace: the pin is visible there.
         let ok = libc::mount(

@@ -95,11 +95,30 @@ pub enum SeccompProfile {
 }
 
 /// The host's namespaces a pod shares instead of having its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostNamespaces {
     pub network: bool,
     pub pid: bool,
     pub ipc: bool,
+    /// hostUsers (default true); false: the pod has a user namespace of its
+    /// own, with a range of host IDs of its own (`security::userns`).
+    #[serde(default = "yes")]
+    pub users: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for HostNamespaces {
+    fn default() -> Self {
+        Self {
+            network: false,
+            pid: false,
+            ipc: false,
+            users: true,
+        }
+    }
 }
 
 /// What the pod's /etc/resolv.conf and /etc/hosts are made from.
@@ -202,6 +221,10 @@ pub struct Security {
     /// seccompProfile, the container's over the pod's.
     #[serde(default)]
     pub seccomp: SeccompProfile,
+    /// procMount: Unmasked (only in a pod with its own user namespace): no
+    /// masked or read-only /proc paths.
+    #[serde(default)]
+    pub proc_unmasked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

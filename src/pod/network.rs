@@ -167,7 +167,9 @@ pub fn setup(
     };
     // Recorded first: whatever happens next, teardown knows what to undo.
     write_json_atomic(&folder.network_file(), &record)?;
-    let attached = netns::create(&settings.network.netns_dir, &id)
+    // hostUsers: false: the pod's user namespace owns its network namespace.
+    let userns = (!pod.host.users).then(|| super::security::userns::pin_path(folder));
+    let attached = netns::create_owned(&settings.network.netns_dir, &id, userns.as_deref())
         .map_err(NetworkError::from)
         .and_then(|path| {
             let request = AttachRequest {

@@ -265,6 +265,7 @@ fn annotations(pod: &Pod, container: Option<&str>) -> HashMap<String, String> {
 /// `netns` when the pod has one made for CNI.
 fn pod_namespaces(
     pod: &Pod,
+    paths: &PodFolder,
     sandbox_pid: Option<i32>,
     netns: Option<&Path>,
 ) -> Result<Vec<LinuxNamespace>, SpecError> {
@@ -288,6 +289,19 @@ fn pod_namespaces(
         // The sandbox's configs have always listed its mount namespace last.
         let mount = own.remove(1);
         own.push(mount);
+    }
+    if !pod.host.users {
+        // hostUsers: false: the pod's pinned user namespace, joined first so
+        // that the namespaces made after it are its own.
+        let path = super::security::userns::pin_path(paths);
+        own.insert(
+            0,
+            (
+                LinuxNamespaceType::User,
+                true,
+                Some(path.display().to_string()),
+            ),
+        );
     }
     own.into_iter()
         .filter(|(_, wanted, _)| *wanted)
@@ -330,7 +344,7 @@ pub fn sandbox_spec(
     resources.set_devices(Some(vec![every_device(false)]));
     let mut linux = empty_linux();
     linux.set_cgroups_path(Some(cgroup.into()));
-    linux.set_namespaces(Some(pod_namespaces(pod, None, netns)?));
+    linux.set_namespaces(Some(pod_namespaces(pod, paths, None, netns)?));
     linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
     linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));
     linux.set_resources(Some(resources));
@@ -666,10 +680,13 @@ pub fn member_spec(
 
     let mut linux = empty_linux();
     linux.set_cgroups_path(Some(cgroup.into()));
-    linux.set_namespaces(Some(pod_namespaces(pod, Some(sandbox_pid), None)?));
+    linux.set_namespaces(Some(pod_namespaces(pod, paths, Some(sandbox_pid), None)?));
     linux.set_resources(Some(resources(c)?));
     if c.security.privileged {
         linux.set_devices(Some(host_devices()?));
+    } else if c.security.proc_unmasked {
+        // procMount: Unmasked (the pod has its own user namespace): /proc
+        // as the kernel shows it, as containerd leaves it.
     } else {
         linux.set_masked_paths(Some(strings(&MASKED_PATHS)));
         linux.set_readonly_paths(Some(strings(&READONLY_PATHS)));
@@ -1143,6 +1160,7 @@ mod tests {
             network: true,
             pid: true,
             ipc: true,
+            users: true,
         };
         let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", None, -998).unwrap();
         assert_eq!(kinds(&sandbox), [(LinuxNamespaceType::Mount, None)]);
@@ -1222,5 +1240,37 @@ mod tests {
             !m.options().as_ref().unwrap().contains(&"ro".to_string()),
             "privileged: rw"
         );
+    }
+
+    #[test]
+    fn an_own_user_namespace_is_joined_first_and_unmasked_proc_has_no_masks() {
+        let mut c = container("web");
+        let paths = PodFolder::new("/run/peapod/pods/u-1".into());
+        let mut p = pod(vec![c.clone()]);
+        p.host.users = false;
+        let user = (
+            LinuxNamespaceType::User,
+            Some(PathBuf::from("/run/peapod/pods/u-1/userns")),
+        );
+        let first = |spec: &Spec| {
+            let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+            (ns[0].typ(), ns[0].path().clone())
+        };
+        let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", None, 0).unwrap();
+        assert_eq!(first(&sandbox), user);
+        let member = member_spec(&p, &c, &image(), &paths, Path::new("/r"), 42, "/x", 0).unwrap();
+        assert_eq!(first(&member), user);
+        let masked = member.linux().as_ref().unwrap().masked_paths().clone();
+        assert!(masked.is_some_and(|m| m.contains(&"/proc/keys".to_string())));
+
+        c.security.proc_unmasked = true;
+        let member = member_spec(&p, &c, &image(), &paths, Path::new("/r"), 42, "/x", 0).unwrap();
+        let linux = member.linux().as_ref().unwrap();
+        assert_eq!(linux.masked_paths(), &None);
+        assert_eq!(linux.readonly_paths(), &None);
+        // The host's user namespace: none in the spec.
+        p.host.users = true;
+        let sandbox = sandbox_spec(&p, &paths, Path::new("/r"), "/x", None, 0).unwrap();
+        assert_ne!(first(&sandbox).0, LinuxNamespaceType::User);
     }
 }

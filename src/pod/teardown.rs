@@ -46,6 +46,10 @@ pub fn release(folder: &PodFolder, pod: &Pod) -> Result<()> {
     if let Err(e) = super::network::release(folder, &settings) {
         problems.push(format!("network: {}", one_line(&e)));
     }
+    // hostUsers: false: the pin goes (its range stays with the folder).
+    if let Err(e) = super::security::userns::unpin(folder) {
+        problems.push(one_line(&e));
+    }
     // With the leaf cgroups left by a container that died with the
     // supervisor, and any sub-cgroups they made; parents no pod uses go too.
     if let Err(e) = super::cgroups::remove(folder, &settings.cgroup_prefix, pod) {

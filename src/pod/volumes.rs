@@ -11,6 +11,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::folder::PodFolder;
 use super::model::{HostPathType, Pod, VolumeSource};
+use super::security::userns;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -42,6 +43,8 @@ pub enum VolumeError {
         path: String,
         problem: String,
     },
+    #[error("{0}")]
+    Userns(String),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> VolumeError + 'a {
@@ -81,11 +84,19 @@ pub fn prepare(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
 }
 
 fn prepare_inner(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
+    // hostUsers: false: what the pod alone uses belongs to its root
+    // (chowned rather than ID-mapped, so that its files are owned by the
+    // pod's host IDs on the host too); a hostPath never changes owner.
+    let range = userns::range(paths).map_err(|e| VolumeError::Userns(e.to_string()))?;
+    let give = |path: &Path| {
+        userns::give(path, range, 0, 0).map_err(|e| VolumeError::Userns(e.to_string()))
+    };
     mount_tmpfs(
         &paths.shm(),
         &format!("mode=1777,{SHM_SIZE}"),
         "pod /dev/shm",
     )?;
+    give(&paths.shm())?;
     for volume in &pod.volumes {
         match &volume.source {
             VolumeSource::EmptyDir {
@@ -107,12 +118,16 @@ fn prepare_inner(pod: &Pod, paths: &PodFolder) -> Result<(), VolumeError> {
             }
             VolumeSource::HostPath { path, kind } => check_host_path(&volume.name, path, *kind)?,
         }
+        if let VolumeSource::EmptyDir { .. } = &volume.source {
+            give(&paths.volume(&volume.name))?;
+        }
         // The kubelet gives fsGroup the volumes it manages, never a hostPath.
         if let (VolumeSource::EmptyDir { .. }, Some(group)) =
             (&volume.source, pod.security.fs_group)
         {
             let dir = paths.volume(&volume.name);
             let on_mismatch = pod.security.fs_group_on_root_mismatch;
+            let group = range.map_or(group, |r| r.host(group));
             super::security::groups::set_volume_ownership(&dir, group, on_mismatch)
                 .map_err(io("set fsGroup on emptyDir", &dir))?;
         }
@@ -200,7 +215,7 @@ pub fn make_sub_paths(
             sub_path: sub.clone(),
         };
         let real_base = fs::canonicalize(&base).map_err(io("resolve volume", &base))?;
-        open_sub_path(&real_base, sub).map_err(|e| match e.raw_os_error() {
+        let folder = open_sub_path(&real_base, sub).map_err(|e| match e.raw_os_error() {
             // A symbolic link (which a container may have planted in its
             // volume), or a component that is not a folder.
             Some(libc::ELOOP) | Some(libc::ENOTDIR) => outside(),
@@ -210,8 +225,28 @@ pub fn make_sub_paths(
                 source: e,
             },
         })?;
+        // hostUsers: false: a subPath folder the engine made in an emptyDir
+        // is the pod's root's, as the emptyDir is (never in a hostPath).
+        let range = userns::range(paths).map_err(|e| VolumeError::Userns(e.to_string()))?;
+        if let (Some(range), Some(VolumeSource::EmptyDir { .. })) = (range, source(pod, m)) {
+            let owner = nix::sys::stat::fstat(folder.as_raw_fd())
+                .map_err(|e| io("stat subPath", &base.join(sub))(e.into()))?;
+            if owner.st_uid == 0 {
+                let root = Some(nix::unistd::Uid::from_raw(range.base));
+                let group = Some(nix::unistd::Gid::from_raw(range.base));
+                nix::unistd::fchown(folder.as_raw_fd(), root, group)
+                    .map_err(|e| io("chown subPath", &base.join(sub))(e.into()))?;
+            }
+        }
     }
     Ok(())
+}
+
+fn source<'a>(pod: &'a Pod, m: &super::model::VolumeMount) -> Option<&'a VolumeSource> {
+    pod.volumes
+        .iter()
+        .find(|v| v.name == m.volume)
+        .map(|v| &v.source)
 }
 
 /// Opens (creating what is missing, mode 0755) the folder `sub` under `base`

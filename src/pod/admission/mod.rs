@@ -344,7 +344,8 @@ impl Admission<'_> {
         let hostname = self.hostname(hostname, &metadata.name, host.network)?;
         let host_aliases = self.host_aliases(host_aliases)?;
         let dns = self.pod_dns(dns_policy, dns_config, subdomain)?;
-        let security = self.pod_security(security_context)?;
+        let mut security = self.pod_security(security_context)?;
+        security.own_users = !host.users;
         let volumes = self.volumes(volumes)?;
         let volume_names: BTreeSet<String> = volumes.iter().map(|v| v.name.clone()).collect();
 
@@ -719,6 +720,7 @@ status:
                 read_only_root_filesystem: true,
                 allow_privilege_escalation: Some(false),
                 seccomp: model::SeccompProfile::Unset,
+                proc_unmasked: false,
             }
         );
         assert_eq!(

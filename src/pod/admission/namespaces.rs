@@ -1,6 +1,7 @@
 //! What a pod shares with the host: its network, PID and IPC namespaces
 //! (`hostNetwork`, `hostPID`, `hostIPC`, as the kubelet applies them), and
-//! the host ports its containers ask for. User namespaces are not supported.
+//! the host ports its containers ask for, and whether it has a user namespace
+//! of its own (`hostUsers: false`).
 
 use std::collections::BTreeSet;
 
@@ -15,14 +16,25 @@ impl Admission<'_> {
         host_users: Option<bool>,
         share_process_namespace: Option<bool>,
     ) -> Result<model::HostNamespaces, ManifestError> {
-        if host_users == Some(false) {
-            return Err(self.unsupported("spec.hostUsers", "unsupported: user namespaces"));
-        }
         let host = model::HostNamespaces {
             network: host_network.unwrap_or(false),
             pid: host_pid.unwrap_or(false),
             ipc: host_ipc.unwrap_or(false),
+            users: host_users.unwrap_or(true),
         };
+        // validatePodSpecSecurityContext (validateHostUsers): a pod's own user
+        // namespace cannot hold the host's network, PID or IPC namespace.
+        if !host.users {
+            for (name, shared) in [
+                ("hostNetwork", host.network),
+                ("hostPID", host.pid),
+                ("hostIPC", host.ipc),
+            ] {
+                if shared {
+                    return Err(self.forbidden_with_users(name));
+                }
+            }
+        }
         // validatePodSpec: both cannot hold at once.
         if host.pid && share_process_namespace == Some(true) {
             return Err(self.invalid(
@@ -31,6 +43,13 @@ impl Admission<'_> {
             ));
         }
         Ok(host)
+    }
+
+    fn forbidden_with_users(&self, name: &str) -> ManifestError {
+        self.invalid(
+            format!("spec.{name}"),
+            format!("when `hostUsers` is false, `{name}` must be false"),
+        )
     }
 
     /// AccumulateUniqueHostPorts: a host port (with its protocol and IP) is
@@ -85,7 +104,8 @@ mod tests {
             model::HostNamespaces {
                 network: true,
                 pid: true,
-                ipc: true
+                ipc: true,
+                users: true,
             }
         );
         let own = admit_ok(&pod(
@@ -124,8 +144,16 @@ mod tests {
     fn refusals_name_the_file_and_field() {
         let cases: Vec<(String, &str)> = vec![
             (
-                pod("{hostUsers: false, containers: [{name: a, image: i}]}"),
-                "web.yaml: spec.hostUsers: unsupported",
+                pod("{hostUsers: false, hostNetwork: true, containers: [{name: a, image: i}]}"),
+                "web.yaml: spec.hostNetwork: when `hostUsers` is false, `hostNetwork` must be false",
+            ),
+            (
+                pod("{hostUsers: false, hostPID: true, containers: [{name: a, image: i}]}"),
+                "web.yaml: spec.hostPID: when `hostUsers` is false, `hostPID` must be false",
+            ),
+            (
+                pod("{hostUsers: false, hostIPC: true, containers: [{name: a, image: i}]}"),
+                "web.yaml: spec.hostIPC: when `hostUsers` is false, `hostIPC` must be false",
             ),
             (
                 pod("{hostPID: true, shareProcessNamespace: true, containers: [{name: a, image: i}]}"),

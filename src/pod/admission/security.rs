@@ -18,6 +18,8 @@ pub(super) struct PodSecurity {
     run_as_non_root: Option<bool>,
     supplemental_groups: Vec<u32>,
     seccomp: model::SeccompProfile,
+    /// hostUsers: false (procMount: Unmasked is allowed only then).
+    pub(super) own_users: bool,
     /// The pod-wide part, as the model keeps it.
     pub(super) pod: model::PodSecurity,
 }
@@ -105,6 +107,7 @@ impl Admission<'_> {
             run_as_non_root,
             supplemental_groups: groups,
             seccomp: seccomp.clone(),
+            own_users: false,
             pod: model::PodSecurity {
                 seccomp,
                 sysctls,
@@ -153,14 +156,17 @@ impl Admission<'_> {
                 self.warn(&format!("{field}.{name}"), "ignored");
             }
         }
+        let mut proc_unmasked = false;
         match proc_mount.as_deref() {
             None | Some("Default") => {}
-            Some("Unmasked") => {
-                return Err(self.unsupported(
+            // validateProcMountType: Unmasked needs the pod's own user namespace.
+            Some("Unmasked") if !pod.own_users => {
+                return Err(self.invalid(
                     format!("{field}.procMount"),
-                    "unsupported: Unmasked needs hostUsers: false",
+                    "`hostUsers` must be false to use `Unmasked`",
                 ))
             }
+            Some("Unmasked") => proc_unmasked = true,
             Some(other) => {
                 return Err(self.invalid(
                     format!("{field}.procMount"),
@@ -210,6 +216,7 @@ impl Admission<'_> {
                 model::SeccompProfile::Unset => pod.seccomp.clone(),
                 set => set,
             },
+            proc_unmasked,
         })
     }
 
@@ -465,7 +472,7 @@ mod tests {
             (app(", securityContext: {runAsUser: 0, runAsNonRoot: true}"), "web.yaml: spec.containers[0].securityContext.runAsUser: is 0 (root) but runAsNonRoot is true"),
             (pod("{securityContext: {runAsUser: 0}, containers: [{name: a, image: i, securityContext: {runAsNonRoot: true}}]}"), "web.yaml: spec.securityContext.runAsUser: is 0 (root)"),
             (pod("{securityContext: {runAsUser: 0, runAsNonRoot: true}, containers: [{name: a, image: i}]}"), "web.yaml: spec.securityContext.runAsUser: is 0 (root)"),
-            (app(", securityContext: {procMount: Unmasked}"), "web.yaml: spec.containers[0].securityContext.procMount: unsupported"),
+            (app(", securityContext: {procMount: Unmasked}"), "web.yaml: spec.containers[0].securityContext.procMount: `hostUsers` must be false to use `Unmasked`"),
         ];
         assert_refusals(&cases);
     }

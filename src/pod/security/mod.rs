@@ -16,6 +16,7 @@ use super::model::{Pod, SeccompProfile};
 pub mod groups;
 pub mod seccomp;
 pub mod sysctls;
+pub mod userns;
 
 /// The node's security settings, recorded with each pod (settings.json).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

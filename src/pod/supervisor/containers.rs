@@ -15,7 +15,7 @@ use super::network::FAILED_SANDBOX;
 use super::output::{LogRun, Output};
 use super::Supervisor;
 use crate::error::{one_line, Context};
-use crate::image::Rootfs;
+use crate::image::{IdMap, Rootfs};
 use crate::oci::console::ConsoleListener;
 use crate::oci::{CreateOptions, Runtime, Stdio};
 use crate::pod::cgroups::{self, container_cgroup};
@@ -26,7 +26,7 @@ use crate::pod::folder::SANDBOX;
 use crate::pod::lifecycle::Input;
 use crate::pod::logs::{self, log_path, LineSplitter, Stream};
 use crate::pod::qos;
-use crate::pod::security::seccomp;
+use crate::pod::security::{seccomp, userns};
 use crate::pod::settings::PAUSE_IMAGE;
 use crate::pod::spec::{member_spec, private_cgroup, sandbox_spec};
 use crate::pod::volumes;
@@ -50,6 +50,8 @@ impl Supervisor {
     /// Volumes, /dev/shm, then the network, /etc files and the sandbox
     /// (`network.rs`); the lifecycle begins once the sandbox runs.
     pub(super) fn start_pod(&mut self) -> Result<()> {
+        // Before the volumes, which are given to the pod's IDs.
+        self.user_namespace()?;
         volumes::prepare(&self.pod, &self.folder)?;
         // The pod cgroup, with its QoS parents, before any container is made in it.
         cgroups::create(&self.folder, &self.settings.cgroup_prefix, &self.pod)?;
@@ -63,7 +65,8 @@ impl Supervisor {
     pub(super) fn create_sandbox(&mut self, netns: Option<&Path>) -> Result<i32> {
         let pause = self.store.resolve(PAUSE_IMAGE)?;
         let bundle = self.folder.bundle(SANDBOX);
-        let rootfs = Rootfs::mount(&self.store, &pause, &bundle)?;
+        let idmap = self.user_namespace()?;
+        let rootfs = Rootfs::mount_mapped(&self.store, &pause, &bundle, idmap.as_ref())?;
         let cgroup = container_cgroup(&self.settings.cgroup_prefix, &self.pod, SANDBOX);
         let oom = qos::clamp_oom_score_adj(qos::SANDBOX_OOM_SCORE_ADJ, qos::oom_score_floor());
         let mut spec = sandbox_spec(&self.pod, &self.folder, &rootfs.path(), &cgroup, netns, oom)?;
@@ -122,13 +125,16 @@ impl Supervisor {
             .store
             .resolve(&image.id)
             .map_err(|e| Create(one_line(&e)))?;
-        let rootfs =
-            Rootfs::mount(&self.store, &resolved, &bundle).map_err(|e| Create(one_line(&e)))?;
+        let idmap = self.user_namespace().map_err(|e| Create(one_line(&e)))?;
+        let rootfs = Rootfs::mount_mapped(&self.store, &resolved, &bundle, idmap.as_ref())
+            .map_err(|e| Create(one_line(&e)))?;
         let sandbox_pid = self
             .sandbox_pid
             .ok_or_else(|| Create("the sandbox is not running".into()))?;
         volumes::make_sub_paths(&self.pod, &c, &self.folder).map_err(|e| Config(one_line(&e)))?;
         self.reset_termination_log(name)
+            .map_err(|e| Create(one_line(&e)))?;
+        self.give_pod_files(name)
             .map_err(|e| Create(one_line(&e)))?;
         let cgroup = container_cgroup(&self.settings.cgroup_prefix, &self.pod, name);
         // The kubelet's score, raised where this host cannot lower scores.
@@ -229,6 +235,39 @@ impl Supervisor {
         }
         let text = String::from_utf8_lossy(&text).into_owned();
         (!text.is_empty()).then_some(text)
+    }
+
+    /// hostUsers: false: the pod's range (allocated once, kept in its
+    /// folder) and its user namespace, made and pinned once; None otherwise.
+    fn user_namespace(&self) -> Result<Option<IdMap>> {
+        if self.pod.host.users {
+            return Ok(None);
+        }
+        let range = userns::allocate(&self.folder).map_err(|e| Error::Supervisor(e.to_string()))?;
+        userns::open_path(&self.folder).map_err(|e| Error::Supervisor(e.to_string()))?;
+        let userns =
+            userns::pin(&self.folder, range).map_err(|e| Error::Supervisor(e.to_string()))?;
+        Ok(Some(IdMap {
+            userns,
+            base: range.base,
+        }))
+    }
+
+    /// hostUsers: false: the files the engine binds into a container (its
+    /// /etc files, its termination log) belong to the pod's root, as they
+    /// belong to root without a user namespace.
+    fn give_pod_files(&self, name: &str) -> Result<()> {
+        let range = userns::range(&self.folder).map_err(|e| Error::Supervisor(e.to_string()))?;
+        let files = [
+            self.folder.hosts(),
+            self.folder.hostname(),
+            self.folder.resolv_conf(),
+            self.folder.termination_log(name),
+        ];
+        for file in files.iter().filter(|f| f.exists()) {
+            userns::give(file, range, 0, 0).map_err(|e| Error::Supervisor(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// A fresh, empty terminationMessagePath file for a container's next run,
