@@ -243,6 +243,8 @@ fn image_gc_removes_unused_images_only() {
             "1",
             "--low-threshold",
             "0",
+            "--minimum-age",
+            "0s",
         ],
     );
     assert!(out.contains(&format!("removed {unused}")), "{out}");

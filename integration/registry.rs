@@ -1149,6 +1149,8 @@ fn rm_prune_and_gc_free_disk_and_keep_images_in_use() {
             high,
             "--low-threshold",
             low,
+            "--minimum-age",
+            "0s",
         ]));
         String::from_utf8_lossy(&out.stdout).into_owned()
     };

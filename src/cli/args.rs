@@ -285,6 +285,14 @@ fn duration(text: &str) -> Result<std::time::Duration, String> {
     crate::oci::events::parse_interval(text)
 }
 
+/// A duration that may be zero (`0`, `0s`).
+fn duration_or_zero(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim_end_matches(|c: char| c.is_ascii_alphabetic()) {
+        "0" => Ok(std::time::Duration::ZERO),
+        _ => duration(text),
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct PodNameArg {
     /// NAME, NAMESPACE/NAME or the pod's uid
@@ -431,6 +439,9 @@ pub struct ImageGcArgs {
     /// Collect down to this percentage (kubelet imageGCLowThresholdPercent, default 80)
     #[arg(long, env = "PEAPOD_IMAGE_GC_LOW")]
     pub low_threshold: Option<u8>,
+    /// Never collect an image used more recently than this (kubelet imageMinimumGCAge, default 2m)
+    #[arg(long, env = "PEAPOD_IMAGE_GC_MINIMUM_AGE", value_parser = duration_or_zero)]
+    pub minimum_age: Option<std::time::Duration>,
     /// YAML file with registry and image settings (see `image pull --help`)
     #[arg(long, env = "PEAPOD_REGISTRY_CONFIG")]
     pub registry_config: Option<PathBuf>,

@@ -169,6 +169,10 @@ fn gc(g: &GlobalOpts, a: ImageGcArgs) -> Result<i32> {
             .unwrap_or(DEFAULT_LOW_PERCENT),
     )
     .map_err(anyhow::Error::msg)?;
+    let policy = match a.minimum_age {
+        Some(age) => policy.with_minimum_age(age),
+        None => policy,
+    };
     let store = ImageStore::open(&store_path(&a.store, &file))?;
     let pinned = pinned(g);
     let pinned: Vec<&str> = pinned.iter().map(String::as_str).collect();

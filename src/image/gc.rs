@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use super::digest::Digest;
 use super::error::Result;
@@ -17,12 +17,16 @@ use crate::error::Context;
 /// The kubelet's defaults.
 pub const DEFAULT_HIGH_PERCENT: u8 = 85;
 pub const DEFAULT_LOW_PERCENT: u8 = 80;
+/// The kubelet's imageMinimumGCAge: an image used (or stored) more recently is
+/// never collected, so a pod about to start keeps the image it was given.
+pub const DEFAULT_MINIMUM_AGE: Duration = Duration::from_secs(120);
 
 /// When to collect and down to where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GcPolicy {
     pub high_percent: u8,
     pub low_percent: u8,
+    pub minimum_age: Duration,
 }
 
 impl Default for GcPolicy {
@@ -30,6 +34,7 @@ impl Default for GcPolicy {
         GcPolicy {
             high_percent: DEFAULT_HIGH_PERCENT,
             low_percent: DEFAULT_LOW_PERCENT,
+            minimum_age: DEFAULT_MINIMUM_AGE,
         }
     }
 }
@@ -55,7 +60,16 @@ impl GcPolicy {
         Ok(GcPolicy {
             high_percent,
             low_percent,
+            minimum_age: DEFAULT_MINIMUM_AGE,
         })
+    }
+
+    /// The same thresholds with another minimum age.
+    pub fn with_minimum_age(self, minimum_age: Duration) -> Self {
+        GcPolicy {
+            minimum_age,
+            ..self
+        }
     }
 
     /// Bytes to free, when usage has reached the high threshold:
@@ -123,6 +137,15 @@ pub fn choose(candidates: &[Candidate], bytes: Option<u64>) -> Vec<&Candidate> {
             more
         })
         .collect()
+}
+
+/// Whether `c` was last used at least `minimum_age` before `now` (a use
+/// record from the future is taken as now).
+fn old_enough(c: &Candidate, now: SystemTime, minimum_age: Duration) -> bool {
+    minimum_age.is_zero()
+        || now
+            .duration_since(c.last_used)
+            .is_ok_and(|age| age >= minimum_age)
 }
 
 /// What a collection removed.
@@ -196,7 +219,9 @@ impl ImageStore {
         let Some(wanted) = policy.bytes_to_free(before) else {
             return Ok(Collected::default());
         };
-        let candidates = self.gc_candidates(pinned)?;
+        let mut candidates = self.gc_candidates(pinned)?;
+        let now = SystemTime::now();
+        candidates.retain(|c| old_enough(c, now, policy.minimum_age));
         let mut removed = Vec::new();
         for candidate in choose(&candidates, None) {
             let now = DiskUsage::of(self.root())?;
@@ -236,7 +261,6 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn candidate(id: &str, size: u64, age_secs: u64, in_use: bool, pinned: bool) -> Candidate {
         Candidate {
@@ -247,6 +271,21 @@ mod tests {
             in_use,
             pinned,
         }
+    }
+
+    #[test]
+    fn images_younger_than_the_minimum_age_stay() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let two_min = Duration::from_secs(120);
+        let old = candidate("a", 1, 121, false, false);
+        let young = candidate("b", 1, 60, false, false);
+        let mut future = candidate("c", 1, 0, false, false);
+        future.last_used = now + Duration::from_secs(60);
+        assert!(old_enough(&old, now, two_min));
+        assert!(!old_enough(&young, now, two_min));
+        assert!(!old_enough(&future, now, two_min));
+        assert!(old_enough(&future, now, Duration::ZERO));
+        assert_eq!(GcPolicy::default().minimum_age, two_min);
     }
 
     #[test]
