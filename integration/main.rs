@@ -27,3 +27,4 @@ mod qos;
 mod registry;
 mod runtime;
 mod static_pods;
+mod systemd_cgroup;
