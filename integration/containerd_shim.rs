@@ -20,8 +20,8 @@ use crate::containerd::{
 };
 
 const CTR_TIMEOUT: Duration = Duration::from_secs(60);
-const IMAGE: &str = "localhost/busybox:latest";
-const RUNTIME: &str = "io.containerd.peapod.v1";
+pub(crate) const IMAGE: &str = "localhost/busybox:latest";
+pub(crate) const RUNTIME: &str = "io.containerd.peapod.v1";
 const SHIM: &str = "containerd-shim-peapod-v1";
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -31,7 +31,7 @@ fn shim_bin() -> &'static str {
 }
 
 /// A private containerd whose `peapod` handler runs our shim.
-struct Ctrd {
+pub(crate) struct Ctrd {
     base: tempfile::TempDir,
     dir: PathBuf,
     sock: PathBuf,
@@ -43,7 +43,7 @@ struct Ctrd {
 }
 
 impl Ctrd {
-    fn up(name: &str) -> Self {
+    pub(crate) fn up(name: &str) -> Self {
         require_root();
         let serial = serial(&SERIAL);
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
@@ -76,7 +76,7 @@ impl Ctrd {
         ctr_in(&self.sock, &self.ns, args)
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         ctr_ok_in(&self.sock, &self.ns, args)
     }
 
@@ -96,7 +96,7 @@ impl Ctrd {
         ctr_argv_in(&self.sock, &self.ns, args)
     }
 
-    fn id(&self, short: &str) -> String {
+    pub(crate) fn id(&self, short: &str) -> String {
         format!("{short}-{}", self.ns)
     }
 
@@ -161,7 +161,7 @@ impl Ctrd {
     }
 
     /// Nothing of ours left, then containerd-down, then nothing anywhere.
-    fn finish(mut self) {
+    pub(crate) fn finish(mut self) {
         wait_until("the shims to exit", Duration::from_secs(10), || {
             self.shims().is_empty()
         });
@@ -211,7 +211,7 @@ impl Drop for Ctrd {
 }
 
 /// The status and pid of task `id` in `ctr task ls`.
-fn task_status(c: &Ctrd, id: &str) -> Option<(i32, String)> {
+pub(crate) fn task_status(c: &Ctrd, id: &str) -> Option<(i32, String)> {
     task_status_in(&c.ok(&["tasks", "ls"]), id)
 }
 

@@ -30,3 +30,4 @@ mod qos_oom;
 mod registry;
 mod runtime;
 mod static_pods;
+mod systemd_cgroup;

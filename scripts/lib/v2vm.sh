@@ -65,19 +65,32 @@ v2_known_failure_names() {
 	done
 }
 
-# v2_run_tests TIMEOUT TEST-ARGS...: runs the integration test binary in the v2
-# guest with TEST-ARGS (libtest's filters and options); returns its exit code.
+# The tests of the systemd cgroup driver: they need systemd as PID 1, so they
+# run in a guest of their own (in-v2vm --systemd), not in the pass above.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+V2_SYSTEMD_TESTS=(
+	systemd_cgroup::
+)
+
+# v2_run_tests [--systemd] TIMEOUT TEST-ARGS...: runs the integration test
+# binary in the v2 guest (booted with systemd as PID 1 with --systemd) with
+# TEST-ARGS (libtest's filters and options); returns its exit code.
 v2_run_tests() {
-	local timeout=$1 bin started rc=0
+	local vm_opts=() bin started rc=0
+	if [[ ${1:-} == --systemd ]]; then
+		vm_opts=(--systemd)
+		shift
+	fi
+	local timeout=$1
 	shift
 	"$PEAPOD_REPO/scripts/v2vm-setup"
 	bin=$(v2_integration_binary)
 	started=$(now_ms)
-	log "cgroup v2 guest: ${bin#"$PEAPOD_REPO"/} $*"
+	log "cgroup v2 guest${vm_opts[*]:+ (systemd)}: ${bin#"$PEAPOD_REPO"/} $*"
 	# Two threads: the guest has two CPUs (as CI's machine). The tests' deadlines
 	# are made for a host: emulation is 10-25x slower.
 	PEAPOD_TEST_DEADLINE_SCALE=${PEAPOD_TEST_DEADLINE_SCALE:-10} \
-		"$PEAPOD_REPO/scripts/in-v2vm" --timeout "$timeout" -- "$bin" --test-threads=2 "$@" || rc=$?
+		"$PEAPOD_REPO/scripts/in-v2vm" "${vm_opts[@]}" --timeout "$timeout" -- "$bin" --test-threads=2 "$@" || rc=$?
 	log "cgroup v2 pass: exit code $rc after $((($(now_ms) - started) / 1000)) s"
 	return "$rc"
 }

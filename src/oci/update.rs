@@ -130,6 +130,11 @@ impl Runtime {
         if Layout::host().mode() != Mode::Unified {
             return apply(resources);
         }
+        // Under systemd, the scope's properties first (as runc does): systemd
+        // would put back its own values on its next reload of the unit.
+        if container.systemd() {
+            apply(resources)?;
+        }
         // cgroup v2: runc's mapping (update_v2.rs); device rules through libcgroups' eBPF.
         let cgroup = cgroup_of(&container)?;
         let dir = cgroup

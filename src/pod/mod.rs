@@ -31,6 +31,7 @@ pub mod static_pods;
 pub mod status;
 pub mod store;
 pub mod supervisor;
+pub mod systemd_names;
 pub mod teardown;
 pub mod volumes;
 

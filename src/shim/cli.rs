@@ -62,8 +62,8 @@ impl Pidfd {
 
 /// Which process `launch` makes.
 enum Launch<'a> {
-    /// `peapod create`: the container and its init.
-    Init,
+    /// `peapod create`: the container and its init, `--systemd-cgroup` or not.
+    Init { systemd_cgroup: bool },
     /// `peapod exec --detach`: `process` (JSON) in the container.
     Exec { exec_id: &'a str, process: &'a [u8] },
 }
@@ -110,8 +110,13 @@ impl PeapodCli {
             .transpose()?;
         // The exec's process and pid files are scratch, removed once read.
         let (mut args, pid_file, process_file): (Vec<OsString>, _, _) = match what {
-            Launch::Init => (
-                vec!["create".into(), "--bundle".into(), c.bundle.into()],
+            Launch::Init { systemd_cgroup } => (
+                ["create", "--bundle"]
+                    .into_iter()
+                    .map(OsString::from)
+                    .chain([c.bundle.into()])
+                    .chain(systemd_cgroup.then(|| "--systemd-cgroup".into()))
+                    .collect(),
                 c.bundle.join(INIT_PID_FILE),
                 None,
             ),
@@ -156,7 +161,7 @@ impl PeapodCli {
                 Ok(s) => streams = s,
                 Err(e) => {
                     match what {
-                        Launch::Init => {
+                        Launch::Init { .. } => {
                             let _ = self.runtime.call(None, &["delete", "--force", c.id]).await;
                         }
                         Launch::Exec { .. } => {
@@ -180,8 +185,13 @@ impl PeapodCli {
 impl Processes for PeapodCli {
     type Handle = Pidfd;
 
-    async fn create(&self, c: Target<'_>, io: &IoPaths) -> Result<Spawned<Pidfd>, Error> {
-        self.launch(c, Launch::Init, io).await
+    async fn create(
+        &self,
+        c: Target<'_>,
+        io: &IoPaths,
+        systemd_cgroup: bool,
+    ) -> Result<Spawned<Pidfd>, Error> {
+        self.launch(c, Launch::Init { systemd_cgroup }, io).await
     }
 
     async fn start(&self, c: Target<'_>) -> Result<(), Error> {

@@ -36,7 +36,14 @@ pub trait Processes: Send + Sync + 'static {
     type Handle: Send + Sync + 'static;
 
     /// Creates the container's init, not started; on failure nothing is left.
-    async fn create(&self, c: Target<'_>, io: &IoPaths) -> Result<Spawned<Self::Handle>, Error>;
+    /// `systemd_cgroup`: its cgroup is a systemd scope (the runtime's
+    /// `--systemd-cgroup`; later verbs find it in the runtime's state).
+    async fn create(
+        &self,
+        c: Target<'_>,
+        io: &IoPaths,
+        systemd_cgroup: bool,
+    ) -> Result<Spawned<Self::Handle>, Error>;
 
     /// Starts the created init.
     async fn start(&self, c: Target<'_>) -> Result<(), Error>;

@@ -134,8 +134,18 @@ impl FakeRuntime {
 impl Processes for FakeRuntime {
     type Handle = i32;
 
-    async fn create(&self, c: Target<'_>, _io: &IoPaths) -> Result<Spawned<i32>, Error> {
-        self.call("create", format!("create {}", c.id))?;
+    async fn create(
+        &self,
+        c: Target<'_>,
+        _io: &IoPaths,
+        systemd_cgroup: bool,
+    ) -> Result<Spawned<i32>, Error> {
+        let flag = if systemd_cgroup {
+            "--systemd-cgroup "
+        } else {
+            ""
+        };
+        self.call("create", format!("create {flag}{}", c.id))?;
         let spawned = self.spawn(c.id);
         let mut state = self.state.lock().unwrap();
         state.inits.insert(c.id.to_string(), spawned.pid);

@@ -11,6 +11,9 @@ use containerd_shim_protos::api::{
 use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskStart,
 };
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::Message;
+use containerd_shim_protos::shim::oci::Options as RuncOptions;
 
 use super::exits::shares_pid_namespace;
 use super::table::{container, status_name, Container, Process};
@@ -55,6 +58,44 @@ pub(super) fn accept_options(type_url: &str) -> Result<(), Error> {
     }
 }
 
+/// Whether the container's cgroup is a systemd scope: runc's options say so
+/// (`SystemdCgroup = true`, sent with runc's options type), or the bundle's
+/// cgroupsPath has runc's systemd form `slice:prefix:name`, which containerd's
+/// CRI makes when the kubelet's cgroup parent is a `.slice` (its systemd
+/// driver); CRI sends no runc options to a non-runc runtime type.
+pub(super) fn systemd_cgroup(options: Option<&Any>, bundle: &Path) -> Result<bool, Error> {
+    if let Some(opts) = options {
+        if opts.type_url.rsplit('/').next() == Some("containerd.runc.v1.Options") {
+            let runc = RuncOptions::parse_from_bytes(&opts.value).map_err(|e| {
+                Error::InvalidArgument(format!("options: containerd.runc.v1.Options: {e}"))
+            })?;
+            if runc.systemd_cgroup {
+                return Ok(true);
+            }
+        }
+    }
+    let config = bundle.join("config.json");
+    let spec: serde_json::Value = match std::fs::read(&config) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", config.display())))?,
+        // The runtime reports a missing config.json with its own words.
+        Err(_) => return Ok(false),
+    };
+    Ok(spec["linux"]["cgroupsPath"]
+        .as_str()
+        .is_some_and(is_systemd_cgroups_path))
+}
+
+/// runc's systemd cgroupsPath: `slice:prefix:name`, the slice empty or a
+/// `.slice` unit (runc's cgroupfs paths have no colons).
+pub(super) fn is_systemd_cgroups_path(path: &str) -> bool {
+    let parts: Vec<&str> = path.split(':').collect();
+    parts.len() == 3
+        && (parts[0].is_empty() || parts[0].ends_with(".slice"))
+        && !parts[0].contains('/')
+        && !parts[2].is_empty()
+}
+
 impl<P: Processes, E: EventSender> TaskService<P, E> {
     pub(super) async fn create_task(
         &self,
@@ -65,6 +106,7 @@ impl<P: Processes, E: EventSender> TaskService<P, E> {
         }
         let id = req.id.clone();
         let bundle = PathBuf::from(&req.bundle);
+        let systemd = systemd_cgroup(req.options.as_ref(), &bundle)?;
         let mut table = self.containers.lock().await;
         if table.contains_key(&id) {
             return Err(Error::AlreadyExists(format!(
@@ -82,7 +124,7 @@ impl<P: Processes, E: EventSender> TaskService<P, E> {
             id: &id,
             bundle: &bundle,
         };
-        let spawned = match self.processes.create(target, &io).await {
+        let spawned = match self.processes.create(target, &io, systemd).await {
             Ok(s) => s,
             Err(e) => {
                 if rootfs_mounted {

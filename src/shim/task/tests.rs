@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::doubles::{doubles, FakeEvents, FakeRuntime, Journal};
 use super::exits::pid_namespace_shared;
-use super::lifecycle::accept_options;
+use super::lifecycle::{accept_options, is_systemd_cgroups_path};
 use super::TaskService;
 
 const KILL: i32 = libc::SIGKILL;
@@ -523,4 +523,94 @@ fn runtime_options_from_cri_and_ctr_are_accepted() {
         err.starts_with("options:") && err.contains("example.v1.Other"),
         "{err}"
     );
+}
+
+#[test]
+fn systemd_cgroups_paths_have_runcs_slice_prefix_name_form() {
+    for systemd in [
+        // containerd's CRI under a kubelet with the systemd driver
+        "kubepods-besteffort-pod0a1b2c3d_4e5f.slice:cri-containerd:abc123",
+        "system.slice:docker:abc",
+        // runc's default slice
+        ":peapod:abc",
+    ] {
+        assert!(is_systemd_cgroups_path(systemd), "{systemd}");
+    }
+    for cgroupfs in [
+        "/kubepods/besteffort/pod0a1b/abc123",
+        "kubepods/abc",
+        "",
+        "a.slice:b",
+        "/a.slice:b:c",
+        "a.slice:b:",
+    ] {
+        assert!(!is_systemd_cgroups_path(cgroupfs), "{cgroupfs}");
+    }
+}
+
+/// The runtime's create gets `--systemd-cgroup` when runc's options say
+/// `SystemdCgroup = true` or the cgroupsPath is in systemd's form, else not.
+#[tokio::test]
+async fn systemd_cgroup_from_runc_options_or_the_cgroups_path_reaches_the_runtime() {
+    use containerd_shim_protos::protobuf::Message;
+    use containerd_shim_protos::shim::oci::Options as RuncOptions;
+
+    let s = Shim::new();
+    let create = |id: &'static str, cgroups_path: &str, systemd_option: Option<bool>| {
+        let bundle = s.dir.path().join(id);
+        std::fs::create_dir_all(&bundle).unwrap();
+        let config =
+            json!({ "linux": { "cgroupsPath": cgroups_path, "namespaces": [{ "type": "pid" }] } });
+        std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+        let options = systemd_option.map(|on| Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: RuncOptions {
+                systemd_cgroup: on,
+                ..Default::default()
+            }
+            .write_to_bytes()
+            .unwrap(),
+            ..Default::default()
+        });
+        CreateTaskRequest {
+            id: id.into(),
+            bundle: bundle.to_string_lossy().into_owned(),
+            options: options.into(),
+            ..Default::default()
+        }
+    };
+    let cases = [
+        (
+            "c1",
+            "kubepods-burstable-podx.slice:cri-containerd:c1",
+            None,
+            true,
+        ),
+        ("c2", "system.slice:ctr:c2", Some(true), true),
+        ("c3", "/kubepods/burstable/podx/c3", Some(true), true),
+        ("c4", "/kubepods/burstable/podx/c4", Some(false), false),
+        ("c5", "/kubepods/burstable/podx/c5", None, false),
+    ];
+    for (id, path, option, systemd) in cases {
+        s.svc
+            .create(&ctx(), create(id, path, option))
+            .await
+            .unwrap();
+        let flag = if systemd { "--systemd-cgroup " } else { "" };
+        let entry = format!("runtime create {flag}{id}");
+        assert!(
+            s.journal.position(&entry).is_some(),
+            "{entry:?} not in {:?}",
+            s.journal.entries()
+        );
+    }
+    let bad = Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: vec![0xff, 0xff],
+        ..Default::default()
+    };
+    let mut req = create("c6", "/x/c6", None);
+    req.options = Some(bad).into();
+    let err = s.svc.create(&ctx(), req).await.unwrap_err().to_string();
+    assert!(err.contains("containerd.runc.v1.Options"), "{err}");
 }

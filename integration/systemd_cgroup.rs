@@ -1,0 +1,240 @@
+//! The systemd cgroup driver (`--systemd-cgroup`, runc's `slice:prefix:name`
+//! cgroupsPath): the container is a transient scope under a slice that systemd
+//! makes, with its limits as the scope's properties and in the cgroup files.
+//! It needs systemd as PID 1: scripts/test and scripts/test-v2-full run
+//! these in a cgroup v2 guest booted with systemd (`in-v2vm --systemd`). Where systemd is not running (these hosts), the flag
+//! must be refused with a clear error, and that is all that is checked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{is_alive, output_of, wait_until, TestEnv};
+use crate::containerd_shim::{task_status, Ctrd, IMAGE, RUNTIME};
+
+fn systemd_runs() -> bool {
+    Path::new("/run/systemd/system").is_dir()
+}
+
+/// `systemctl show -p PROP --value UNIT`.
+fn unit_property(unit: &str, prop: &str) -> String {
+    let out = output_of(Command::new("systemctl").args(["show", "-p", prop, "--value", unit]));
+    assert!(
+        out.status.success(),
+        "systemctl show {unit}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn stop_unit(unit: &str) {
+    let _ = output_of(Command::new("systemctl").args(["stop", unit]));
+}
+
+/// A slice of this test's own, one level under `peapodit.slice`: systemd
+/// names nest by dashes (`a-b.slice` is in `a.slice`), so the rest has none.
+struct TestSlice {
+    name: String,
+}
+
+impl TestSlice {
+    fn new(env: &TestEnv) -> Self {
+        let unique: String = env
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        TestSlice {
+            name: format!("peapodit-{unique}.slice"),
+        }
+    }
+
+    /// Its cgroup (cgroup v2: systemd's tree is the unified hierarchy).
+    fn cgroup(&self) -> PathBuf {
+        PathBuf::from("/sys/fs/cgroup/peapodit.slice").join(&self.name)
+    }
+}
+
+impl Drop for TestSlice {
+    fn drop(&mut self) {
+        // The parent too: only this test makes slices under it.
+        stop_unit(&self.name);
+        stop_unit("peapodit.slice");
+    }
+}
+
+#[test]
+fn systemd_cgroup_is_refused_without_systemd() {
+    if systemd_runs() {
+        return;
+    }
+    let env = TestEnv::new("systemd-refused");
+    let id = env.id("c");
+    let bundle = env.bundle(&id, &env.config(&id, &["true"]));
+    env.fails(
+        &[
+            "--systemd-cgroup",
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &id,
+        ],
+        "systemd is not running on this host",
+    );
+    env.finish();
+}
+
+/// runc's systemd form as containerd's CRI sends it for a kubelet with the
+/// systemd driver (`<pod slice>:cri-containerd:<id>`): the scope
+/// `<prefix>-<id>.scope` in the slice, limits as unit properties and in
+/// cpu.max/memory.max, `update`, `pause`/`resume` on the scope's cgroup, and
+/// nothing left (scope, cgroup) after `delete`.
+#[test]
+fn systemd_cgroup_makes_a_scope_in_the_slice_with_its_limits_and_removes_it() {
+    if !systemd_runs() {
+        eprintln!(
+            "skipped: systemd is not PID 1 here (the systemd guest of scripts/test runs this)"
+        );
+        return;
+    }
+    let env = TestEnv::new("systemd-scope");
+    let slice = TestSlice::new(&env);
+    let id = env.id("c");
+    let mut config = env.config(&id, &["sleep", "1000"]);
+    config["linux"]["cgroupsPath"] = format!("{}:cri-containerd:{id}", slice.name).into();
+    config["linux"]["resources"] = serde_json::json!({
+        "memory": { "limit": 64 * 1024 * 1024 },
+        "cpu": { "quota": 50000, "period": 100000 },
+        "pids": { "limit": 100 }
+    });
+    let bundle = env.bundle(&id, &config);
+    let run = |args: &[&str]| {
+        let mut all = vec!["--systemd-cgroup"];
+        all.extend_from_slice(args);
+        env.ok(&all)
+    };
+    run(&["create", "--bundle", bundle.to_str().unwrap(), &id]);
+    let scope = format!("cri-containerd-{id}.scope");
+    let dir = slice.cgroup().join(&scope);
+    let pid = env.state(&id)["pid"].as_i64().unwrap() as i32;
+
+    // The scope is systemd's unit, in our slice, holding the container's init.
+    assert_eq!(unit_property(&scope, "ActiveState"), "active");
+    assert_eq!(unit_property(&scope, "Slice"), slice.name);
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(
+        own.trim(),
+        format!("0::/peapodit.slice/{}/{scope}", slice.name),
+        "the init's cgroup"
+    );
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+    assert!(
+        procs.lines().any(|l| l == pid.to_string()),
+        "init {pid} not in {}: {procs}",
+        dir.display()
+    );
+    // Limits: as systemd's properties and in the kernel's files.
+    assert_eq!(unit_property(&scope, "MemoryMax"), "67108864");
+    assert_eq!(unit_property(&scope, "CPUQuotaPerSecUSec"), "500ms");
+    assert_eq!(unit_property(&scope, "TasksMax"), "100");
+    let read = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_else(|e| panic!("{}/{file}: {e}", dir.display()))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(read("memory.max"), "67108864");
+    assert_eq!(read("cpu.max"), "50000 100000");
+    assert_eq!(read("pids.max"), "100");
+
+    run(&["start", &id]);
+    assert_eq!(env.status(&id), "running");
+    run(&["update", "--memory", "32m", &id]);
+    assert_eq!(read("memory.max"), "33554432");
+    assert_eq!(unit_property(&scope, "MemoryMax"), "33554432");
+    run(&["pause", &id]);
+    assert_eq!(env.status(&id), "paused");
+    assert_eq!(read("cgroup.freeze"), "1");
+    run(&["resume", &id]);
+    assert_eq!(read("cgroup.freeze"), "0");
+    assert_eq!(env.status(&id), "running");
+
+    run(&["kill", &id, "KILL"]);
+    env.wait_status(&id, "stopped");
+    run(&["delete", &id]);
+    assert!(!is_alive(pid));
+    // The scope goes with the container; systemd removes its cgroup.
+    wait_until("the scope to be gone", Duration::from_secs(5), || {
+        unit_property(&scope, "ActiveState") == "inactive" && !dir.exists()
+    });
+    let slice_dir = slice.cgroup();
+    drop(slice);
+    assert!(!slice_dir.exists(), "{} is left", slice_dir.display());
+    env.finish();
+}
+
+/// The shim under containerd: a cgroupsPath in runc's systemd form (as
+/// containerd's CRI writes it for a kubelet with the systemd driver; here
+/// `ctr run --cgroup`) makes the shim create the container with
+/// `--systemd-cgroup`: its init is in the scope, and the scope goes with it.
+#[test]
+fn the_shim_runs_a_systemd_cgroups_path_as_a_scope() {
+    if !systemd_runs() {
+        eprintln!(
+            "skipped: systemd is not PID 1 here (the systemd guest of scripts/test runs this)"
+        );
+        return;
+    }
+    let c = Ctrd::up("systemd");
+    let id = c.id("sd");
+    let slice = format!(
+        "peapodshim-{}.slice",
+        id.replace(|ch: char| !ch.is_ascii_alphanumeric(), "_")
+    );
+    let stop_slice = SliceGuard(slice.clone());
+    let cgroups_path = format!("{slice}:ctr:{id}");
+    c.ok(&[
+        "run",
+        "-d",
+        "--null-io",
+        "--runtime",
+        RUNTIME,
+        "--cgroup",
+        &cgroups_path,
+        IMAGE,
+        &id,
+        "sleep",
+        "1000",
+    ]);
+    let (pid, status) = task_status(&c, &id).expect("the task in ctr tasks ls");
+    assert_eq!(status, "RUNNING");
+    let scope = format!("ctr-{id}.scope");
+    assert_eq!(unit_property(&scope, "ActiveState"), "active");
+    assert_eq!(unit_property(&scope, "Slice"), slice);
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(own.trim(), format!("0::/peapodshim.slice/{slice}/{scope}"));
+    c.ok(&["tasks", "kill", "-s", "SIGKILL", &id]);
+    wait_until("the task to stop", Duration::from_secs(10), || {
+        task_status(&c, &id).map(|s| s.1) == Some("STOPPED".into())
+    });
+    c.ok(&["tasks", "delete", &id]);
+    c.ok(&["containers", "delete", &id]);
+    wait_until("the scope to be gone", Duration::from_secs(5), || {
+        unit_property(&scope, "ActiveState") == "inactive"
+    });
+    drop(stop_slice);
+    assert!(!Path::new("/sys/fs/cgroup/peapodshim.slice")
+        .join(&slice)
+        .exists());
+    c.finish();
+}
+
+/// Stops a slice (and its parent, `peapodshim.slice`) at the end, failed or not.
+struct SliceGuard(String);
+
+impl Drop for SliceGuard {
+    fn drop(&mut self) {
+        stop_unit(&self.0);
+        stop_unit("peapodshim.slice");
+    }
+}
