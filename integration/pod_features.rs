@@ -1002,7 +1002,17 @@ spec:
         env.logs("quitter", "app").contains("ready")
     });
     env.ok(&["pod", "stop", "quitter"]);
-    let done = env.wait_phase("quitter", "Succeeded", true);
+    wait_until("quitter to finish", Duration::from_secs(30), || {
+        env.status_file(&uid)["finished"] == true
+    });
+    let done = env.inspect("quitter");
+    assert_eq!(
+        done["status"]["phase"],
+        "Succeeded",
+        "{done}\nlogs: {}\nevents: {}",
+        env.logs("quitter", "app"),
+        String::from_utf8_lossy(&env.peapod(&["pod", "describe", "quitter"]).stdout)
+    );
     let app = PodEnv::container(&done, "app");
     assert_eq!(app["state"]["terminated"]["exitCode"], 0, "{app}");
     let logs = env.logs("quitter", "app");
