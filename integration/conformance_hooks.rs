@@ -114,9 +114,17 @@ fn create_pid_file_with_every_flag() {
                 c
             }
         };
-        // SAFETY: dup2 in the child before exec, onto fd 3, of a descriptor we hold open.
+        // SAFETY: in the child before exec, fd 3 made our open descriptor
+        // without close-on-exec: dup2 onto it, or, when it is fd 3 already
+        // (dup2 would then leave close-on-exec set), clear the flag.
         unsafe {
             cmd.pre_exec(move || {
+                if extra_fd == 3 {
+                    if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    return Ok(());
+                }
                 nix::unistd::dup2(extra_fd, 3)
                     .map(|_| ())
                     .map_err(std::io::Error::from)

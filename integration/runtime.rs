@@ -219,6 +219,19 @@ pub(crate) fn read_console(master: std::os::fd::OwnedFd, needle: &str) -> String
             std::time::Instant::now() < deadline,
             "no {needle:?} on the tty: {seen:?}"
         );
+        // Wait for output with the deadline: a blocking read would wait for
+        // ever on a terminal whose process never writes the needle.
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut fds = [nix::poll::PollFd::new(
+            std::os::fd::AsFd::as_fd(&file),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => panic!("poll the tty: {e}"),
+        }
         match file.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => seen.extend_from_slice(&buf[..n]),
