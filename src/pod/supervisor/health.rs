@@ -146,6 +146,12 @@ impl Supervisor {
     /// events. Hands ended checks on, then starts the probes now due.
     pub(super) fn health_step(&mut self, fired: &[bool]) {
         let ended = self.health.checks.dispatch(fired, Instant::now());
+        // The code a check's end runs (reading and judging the answer) is
+        // given back before the loop sleeps again, as after its start: an
+        // idle supervisor keeps no probe code mapped between periods.
+        if !ended.is_empty() {
+            self.idle_trim_due = true;
+        }
         for (job, outcome) in ended {
             match job {
                 Job::Probe { due, began } => {
