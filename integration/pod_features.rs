@@ -978,6 +978,52 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+/// A container starts with every signal at its default action, whatever the
+/// process that ran `pod run` ignored (a shell's background job ignores SIGINT
+/// and SIGQUIT): else a trap on the stop signal is a no-op and the stop ends
+/// in SIGKILL. Found as a test that failed only under CI's shell.
+#[test]
+fn containers_do_not_inherit_ignored_signals_from_the_launcher() {
+    use std::os::unix::process::CommandExt;
+    let env = PodEnv::new();
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: { name: sigs }
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+    - name: app
+      image: busybox
+      command: ["sh", "-c", "grep SigIgn /proc/self/status; sleep 1000"]
+"#;
+    let path = env.manifest("sigs", yaml);
+    let mut cmd = env.cmd(&["pod", "run", "-d", "-f", path.to_str().unwrap()]);
+    // SAFETY: signal(2) with SIG_IGN in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let out = output_of(&mut cmd);
+    assert!(out.status.success(), "{out:?}");
+    let uid = uid_of(&env.inspect("sigs"));
+    // grep's own mask: busybox sh as PID 1 ignores SIGQUIT for itself, not
+    // for its children; what it was given ignored it passes on.
+    wait_until(
+        "the container's signal mask",
+        Duration::from_secs(10),
+        || env.logs("sigs", "app").contains("SigIgn"),
+    );
+    let line = env.logs("sigs", "app");
+    assert_eq!(line.trim(), "SigIgn:\t0000000000000000", "{line:?}");
+    remove_pod(&env, "sigs", &uid, true);
+    env.finish();
+}
+
 #[test]
 fn the_image_stop_signal_stops_the_container() {
     let env = PodEnv::new();

@@ -145,6 +145,11 @@ fn start_supervisor(folder: &PodFolder, mode: Mode) -> Result<File> {
             let _ = setsid();
             // The static-pod daemon blocks the signals it reads from a signalfd.
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            // Ignored signals survive exec and would reach every container
+            // (a shell's background job ignores SIGINT and SIGQUIT, nohup
+            // SIGHUP): a container whose stop signal is ignored could only
+            // be killed. The supervisor starts from the defaults.
+            default_signal_dispositions();
             let null = File::open("/dev/null").ok();
             // SAFETY: dup2 onto the standard descriptors of this fresh process.
             unsafe {
@@ -161,6 +166,31 @@ fn start_supervisor(folder: &PodFolder, mode: Mode) -> Result<File> {
             unsafe { libc::_exit(1) }
         }
         ForkResult::Parent { .. } => Ok(File::from(read)),
+    }
+}
+
+/// Sets every signal that can be caught (real-time ones too) back to its
+/// default action. For a forked, single-threaded child before it execs or
+/// makes containers.
+pub(crate) fn default_signal_dispositions() {
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // The kernel's struct sigaction: handler SIG_DFL (0), no flags, no
+        // restorer, an empty mask. Raw, as glibc refuses 32 and 33 (its own).
+        let action: [u64; 4] = [0; 4];
+        // SAFETY: rt_sigaction reads a struct we own and writes nothing back;
+        // SIG_DFL installs no handler; the caller is single-threaded.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                action.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
     }
 }
 

@@ -45,6 +45,12 @@ pub(super) fn in_child(work: impl FnOnce() -> Result<i32>) -> Result<i32> {
                 Some(&handled_signals()),
                 None,
             );
+            // Nor ignored: a container whose stop signal is ignored can only be killed.
+            // (SIGPIPE stays ignored here, as Rust set it, so that a broken
+            // pipe is an error to report; the container's init resets it.)
+            crate::pod::launch::default_signal_dispositions();
+            // SAFETY: SIG_IGN installs no handler; the child is single-threaded.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
             let answer = match work() {
                 Ok(n) => format!("ok {n}"),
                 Err(e) => format!("error {}", crate::error::one_line(&e)),
