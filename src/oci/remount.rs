@@ -20,6 +20,7 @@ use oci_spec::runtime::Spec;
 
 use super::error::{Error, Result};
 use crate::error::Context;
+use crate::sys::idmap::MountAttr;
 
 /// One setting for the mount at `destination` (a path in the container).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,15 +154,6 @@ fn in_namespace(ns: &File, root: &File, fixes: &[Fix]) -> std::result::Result<()
         }
     }
     Ok(())
-}
-
-/// The kernel's `struct mount_attr`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
