@@ -54,7 +54,12 @@ def alive(pid):
         os.kill(pid, 0)
     except OSError:
         return False
-    stat = open(f"/proc/{pid}/stat", encoding="utf-8").read() if os.path.exists(f"/proc/{pid}/stat") else ""
+    # The process may be reaped between the kill and the read.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            stat = f.read()
+    except OSError:
+        return False
     return bool(stat) and stat.split(") ")[-1][:1] != "Z"
 
 
