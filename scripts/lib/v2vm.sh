@@ -66,7 +66,8 @@ v2_known_failure_names() {
 }
 
 # The tests of the systemd cgroup driver: they need systemd as PID 1, so they
-# run in a guest of their own (in-v2vm --systemd), not in the pass above.
+# run in a guest of their own (in-v2vm --systemd, with a system bus), after
+# the pass above (scripts/test and scripts/test-v2-full).
 # shellcheck disable=SC2034 # used by the scripts that source this file
 # (ignored on other hosts: they need systemd as PID 1)
 V2_SYSTEMD_TESTS=(

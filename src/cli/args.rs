@@ -135,6 +135,9 @@ pub struct PodSettingsArgs {
     /// Cgroup parent of the pod's cgroups, in every hierarchy (default peapod)
     #[arg(long, env = "PEAPOD_CGROUP_PREFIX", value_parser = cgroup_prefix)]
     pub cgroup_prefix: Option<String>,
+    /// Who makes pods' cgroups: cgroupfs (default) or systemd, slices and scopes (the kubelet's cgroupDriver)
+    #[arg(long, env = "PEAPOD_CGROUP_DRIVER")]
+    pub cgroup_driver: Option<crate::pod::settings::CgroupDriver>,
     /// A container's log is rotated at this size (the kubelet's containerLogMaxSize; default 10Mi)
     #[arg(long, env = "PEAPOD_CONTAINER_LOG_MAX_SIZE", value_parser = crate::pod::settings::parse_size)]
     pub container_log_max_size: Option<u64>,

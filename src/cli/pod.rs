@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use super::args::*;
 use crate::image::registry::RegistryConfigFile;
@@ -14,6 +14,7 @@ use crate::pod::engine::{self, Engine};
 use crate::pod::folder::write_json_atomic;
 use crate::pod::logs;
 use crate::pod::security::{SecurityConfigFile, SecuritySettings};
+use crate::pod::settings::CgroupDriver;
 use crate::pod::status::{self, ContainerState, Phase};
 use crate::pod::supervisor::Mode;
 use crate::pod::Settings;
@@ -72,6 +73,14 @@ pub fn settings(
     }
     if let Some(prefix) = &a.cgroup_prefix {
         settings.cgroup_prefix = prefix.clone();
+    }
+    if let Some(driver) = a.cgroup_driver {
+        // Before any pod is made: a pod half made by a missing systemd would
+        // have to be undone.
+        if driver == CgroupDriver::Systemd && !crate::sys::systemd::booted() {
+            bail!("--cgroup-driver systemd: systemd is not running on this host (no /run/systemd/system)");
+        }
+        settings.cgroup_driver = driver;
     }
     if let Some(size) = a.container_log_max_size {
         settings.container_log_max_size = size;

@@ -75,7 +75,14 @@ fn pod_cgroups_sit_where_the_kubelet_puts_them() {
     assert_eq!(path(BURSTABLE), "/peapod/kubepods/burstable/podu-1");
     assert_eq!(path(BEST_EFFORT), "/peapod/kubepods/besteffort/podu-1");
     assert_eq!(
-        crate::pod::cgroups::container_cgroup("a/b", &pod(BURSTABLE), "web"),
+        crate::pod::cgroups::container_cgroup(
+            &crate::pod::Settings {
+                cgroup_prefix: "a/b".into(),
+                ..Default::default()
+            },
+            &pod(BURSTABLE),
+            "web"
+        ),
         "/a/b/kubepods/burstable/podu-1/web"
     );
 }

@@ -28,6 +28,9 @@ pub struct Settings {
     pub image_store: PathBuf,
     /// The pods' cgroup parent, under each hierarchy.
     pub cgroup_prefix: String,
+    /// Who makes the pods' cgroups: peapod as folders, or systemd as units
+    /// (the kubelet's cgroupDriver).
+    pub cgroup_driver: CgroupDriver,
     /// The first restart back-off (the kubelet's 10 s; tests shorten it).
     #[serde(with = "millis")]
     pub backoff_base: Duration,
@@ -60,6 +63,7 @@ impl Default for Settings {
         Self {
             image_store: PathBuf::from(crate::image::DEFAULT_STORE),
             cgroup_prefix: DEFAULT_CGROUP_PREFIX.into(),
+            cgroup_driver: CgroupDriver::default(),
             backoff_base: Backoff::default().base,
             node_name: default_node_name(),
             network: NetworkSettings::default(),
@@ -69,6 +73,32 @@ impl Default for Settings {
             registry: RegistrySettings::default(),
             image_gc_high_threshold_percent: GcPolicy::default().high_percent,
             image_gc_low_threshold_percent: GcPolicy::default().low_percent,
+        }
+    }
+}
+
+/// The kubelet's `cgroupDriver`: `cgroupfs` makes the pods' cgroups as
+/// folders; `systemd` asks systemd for a slice per pod (and per QoS class)
+/// and a scope per container, as the kubelet and containerd do with
+/// `SystemdCgroup = true`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CgroupDriver {
+    #[default]
+    Cgroupfs,
+    Systemd,
+}
+
+impl std::str::FromStr for CgroupDriver {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "cgroupfs" => Ok(Self::Cgroupfs),
+            "systemd" => Ok(Self::Systemd),
+            _ => Err(format!(
+                "invalid cgroup driver {text:?}: cgroupfs or systemd"
+            )),
         }
     }
 }
@@ -172,10 +202,12 @@ mod tests {
         let settings = Settings {
             backoff_base: Duration::from_millis(250),
             cgroup_prefix: "test-prefix".into(),
+            cgroup_driver: CgroupDriver::Systemd,
             ..Settings::default()
         };
         let text = serde_json::to_string(&settings).unwrap();
         assert!(text.contains("\"backoffBase\":250"), "{text}");
+        assert!(text.contains("\"cgroupDriver\":\"systemd\""), "{text}");
         let back: Settings = serde_json::from_str(&text).unwrap();
         assert_eq!(back, settings);
         assert_eq!(back.backoff().base, Duration::from_millis(250));

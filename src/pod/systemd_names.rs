@@ -4,8 +4,8 @@
 //! dashes), and a container becomes a scope `<prefix>-<id>.scope` in its pod's
 //! slice, written as runc's `slice:prefix:name` cgroupsPath.
 //!
-//! Only the names: the pod engine itself still runs pods with cgroupfs (no
-//! `--cgroup-driver` yet); the runtime and the shim take these forms as given.
+//! Only the names: `cgroups.rs` asks systemd for these units under the
+//! systemd driver (`--cgroup-driver systemd`).
 
 use super::model::Pod;
 use super::qos;

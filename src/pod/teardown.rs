@@ -52,7 +52,7 @@ pub fn release(folder: &PodFolder, pod: &Pod) -> Result<()> {
     }
     // With the leaf cgroups left by a container that died with the
     // supervisor, and any sub-cgroups they made; parents no pod uses go too.
-    if let Err(e) = super::cgroups::remove(folder, &settings.cgroup_prefix, pod) {
+    if let Err(e) = super::cgroups::remove(folder, &settings, pod) {
         problems.push(one_line(&e));
     }
     if !problems.is_empty() {
@@ -67,7 +67,7 @@ pub fn release(folder: &PodFolder, pod: &Pod) -> Result<()> {
 /// After a pod's folder is removed: a pod that never made its cgroup
 /// leaves parents only `release` of another pod, or this, removes.
 pub fn remove_cgroup_parents(folder: &PodFolder, settings: &Settings) {
-    super::cgroups::remove_parents_if_unused(folder, &settings.cgroup_prefix);
+    super::cgroups::remove_parents_if_unused(folder, settings);
 }
 
 /// For a pod no supervisor can take over (it died before it recorded the

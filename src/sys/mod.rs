@@ -3,3 +3,4 @@
 pub mod cgroup;
 pub mod idmap;
 pub mod mountinfo;
+pub mod systemd;

@@ -18,7 +18,7 @@ use crate::error::{one_line, Context};
 use crate::image::{IdMap, Rootfs};
 use crate::oci::console::ConsoleListener;
 use crate::oci::{CreateOptions, Runtime, Stdio};
-use crate::pod::cgroups::{self, container_cgroup};
+use crate::pod::cgroups::{self, container_cgroups_path};
 use crate::pod::downward;
 use crate::pod::error::{Error, Result};
 use crate::pod::events::EventType;
@@ -54,7 +54,7 @@ impl Supervisor {
         self.user_namespace()?;
         volumes::prepare(&self.pod, &self.folder)?;
         // The pod cgroup, with its QoS parents, before any container is made in it.
-        cgroups::create(&self.folder, &self.settings.cgroup_prefix, &self.pod)?;
+        cgroups::create(&self.folder, &self.settings, &self.pod)?;
         self.open_outputs()?;
         self.make_sandbox()
     }
@@ -67,7 +67,7 @@ impl Supervisor {
         let bundle = self.folder.bundle(SANDBOX);
         let idmap = self.user_namespace()?;
         let rootfs = Rootfs::mount_mapped(&self.store, &pause, &bundle, idmap.as_ref())?;
-        let cgroup = container_cgroup(&self.settings.cgroup_prefix, &self.pod, SANDBOX);
+        let cgroup = container_cgroups_path(&self.settings, &self.pod, SANDBOX);
         let oom = qos::clamp_oom_score_adj(qos::SANDBOX_OOM_SCORE_ADJ, qos::oom_score_floor());
         let mut spec = sandbox_spec(&self.pod, &self.folder, &rootfs.path(), &cgroup, netns, oom)?;
         if cgroup_v2() {
@@ -136,7 +136,7 @@ impl Supervisor {
             .map_err(|e| Create(one_line(&e)))?;
         self.give_pod_files(name)
             .map_err(|e| Create(one_line(&e)))?;
-        let cgroup = container_cgroup(&self.settings.cgroup_prefix, &self.pod, name);
+        let cgroup = container_cgroups_path(&self.settings, &self.pod, name);
         // The kubelet's score, raised where this host cannot lower scores.
         let oom = qos::clamp_oom_score_adj(
             qos::oom_score_adj(&self.pod, &c, qos::memory_capacity()),
@@ -208,6 +208,11 @@ impl Supervisor {
     /// Removes a container's OCI state and cgroup (its logs stay).
     pub(super) fn delete_container(&self, id: &str) {
         let _ = in_child(|| Ok(self.runtime.delete(id, true).map(|()| 0)?));
+        // A systemd scope is gone when this returns, so the next run can
+        // take its name.
+        if let Err(e) = cgroups::forget_container(&self.settings, &self.pod, id) {
+            tracing::warn!("{}", one_line(&e));
+        }
     }
 
     /// What a container that ended left in its terminationMessagePath (at most

@@ -46,7 +46,7 @@ use super::folder::{PodFolder, ResolvedImage, StatusFile, SANDBOX};
 use super::lifecycle::{Action, Input, Lifecycle, Now, StopSignal};
 use super::logs::{LogWriter, Stream};
 use super::model::{Container, Pod};
-use super::settings::Settings;
+use super::settings::{CgroupDriver, Settings};
 use super::status::Phase;
 use super::teardown;
 use crate::error::{one_line, Context};
@@ -64,6 +64,9 @@ pub struct Supervisor {
     sandbox_pid: Option<i32>,
     /// Running container processes: host pid -> container name.
     running: HashMap<i32, String>,
+    /// Under the systemd driver: the pod cgroup's OOM kills already put down
+    /// to a container (`processes.rs`).
+    pod_oom_kills: u64,
     outputs: Vec<Output>,
     /// Each container's current log file (the run being written).
     logs: HashMap<String, LogWriter>,
@@ -138,8 +141,15 @@ impl Supervisor {
         let pod = folder.pod()?;
         let images = folder.images()?;
         let store = ImageStore::open(&settings.image_store)?;
-        let runtime = Runtime::new(&folder.oci_root(), false)?;
+        // Containers are made as systemd scopes under the systemd driver; a
+        // container records which, so other verbs need not be told.
+        let systemd = settings.cgroup_driver == CgroupDriver::Systemd;
+        let runtime = Runtime::new(&folder.oci_root(), systemd)?;
         let lifecycle = Lifecycle::new(&pod, settings.backoff());
+        // An adopted pod's past kills were someone else's to count.
+        let pod_oom_kills = crate::sys::cgroup::Layout::host()
+            .cgroup(crate::pod::cgroups::pod_cgroup(&settings, &pod))
+            .oom_kills();
         let health = HealthWork::new(&pod);
         let events = EventLog::open(&folder.events_file());
         let settings_backoff = settings.pull_backoff();
@@ -153,6 +163,7 @@ impl Supervisor {
             lifecycle,
             sandbox_pid: None,
             running: HashMap::new(),
+            pod_oom_kills,
             outputs: vec![],
             logs: HashMap::new(),
             health,

@@ -9,10 +9,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use super::output::LogRun;
 use super::{now, Supervisor};
-use crate::pod::cgroups::container_cgroup;
+use crate::pod::cgroups::{container_cgroup, pod_cgroup};
 use crate::pod::error::{Error, Result};
 use crate::pod::exits::{Exit, ExitEvents};
 use crate::pod::lifecycle::{Input, Lifecycle};
+use crate::pod::settings::CgroupDriver;
 
 /// How long an adopted process's exit event may come after its pidfd woke.
 const EXIT_EVENT_PATIENCE: Duration = Duration::from_millis(200);
@@ -163,6 +164,29 @@ impl Supervisor {
         }
     }
 
+    /// Whether the OOM killer ended this run of `name`. Each run has a fresh
+    /// cgroup, so any kill counted there was in this run. Under the systemd
+    /// driver the scope's cgroup may be gone already (systemd removes it when
+    /// its last process ends), so a kill the pod cgroup counted that no
+    /// container was given yet goes to a container that died of SIGKILL.
+    fn oom_killed(&mut self, name: &str, signal: Option<i32>) -> bool {
+        let layout = crate::sys::cgroup::Layout::host();
+        let own = layout
+            .cgroup(container_cgroup(&self.settings, &self.pod, name))
+            .oom_kills();
+        if self.settings.cgroup_driver != CgroupDriver::Systemd {
+            return own > 0;
+        }
+        let pod = layout
+            .cgroup(pod_cgroup(&self.settings, &self.pod))
+            .oom_kills();
+        let killed = own > 0 || (signal == Some(libc::SIGKILL) && pod > self.pod_oom_kills);
+        if killed {
+            self.pod_oom_kills = (self.pod_oom_kills + own.max(1)).min(pod);
+        }
+        killed
+    }
+
     /// A process of the pod ended, with its exit code and signal if it was our
     /// child. Returns true once the pod is done (the sandbox is gone).
     fn process_ended(&mut self, pid: i32, exit: Option<(i32, Option<i32>)>) -> bool {
@@ -183,12 +207,7 @@ impl Supervisor {
             self.drain_outputs(&name);
             // Its terminal ends with the run.
             self.outputs.retain(|o| !(o.tty && o.container == name));
-            // Each run has a fresh cgroup, so any OOM kill in it was in this run.
-            let cgroup = container_cgroup(&self.settings.cgroup_prefix, &self.pod, &name);
-            let oom_killed = crate::sys::cgroup::Layout::host()
-                .cgroup(&cgroup)
-                .oom_kills()
-                > 0;
+            let oom_killed = self.oom_killed(&name, exit.and_then(|(_, signal)| signal));
             // The exited container's cgroup and state go now; its logs stay.
             self.delete_container(&name);
             let input = match exit {
