@@ -83,6 +83,25 @@ impl PodEnv {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `pod exec POD -c CONTAINER -- ARGS…`, success or not.
+    pub(crate) fn exec(&self, pod: &str, container: &str, args: &[&str]) -> Output {
+        let mut all = vec!["pod", "exec", pod, "-c", container, "--"];
+        all.extend_from_slice(args);
+        self.peapod(&all)
+    }
+
+    /// `exec`, which must succeed: its stdout.
+    pub(crate) fn exec_ok(&self, pod: &str, container: &str, args: &[&str]) -> String {
+        let out = self.exec(pod, container, args);
+        assert!(
+            out.status.success(),
+            "exec {args:?} in {pod}/{container}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub(crate) fn manifest(&self, name: &str, yaml: &str) -> PathBuf {
         let path = self.work.path().join(format!("{name}.yaml"));
         std::fs::write(&path, yaml).unwrap();

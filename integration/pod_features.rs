@@ -37,20 +37,6 @@ fn remove_pod(env: &PodEnv, name: &str, uid: &str, force: bool) {
     assert!(left.is_empty(), "cgroups of pod {name} left: {left:?}");
 }
 
-/// `pod exec NAME -c C -- args…`, which must succeed; its stdout.
-fn exec(env: &PodEnv, pod: &str, container: &str, args: &[&str]) -> String {
-    let mut all = vec!["pod", "exec", pod, "-c", container, "--"];
-    all.extend_from_slice(args);
-    env.ok(&all)
-}
-
-/// `pod exec` that may fail: its output.
-fn try_exec(env: &PodEnv, pod: &str, container: &str, args: &[&str]) -> Output {
-    let mut all = vec!["pod", "exec", pod, "-c", container, "--"];
-    all.extend_from_slice(args);
-    env.peapod(&all)
-}
-
 /// The value of a `Key:\tvalue` line of a /proc/<pid>/status text.
 fn status_field(status: &str, key: &str) -> String {
     status
@@ -273,13 +259,13 @@ spec:
         );
         assert_ne!(ns_inode(pid, "mnt"), ns_inode(sandbox, "mnt"));
     }
-    let ps = exec(&env, "sharepid", "one", &["ps", "-o", "pid,args"]);
+    let ps = env.exec_ok("sharepid", "one", &["ps", "-o", "pid,args"]);
     assert!(ps.contains("sleep 3002"), "one does not see two: {ps}");
     assert!(ps.contains("/pause"), "one does not see the pause: {ps}");
-    let ps = exec(&env, "sharepid", "two", &["ps", "-o", "pid,args"]);
+    let ps = env.exec_ok("sharepid", "two", &["ps", "-o", "pid,args"]);
     assert!(ps.contains("sleep 3001"), "two does not see one: {ps}");
     for name in ["one", "two"] {
-        let cmdline = exec(&env, "sharepid", name, &["cat", "/proc/1/cmdline"]);
+        let cmdline = env.exec_ok("sharepid", name, &["cat", "/proc/1/cmdline"]);
         assert_eq!(
             cmdline.trim_end_matches('\0'),
             "/pause",
@@ -586,10 +572,10 @@ spec:
     env.wait_phase("vols", "Running", false);
     assert!(created.is_dir(), "DirectoryOrCreate made no host folder");
     wait_until("a wrote to the cache", Duration::from_secs(10), || {
-        try_exec(&env, "vols", "b", &["cat", "/cache/hello"]).stdout == b"hello-from-a\n"
+        env.exec("vols", "b", &["cat", "/cache/hello"]).stdout == b"hello-from-a\n"
     });
     for name in ["a", "b"] {
-        let mounts = exec(&env, "vols", name, &["cat", "/proc/mounts"]);
+        let mounts = env.exec_ok("vols", name, &["cat", "/proc/mounts"]);
         let cache = mounts
             .lines()
             .find(|l| l.split_whitespace().nth(1) == Some("/cache"))
@@ -601,35 +587,34 @@ spec:
         );
     }
     // The memory emptyDir is one tmpfs for the pod, written by b and read by a too.
-    exec(
-        &env,
-        "vols",
-        "b",
-        &["sh", "-c", "echo from-b > /cache/back"],
+    env.exec_ok("vols", "b", &["sh", "-c", "echo from-b > /cache/back"]);
+    assert_eq!(
+        env.exec_ok("vols", "a", &["cat", "/cache/back"]),
+        "from-b\n"
     );
-    assert_eq!(exec(&env, "vols", "a", &["cat", "/cache/back"]), "from-b\n");
 
     // hostPath, read-only: reads work, writes fail and reach nothing.
     assert_eq!(
-        exec(&env, "vols", "a", &["cat", "/host/data.txt"]),
+        env.exec_ok("vols", "a", &["cat", "/host/data.txt"]),
         "from-the-host\n"
     );
-    let write = try_exec(&env, "vols", "a", &["touch", "/host/new"]);
+    let write = env.exec("vols", "a", &["touch", "/host/new"]);
     assert!(!write.status.success(), "wrote to a read-only hostPath");
     assert!(!host.join("new").exists());
     // subPath of a hostPath: only the subfolder, read-only too.
     assert_eq!(
-        exec(&env, "vols", "a", &["cat", "/inner/inner.txt"]),
+        env.exec_ok("vols", "a", &["cat", "/inner/inner.txt"]),
         "inner-file\n"
     );
-    let listing = exec(&env, "vols", "a", &["ls", "/inner"]);
+    let listing = env.exec_ok("vols", "a", &["ls", "/inner"]);
     assert_eq!(listing.trim(), "inner.txt");
-    assert!(!try_exec(&env, "vols", "a", &["touch", "/inner/new"])
+    assert!(!env
+        .exec("vols", "a", &["touch", "/inner/new"])
         .status
         .success());
 
     // DirectoryOrCreate: the folder made on the host is the one mounted, read-write.
-    exec(&env, "vols", "a", &["sh", "-c", "echo made > /made/file"]);
+    env.exec_ok("vols", "a", &["sh", "-c", "echo made > /made/file"]);
     assert_eq!(
         std::fs::read_to_string(created.join("file")).unwrap(),
         "made\n"
@@ -683,11 +668,12 @@ spec:
                 w["state"]["terminated"].is_null() && w["restartCount"] == 0,
                 "writer failed: {w}"
             );
-            try_exec(&env, "subpath", "reader", &["cat", "/data/deep/dir/file"]).stdout
+            env.exec("subpath", "reader", &["cat", "/data/deep/dir/file"])
+                .stdout
                 == b"through-sub-path\n"
         },
     );
-    let listing = exec(&env, "subpath", "writer", &["ls", "/sub"]);
+    let listing = env.exec_ok("subpath", "writer", &["ls", "/sub"]);
     assert_eq!(listing.trim(), "file", "only the subfolder is mounted");
     env.ok(&["pod", "stop", "subpath"]);
     remove_pod(&env, "subpath", &uid, false);
@@ -844,7 +830,7 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
     // Without -t, no terminal.
-    let plain = try_exec(&env, "term", "shell", &["tty"]);
+    let plain = env.exec("term", "shell", &["tty"]);
     assert!(!plain.status.success());
     assert_eq!(String::from_utf8_lossy(&plain.stdout).trim(), "not a tty");
     env.ok(&["pod", "stop", "term"]);

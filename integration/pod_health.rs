@@ -57,12 +57,6 @@ fn describe(env: &PodEnv, pod: &str) -> String {
     env.ok(&["pod", "describe", pod])
 }
 
-fn exec(env: &PodEnv, pod: &str, c: &str, cmd: &[&str]) {
-    let mut args = vec!["pod", "exec", pod, "-c", c, "--"];
-    args.extend_from_slice(cmd);
-    env.ok(&args);
-}
-
 fn uid(status: &Value) -> String {
     status["metadata"]["uid"].as_str().unwrap().to_string()
 }
@@ -175,17 +169,12 @@ spec:
         );
     };
     wait_ready(false, true, "1/2");
-    exec(&env, "ready", "app", &["touch", "/tmp/ready"]);
+    env.exec_ok("ready", "app", &["touch", "/tmp/ready"]);
     wait_ready(true, true, "2/2");
     assert_eq!(condition(&env.inspect("ready"), "ContainersReady"), "True");
-    exec(
-        &env,
-        "ready",
-        "tcp",
-        &["sh", "-c", "kill $(cat /tmp/nc.pid)"],
-    );
+    env.exec_ok("ready", "tcp", &["sh", "-c", "kill $(cat /tmp/nc.pid)"]);
     wait_ready(true, false, "1/2");
-    exec(&env, "ready", "app", &["rm", "/tmp/ready"]);
+    env.exec_ok("ready", "app", &["rm", "/tmp/ready"]);
     wait_ready(false, false, "0/2");
     let text = describe(&env, "ready");
     assert!(
@@ -223,7 +212,7 @@ spec:
         assert_eq!(app["started"], false, "{app}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    exec(&env, "slow", "app", &["touch", "/tmp/started"]);
+    env.exec_ok("slow", "app", &["touch", "/tmp/started"]);
     wait_until("the liveness kill", Duration::from_secs(20), || {
         restarts(&env, "slow", "app") >= 1
     });
@@ -269,7 +258,7 @@ spec:
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    exec(&env, "gate", "side", &["touch", "/tmp/up"]);
+    env.exec_ok("gate", "side", &["touch", "/tmp/up"]);
     env.wait_phase("gate", "Running", false);
     let s = env.inspect("gate");
     assert_eq!(container(&s, "init")["state"]["terminated"]["exitCode"], 0);

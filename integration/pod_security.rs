@@ -3,29 +3,11 @@
 //! fsGroup on emptyDir volumes and the container's groups.
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Output;
 
 use crate::common::*;
 use crate::pod::PodEnv;
 
 const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
-
-fn exec(env: &PodEnv, pod: &str, container: &str, args: &[&str]) -> Output {
-    let mut all = vec!["pod", "exec", pod, "-c", container, "--"];
-    all.extend_from_slice(args);
-    env.peapod(&all)
-}
-
-fn exec_ok(env: &PodEnv, pod: &str, container: &str, args: &[&str]) -> String {
-    let out = exec(env, pod, container, args);
-    assert!(
-        out.status.success(),
-        "exec {args:?} in {pod}/{container}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn seccomp_mode(status: &str) -> String {
     status
@@ -100,7 +82,7 @@ spec:
             .unwrap_or_else(|| panic!("{name}: {pids}"));
         let init = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
         assert_eq!(seccomp_mode(&init), want, "{name}'s init");
-        let own = exec_ok(&env, "filtered", name, &["cat", "/proc/self/status"]);
+        let own = env.exec_ok("filtered", name, &["cat", "/proc/self/status"]);
         assert_eq!(seccomp_mode(&own), want, "an exec in {name}");
     }
     // The sandbox runs under the pod's profile too.
@@ -109,23 +91,21 @@ spec:
     assert_eq!(seccomp_mode(&status), "2", "the sandbox");
 
     // unshare(CLONE_NEWUSER) needs no capability: only the filter refuses it.
-    let out = exec(&env, "filtered", "plain", &["unshare", "-U", "true"]);
+    let out = env.exec("filtered", "plain", &["unshare", "-U", "true"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("Operation not permitted"),
         "{err}"
     );
-    exec_ok(&env, "filtered", "open", &["unshare", "-U", "true"]);
+    env.exec_ok("filtered", "open", &["unshare", "-U", "true"]);
 
-    let page = exec_ok(
-        &env,
+    let page = env.exec_ok(
         "filtered",
         "plain",
         &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"],
     );
     assert_eq!(page.trim(), "hello");
-    exec_ok(
-        &env,
+    env.exec_ok(
         "filtered",
         "plain",
         &["sh", "-c", "ls / >/dev/null && sleep 0 && date"],
@@ -184,16 +164,16 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
     env.wait_phase("local", "Running", false);
-    let status = exec_ok(&env, "local", "defaulted", &["cat", "/proc/self/status"]);
+    let status = env.exec_ok("local", "defaulted", &["cat", "/proc/self/status"]);
     assert_eq!(seccomp_mode(&status), "2", "seccompDefault");
-    let out = exec(&env, "local", "nomkdir", &["mkdir", "/tmp/made"]);
+    let out = env.exec("local", "nomkdir", &["mkdir", "/tmp/made"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("Operation not permitted"),
         "{err}"
     );
-    exec_ok(&env, "local", "nomkdir", &["touch", "/tmp/file"]);
-    exec_ok(&env, "local", "defaulted", &["mkdir", "/tmp/made"]);
+    env.exec_ok("local", "nomkdir", &["touch", "/tmp/file"]);
+    env.exec_ok("local", "defaulted", &["mkdir", "/tmp/made"]);
     env.ok(&["pod", "rm", "--force", "local"]);
 
     let escape = yaml.replace("team/no-mkdir.json", "escape.json");
@@ -244,7 +224,7 @@ spec:
     let safe = "{name: kernel.shm_rmid_forced, value: '1'}, {name: net.ipv4.ip_unprivileged_port_start, value: '80'}";
     env.run("safe", &yaml("safe", safe, false));
     env.wait_phase("safe", "Running", false);
-    let read = |pod: &str, path: &str| exec_ok(&env, pod, "c", &["cat", path]).trim().to_string();
+    let read = |pod: &str, path: &str| env.exec_ok(pod, "c", &["cat", path]).trim().to_string();
     assert_eq!(read("safe", "/proc/sys/kernel/shm_rmid_forced"), "1");
     assert_eq!(
         read("safe", "/proc/sys/net/ipv4/ip_unprivileged_port_start"),
@@ -330,17 +310,16 @@ spec:
     );
     env.run("groups", &yaml);
     env.wait_phase("groups", "Running", false);
-    let ids = exec_ok(&env, "groups", "c", &["id"]);
+    let ids = env.exec_ok("groups", "c", &["id"]);
     assert!(ids.starts_with("uid=1000(app) gid=3000"), "{ids}");
-    let groups = exec_ok(&env, "groups", "c", &["id", "-G"]);
+    let groups = env.exec_ok("groups", "c", &["id", "-G"]);
     let mut groups: Vec<u32> = groups
         .split_whitespace()
         .map(|g| g.parse().unwrap())
         .collect();
     groups.sort();
     assert_eq!(groups, [2000, 3000, 4000]);
-    let made = exec_ok(
-        &env,
+    let made = env.exec_ok(
         "groups",
         "c",
         &[
@@ -378,7 +357,7 @@ spec:
     let groups_of = |yaml: &str| {
         env.run("groups", yaml);
         env.wait_phase("groups", "Running", false);
-        let text = exec_ok(&env, "groups", "c", &["id", "-G"]);
+        let text = env.exec_ok("groups", "c", &["id", "-G"]);
         env.ok(&["pod", "rm", "--force", "groups"]);
         let mut groups: Vec<u32> = text
             .split_whitespace()

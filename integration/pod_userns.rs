@@ -3,30 +3,12 @@
 //! container is not root on the host; `procMount: Unmasked` only there.
 
 use std::os::unix::fs::MetadataExt;
-use std::process::Output;
 use std::time::Duration;
 
 use crate::common::*;
 use crate::pod::PodEnv;
 
 const SLEEP: &str = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
-
-fn exec(env: &PodEnv, pod: &str, container: &str, args: &[&str]) -> Output {
-    let mut all = vec!["pod", "exec", pod, "-c", container, "--"];
-    all.extend_from_slice(args);
-    env.peapod(&all)
-}
-
-fn exec_ok(env: &PodEnv, pod: &str, container: &str, args: &[&str]) -> String {
-    let out = exec(env, pod, container, args);
-    assert!(
-        out.status.success(),
-        "exec {args:?} in {pod}/{container}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn userns_pod(name: &str, host: &str, extra: &str) -> String {
     format!(
@@ -92,16 +74,10 @@ fn pods_get_their_own_id_ranges_and_root_is_not_the_hosts() {
     let uid_one = one["metadata"]["uid"].as_str().unwrap().to_string();
     let uid_two = two["metadata"]["uid"].as_str().unwrap().to_string();
 
-    let map = exec_ok(&env, "one", "a", &["cat", "/proc/self/uid_map"]);
+    let map = env.exec_ok("one", "a", &["cat", "/proc/self/uid_map"]);
     let base = mapped_base(&map);
-    assert_eq!(
-        exec_ok(&env, "one", "a", &["cat", "/proc/self/gid_map"]),
-        map
-    );
-    assert_eq!(
-        exec_ok(&env, "one", "b", &["cat", "/proc/self/uid_map"]),
-        map
-    );
+    assert_eq!(env.exec_ok("one", "a", &["cat", "/proc/self/gid_map"]), map);
+    assert_eq!(env.exec_ok("one", "b", &["cat", "/proc/self/uid_map"]), map);
     wait_until("the containers' pids", Duration::from_secs(10), || {
         let p = env.pids(&uid_one);
         ["a", "b"].iter().all(|c| p[c].is_i64())
@@ -127,39 +103,37 @@ fn pods_get_their_own_id_ranges_and_root_is_not_the_hosts() {
         ns_inode(sandbox as i32, "user"),
         ns_inode(std::process::id() as i32, "user")
     );
-    let other = mapped_base(&exec_ok(&env, "two", "a", &["cat", "/proc/self/uid_map"]));
+    let other = mapped_base(&env.exec_ok("two", "a", &["cat", "/proc/self/uid_map"]));
     assert_ne!(base, other, "two pods share a range");
     // fsGroup in a user namespace: the container's group 2000, the host's other + 2000.
-    let group = exec_ok(&env, "two", "a", &["stat", "-c", "%g", "/scratch"]);
+    let group = env.exec_ok("two", "a", &["stat", "-c", "%g", "/scratch"]);
     assert_eq!(group, "2000\n");
     let dir = std::fs::metadata(env.pod_dir(&uid_two).join("volumes/scratch")).unwrap();
     assert_eq!(dir.gid(), other + 2000);
-    exec_ok(&env, "two", "b", &["sh", "-c", "id -G | grep -qw 2000"]);
+    env.exec_ok("two", "b", &["sh", "-c", "id -G | grep -qw 2000"]);
 
     // emptyDir: the container's root makes files owned by the pod's host root.
-    exec_ok(&env, "one", "a", &["sh", "-c", "echo hi > /scratch/made"]);
+    env.exec_ok("one", "a", &["sh", "-c", "echo hi > /scratch/made"]);
     let scratch = env.pod_dir(&uid_one).join("volumes/scratch/made");
     let meta = std::fs::metadata(&scratch).unwrap_or_else(|e| panic!("{}: {e}", scratch.display()));
     assert_eq!((meta.uid(), meta.gid()), (base, base));
     // A subPath folder the engine made there is root's too.
-    exec_ok(&env, "one", "a", &["touch", "/sub/made"]);
+    env.exec_ok("one", "a", &["touch", "/sub/made"]);
     assert_eq!(
-        exec_ok(&env, "one", "b", &["stat", "-c", "%u:%g", "/scratch/made"]),
+        env.exec_ok("one", "b", &["stat", "-c", "%u:%g", "/scratch/made"]),
         "0:0\n"
     );
     // The image is seen as root's, and root writes its own rootfs.
     assert_eq!(
-        exec_ok(&env, "one", "a", &["stat", "-c", "%u:%g", "/bin/sh"]),
+        env.exec_ok("one", "a", &["stat", "-c", "%u:%g", "/bin/sh"]),
         "0:0\n"
     );
-    exec_ok(
-        &env,
+    env.exec_ok(
         "one",
         "a",
         &["sh", "-c", "echo x > /etc/new && echo y >> /etc/passwd"],
     );
-    exec_ok(
-        &env,
+    env.exec_ok(
         "one",
         "a",
         &["sh", "-c", "echo 127.0.0.2 extra >> /etc/hosts"],
@@ -167,16 +141,10 @@ fn pods_get_their_own_id_ranges_and_root_is_not_the_hosts() {
 
     // hostPath: a file of the host's root is nobody's in the container and stays unwritable.
     assert_eq!(
-        exec_ok(
-            &env,
-            "one",
-            "a",
-            &["stat", "-c", "%u", "/host/owned-by-root"]
-        ),
+        env.exec_ok("one", "a", &["stat", "-c", "%u", "/host/owned-by-root"]),
         "65534\n"
     );
-    let write = exec(
-        &env,
+    let write = env.exec(
         "one",
         "a",
         &["sh", "-c", "echo pwned > /host/owned-by-root"],
@@ -191,8 +159,8 @@ fn pods_get_their_own_id_ranges_and_root_is_not_the_hosts() {
     );
 
     // procMount: Unmasked: a has /proc as the kernel shows it, b the masked one.
-    let mounts_a = exec_ok(&env, "one", "a", &["cat", "/proc/self/mountinfo"]);
-    let mounts_b = exec_ok(&env, "one", "b", &["cat", "/proc/self/mountinfo"]);
+    let mounts_a = env.exec_ok("one", "a", &["cat", "/proc/self/mountinfo"]);
+    let mounts_b = env.exec_ok("one", "b", &["cat", "/proc/self/mountinfo"]);
     let masks = |m: &str| {
         let points: Vec<&str> = m
             .lines()
@@ -229,7 +197,7 @@ fn pods_get_their_own_id_ranges_and_root_is_not_the_hosts() {
         &userns_pod("three", &host.display().to_string(), ""),
     );
     env.wait_phase("three", "Running", false);
-    let again = mapped_base(&exec_ok(&env, "three", "a", &["cat", "/proc/self/uid_map"]));
+    let again = mapped_base(&env.exec_ok("three", "a", &["cat", "/proc/self/uid_map"]));
     assert_eq!(
         again,
         base.min(other),

@@ -160,15 +160,7 @@ fn pin_new(target: &Path, userns: Option<i32>) -> Result<(), NetnsError> {
             let step = i32::from_ne_bytes(report[..4].try_into().expect("4 bytes"));
             let parent_pin = match (userns, got, step) {
                 (Some(_), 8, 0) => {
-                    let source = PathBuf::from(format!("/proc/{child}/ns/net"));
-                    nix::mount::mount(
-                        Some(&source),
-                        target,
-                        None::<&str>,
-                        nix::mount::MsFlags::MS_BIND,
-                        None::<&str>,
-                    )
-                    .map_err(|e| io(STEPS[2], target)(e.into()))
+                    pin_of(child.as_raw(), "net", target).map_err(io(STEPS[2], target))
                 }
                 _ => Ok(()),
             };
@@ -192,6 +184,20 @@ fn pin_new(target: &Path, userns: Option<i32>) -> Result<(), NetnsError> {
             }
         }
     }
+}
+
+/// Pins the namespace `kind` (`net`, `user`) of process `pid` on `target`:
+/// a bind mount of its nsfs file, which holds the namespace while it lasts.
+pub fn pin_of(pid: i32, kind: &str, target: &Path) -> std::io::Result<()> {
+    let source = PathBuf::from(format!("/proc/{pid}/ns/{kind}"));
+    nix::mount::mount(
+        Some(&source),
+        target,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(Into::into)
 }
 
 /// The child's work; the error is (step, errno). Only system calls.

@@ -211,15 +211,7 @@ fn map_and_pin(pid: i32, target: &Path, range: IdRange) -> Result<(), UsernsErro
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         fs::write(&path, range.map_line()).map_err(io("write", &path))?;
     }
-    let source = PathBuf::from(format!("/proc/{pid}/ns/user"));
-    nix::mount::mount(
-        Some(&source),
-        target,
-        None::<&str>,
-        nix::mount::MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(|e| io("bind-mount", target)(e.into()))
+    netns::pin_of(pid, "user", target).map_err(io("bind-mount", target))
 }
 
 /// Gives `path` (not followed if a link) to the pod's range: `id` is the
