@@ -342,3 +342,78 @@ fn pods_starting_and_stopping_together_share_the_qos_parents_safely() {
     );
     env.finish();
 }
+
+/// Whether containers' hugetlb limits can be set here, as peapod decides
+/// (`Layout::hugetlb_limits`): a pure cgroup v2 tree offering hugetlb (the
+/// v2 guest), or a v1 hugetlb hierarchy. This host has neither.
+fn hugetlb_limited() -> bool {
+    let controllers = |dir: &Path| read(&dir.join("cgroup.controllers"));
+    if unified() {
+        return cgroup_mounts().iter().any(|m| {
+            m.join("cgroup.controllers").exists()
+                && controllers(m).split(' ').any(|c| c == "hugetlb")
+        });
+    }
+    cgroup_mounts()
+        .iter()
+        .any(|m| m.join("hugetlb.2MB.limit_in_bytes").exists())
+}
+
+/// hugepages as the kubelet limits them where hugetlb is: the container's
+/// cgroup gets its `hugepages-2Mi` limit and 0 for every other size of the
+/// host (GetHugepageLimitsFromResources), the pod cgroup the pod's sum
+/// (ResourceConfigForPod's HugePageLimit). Where they cannot be set (this
+/// host), the pod still runs and its events say so.
+#[test]
+fn hugepages_limit_the_pod_and_container_cgroups_where_hugetlb_is() {
+    let env = PodEnv::new();
+    let yaml = manifest(
+        "huge",
+        &format!(
+            "  containers:\n{}{}",
+            container("a", "limits: {cpu: 100m, memory: 32Mi, hugepages-2Mi: 4Mi}"),
+            container("b", "limits: {cpu: 100m, memory: 32Mi, hugepages-2Mi: 2Mi}")
+        ),
+    );
+    env.run("huge", &yaml);
+    let pod = env.wait_phase("huge", "Running", false);
+    let uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    wait_until("both containers running", Duration::from_secs(30), || {
+        let pids = env.pids(&uid);
+        pids["a"].is_i64() && pids["b"].is_i64()
+    });
+    let events = env.ok(&["pod", "describe", "huge"]);
+    if !hugetlb_limited() {
+        assert!(
+            events.contains("HugePagesNotLimited"),
+            "no warning that hugepages are not limited: {events}"
+        );
+        env.finish();
+        return;
+    }
+    assert!(!events.contains("HugePagesNotLimited"), "{events}");
+    let pod_cgroup = format!("/{}/kubepods/pod{uid}", env.prefix);
+    let gigantic = Path::new("/sys/kernel/mm/hugepages/hugepages-1048576kB").exists();
+    for (dir, bytes) in [
+        (pod_cgroup.clone(), 6u64 << 20),
+        (format!("{pod_cgroup}/a"), 4 << 20),
+        (format!("{pod_cgroup}/b"), 2 << 20),
+    ] {
+        let d = with_file(&dir, "hugetlb.2MB.max")
+            .or_else(|| with_file(&dir, "hugetlb.2MB.limit_in_bytes"))
+            .unwrap_or_else(|| panic!("{dir}: no hugetlb files"));
+        let limit = |size: &str| {
+            let v2 = d.join(format!("hugetlb.{size}.max"));
+            read(&if v2.exists() {
+                v2
+            } else {
+                d.join(format!("hugetlb.{size}.limit_in_bytes"))
+            })
+        };
+        assert_eq!(limit("2MB"), bytes.to_string(), "{dir}");
+        if gigantic {
+            assert_eq!(limit("1GB"), "0", "{dir}: a size not asked for");
+        }
+    }
+    env.finish();
+}

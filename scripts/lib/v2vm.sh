@@ -26,8 +26,10 @@ V2_CI_TESTS=(
 	# OOM kill seen through memory.events
 	pod_features::a_container_killed_for_memory_is_oom_killed_and_a_clean_exit_is_not
 	# QoS: the kubelet's kubepods tree, cpu.weight/cpu.max/memory.max of pod
-	# and containers, oom_score_adj, qosClass, parents gone with the last pod
+	# and containers, oom_score_adj, qosClass, parents gone with the last pod;
+	# hugetlb.SIZE.max of pod and containers
 	qos::qos_classes_shape_the_cgroup_tree_shares_limits_and_oom_scores
+	qos::hugepages_limit_the_pod_and_container_cgroups_where_hugetlb_is
 	qos::pods_starting_and_stopping_together_share_the_qos_parents_safely
 	# memory pressure under kubepods: the OOM killer takes BestEffort, not Guaranteed
 	qos_oom::under_memory_pressure_the_best_effort_container_is_oom_killed_first

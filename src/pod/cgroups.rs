@@ -78,6 +78,15 @@ fn scope_name(pod: &Pod, leaf: &str) -> String {
     systemd::unit_name_part(&format!("{}-{leaf}", pod.uid))
 }
 
+/// The host's huge page sizes, where pods' and containers' hugetlb limits
+/// are set: with cgroupfs, where libcontainer can set them too (see
+/// `Layout::hugetlb_limits`). systemd has no hugetlb properties and
+/// libcontainer's systemd manager sets none, so not under systemd.
+pub fn hugetlb_page_sizes(settings: &Settings) -> Option<Vec<u64>> {
+    (settings.cgroup_driver == CgroupDriver::Cgroupfs && Layout::host().hugetlb_limits())
+        .then(crate::sys::cgroup::hugepage_sizes)
+}
+
 /// With systemd: waits until the scope of a container just deleted is gone,
 /// so the next run can take its name. Nothing to do with cgroupfs.
 pub fn forget_container(settings: &Settings, pod: &Pod, leaf: &str) -> Result<()> {
@@ -149,7 +158,7 @@ pub fn create(folder: &PodFolder, settings: &Settings, pod: &Pod) -> Result<()> 
     }
     made(
         &qos::pod_cgroup(prefix, pod),
-        &qos::pod_limits(pod).cgroup_limits(),
+        &qos::pod_limits(pod).cgroup_limits(hugetlb_page_sizes(settings).as_deref()),
     )
 }
 
@@ -364,7 +373,7 @@ mod tests {
     // the shares on v2 (CPUShares on v1), the quota per second, MemoryMax.
     #[test]
     fn a_pod_slice_carries_the_pods_limits_as_unit_properties() {
-        let limits = qos::pod_limits(&burstable_pod()).cgroup_limits();
+        let limits = qos::pod_limits(&burstable_pod()).cgroup_limits(None);
         let props = slice_properties(&limits, true, "d");
         let get = |name: &str| props.iter().find(|p| p.name() == name).cloned();
         // 250m -> 256 shares -> weight 35 (runc 1.3.2's conversion).

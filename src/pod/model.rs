@@ -233,6 +233,9 @@ pub struct Resources {
     pub memory_limit_bytes: Option<i64>,
     pub cpu_request_millis: Option<u64>,
     pub memory_request_bytes: Option<i64>,
+    /// `hugepages-<size>` limits (= requests): page size in bytes -> bytes.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub hugepage_limits: std::collections::BTreeMap<u64, u64>,
 }
 
 impl Resources {

@@ -138,12 +138,14 @@ pub fn cpu_quota(limit_millis: Option<u64>) -> Option<i64> {
 }
 
 /// What the pod's cgroup carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PodLimits {
     pub cpu_shares: u64,
     /// cfs quota per `CPU_PERIOD`, if the pod's cpu is limited.
     pub cpu_quota: Option<i64>,
     pub memory_bytes: Option<i64>,
+    /// Huge pages by page size (bytes), summed as the other requests.
+    pub hugepages: std::collections::BTreeMap<u64, u64>,
 }
 
 /// resourcehelper.PodRequests/PodLimits for one resource: the app containers
@@ -198,7 +200,20 @@ pub fn pod_limits(pod: &Pod) -> PodLimits {
     let memory_declared = pod_level.is_some_and(|r| r.memory_limit_bytes.is_some_and(|b| b > 0))
         || every(|r| r.memory_limit_bytes.is_some_and(|b| b > 0));
     let guaranteed = class == QosClass::Guaranteed;
+    let sizes: std::collections::BTreeSet<u64> = all_containers(pod)
+        .flat_map(|c| c.resources.hugepage_limits.keys().copied())
+        .collect();
+    let hugepages = sizes
+        .into_iter()
+        .map(|size| {
+            (
+                size,
+                pod_total(pod, |r| r.hugepage_limits.get(&size).copied()),
+            )
+        })
+        .collect();
     PodLimits {
+        hugepages,
         cpu_shares: cpu_shares(Some(cpu_request)),
         cpu_quota: (guaranteed || cpu_declared)
             .then(|| cpu_quota(Some(cpu_limit)))
@@ -211,15 +226,36 @@ pub fn pod_limits(pod: &Pod) -> PodLimits {
 }
 
 impl PodLimits {
-    /// As the pod cgroup's files take them.
-    pub fn cgroup_limits(&self) -> crate::sys::cgroup::Limits {
+    /// As the pod cgroup's files take them. `page_sizes`: the host's huge
+    /// page sizes where hugetlb limits are set; each one the pod does not
+    /// ask for is limited to 0 (the kubelet's cgroup manager does so).
+    pub fn cgroup_limits(&self, page_sizes: Option<&[u64]>) -> crate::sys::cgroup::Limits {
         crate::sys::cgroup::Limits {
             cpu_shares: Some(self.cpu_shares),
             cpu_quota: self.cpu_quota,
             cpu_period: CPU_PERIOD,
             memory_bytes: self.memory_bytes,
+            hugetlb: hugetlb_limits(&self.hugepages, page_sizes),
         }
     }
+}
+
+/// GetHugepageLimitsFromResources: every page size of the host, 0 unless
+/// asked for; nothing where hugetlb limits are not set.
+pub fn hugetlb_limits(
+    asked: &std::collections::BTreeMap<u64, u64>,
+    page_sizes: Option<&[u64]>,
+) -> Vec<(String, u64)> {
+    page_sizes
+        .unwrap_or_default()
+        .iter()
+        .map(|size| {
+            (
+                crate::sys::cgroup::hugepage_size_name(*size),
+                asked.get(size).copied().unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 /// The container's cpu shares as the kubelet sends them: from its request,

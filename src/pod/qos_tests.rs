@@ -17,6 +17,7 @@ fn res(
         cpu_limit_millis: cpu_lim,
         memory_request_bytes: mem_req,
         memory_limit_bytes: mem_lim,
+        ..Default::default()
     }
 }
 
@@ -120,6 +121,7 @@ fn resource_config_for_pod() {
             cpu_shares: 1536,
             cpu_quota: Some(150_000),
             memory_bytes: Some((64 << 20) + GI),
+            ..PodLimits::default()
         }
     );
     // Burstable: limits only if every container declares them.
@@ -129,6 +131,7 @@ fn resource_config_for_pod() {
             cpu_shares: 256,
             cpu_quota: None,
             memory_bytes: None,
+            ..PodLimits::default()
         }
     );
     let all_cpu = "  containers:
@@ -141,6 +144,7 @@ fn resource_config_for_pod() {
             cpu_shares: 409,
             cpu_quota: Some(50_000),
             memory_bytes: None,
+            ..PodLimits::default()
         }
     );
     // BestEffort: the minimum weight, nothing else.
@@ -170,8 +174,31 @@ fn resource_config_for_pod() {
             cpu_shares: 307,
             cpu_quota: Some(100_000),
             memory_bytes: Some(GI),
+            ..PodLimits::default()
         }
     );
+}
+
+// ResourceConfigForPod's HugePageLimit: per page size, summed as the other
+// requests (the init container beside the apps, whichever is more); the
+// cgroup manager limits every other size of the host to 0.
+#[test]
+fn hugepages_of_the_pod_and_the_sizes_it_does_not_ask_for() {
+    let spec = "  initContainers:
+  - {name: i, image: i, resources: {limits: {hugepages-2Mi: 8Mi, memory: 16Mi}}}
+  containers:
+  - {name: a, image: i, resources: {limits: {hugepages-2Mi: 4Mi, memory: 16Mi}}}
+  - {name: b, image: i, resources: {limits: {hugepages-2Mi: 2Mi, cpu: 100m}}}
+";
+    let limits = pod_limits(&pod(spec));
+    assert_eq!(limits.hugepages.get(&(2 << 20)), Some(&(8 << 20)));
+    let host = [2 << 20, 1 << 30];
+    assert_eq!(
+        limits.cgroup_limits(Some(&host)).hugetlb,
+        vec![("2MB".to_string(), 8 << 20), ("1GB".to_string(), 0)]
+    );
+    // Where hugetlb limits are not set, none.
+    assert!(limits.cgroup_limits(None).hugetlb.is_empty());
 }
 
 #[test]

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceBuilder,
-    LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespace, LinuxNamespaceBuilder, LinuxNamespaceType,
-    LinuxResources, Mount, MountBuilder, RootBuilder, Spec, UserBuilder,
+    LinuxDeviceType, LinuxHugepageLimitBuilder, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResources, Mount, MountBuilder, RootBuilder,
+    Spec, UserBuilder,
 };
 use oci_spec::OciSpecError;
 
@@ -81,6 +82,8 @@ pub enum SpecError {
     /// oci_spec's builders refused a value (kept as text: its error is not comparable).
     #[error("OCI spec: {0}")]
     Build(String),
+    #[error("container {container}: {resource}: this node has no huge pages of that size")]
+    HugePageSize { container: String, resource: String },
 }
 
 impl From<OciSpecError> for SpecError {
@@ -601,6 +604,50 @@ fn resources(c: &Container) -> Result<LinuxResources, SpecError> {
     cpu.set_shares(Some(qos::container_shares(c)));
     r.set_cpu(Some(cpu));
     Ok(r)
+}
+
+/// The container's hugetlb limits where the node sets them (`page_sizes`,
+/// the host's sizes): every size 0 unless the container asks for it
+/// (GetHugepageLimitsFromResources). A size the host lacks is refused.
+pub fn set_hugepage_limits(
+    spec: &mut Spec,
+    c: &Container,
+    page_sizes: Option<&[u64]>,
+) -> Result<(), SpecError> {
+    let Some(sizes) = page_sizes else {
+        return Ok(());
+    };
+    if let Some(size) = c
+        .resources
+        .hugepage_limits
+        .keys()
+        .find(|s| !sizes.contains(s))
+    {
+        return Err(SpecError::HugePageSize {
+            container: c.name.clone(),
+            resource: format!(
+                "hugepages-{}i",
+                crate::sys::cgroup::hugepage_size_name(*size).trim_end_matches('B')
+            ),
+        });
+    }
+    let limits = qos::hugetlb_limits(&c.resources.hugepage_limits, Some(sizes))
+        .into_iter()
+        .map(|(page_size, limit)| {
+            LinuxHugepageLimitBuilder::default()
+                .page_size(page_size)
+                .limit(limit as i64)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(resources) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.resources_mut().as_mut())
+    {
+        resources.set_hugepage_limits(Some(limits));
+    }
+    Ok(())
 }
 
 fn volume_mounts(pod: &Pod, c: &Container, paths: &PodFolder) -> Result<Vec<Mount>, SpecError> {

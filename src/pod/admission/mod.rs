@@ -705,6 +705,7 @@ status:
                 memory_limit_bytes: Some(128 << 20),
                 cpu_request_millis: Some(250),
                 memory_request_bytes: Some(1_000_000),
+                ..Default::default()
             }
         );
         assert_eq!(

@@ -9,6 +9,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use super::{model, Admission, ManifestError, NO_API_SERVER};
 
+/// cpu millicores, memory bytes, hugepages by page size (name, bytes).
+type Amounts = (Option<u64>, Option<i64>, BTreeMap<u64, (String, u64)>);
+
 impl Admission<'_> {
     pub(super) fn resources(
         &mut self,
@@ -23,8 +26,9 @@ impl Admission<'_> {
         if claims.is_some_and(|list| !list.is_empty()) {
             return Err(self.unsupported(format!("{field}.resources.claims"), NO_API_SERVER));
         }
-        let (cpu_limit, memory_limit) = self.amounts(field, "limits", limits)?;
-        let (cpu_request, memory_request) = self.amounts(field, "requests", requests)?;
+        let (cpu_limit, memory_limit, huge_limits) = self.amounts(field, "limits", limits)?;
+        let (cpu_request, memory_request, huge_requests) =
+            self.amounts(field, "requests", requests)?;
         // Kubernetes defaults a missing request to the limit.
         let cpu_request = cpu_request.or(cpu_limit);
         let memory_request = memory_request.or(memory_limit);
@@ -40,31 +44,69 @@ impl Admission<'_> {
                 "must be less than or equal to the memory limit",
             ));
         }
-        Ok(model::Resources {
+        let resources = model::Resources {
             cpu_limit_millis: cpu_limit,
             memory_limit_bytes: memory_limit,
             cpu_request_millis: cpu_request,
             memory_request_bytes: memory_request,
-        })
+            hugepage_limits: huge_limits
+                .iter()
+                .map(|(size, (_, bytes))| (*size, *bytes))
+                .collect(),
+        };
+        // ValidateResourceRequirements: a hugepages request must equal its
+        // limit (a missing request is defaulted to it), and hugepages come
+        // with cpu or memory.
+        for (size, (name, bytes)) in &huge_requests {
+            if huge_limits.get(size).map(|(_, limit)| limit) != Some(bytes) {
+                return Err(self.invalid(
+                    format!("{field}.resources.requests.{name}"),
+                    "must be equal to the hugepages limit",
+                ));
+            }
+        }
+        if let Some((_, (name, _))) = huge_limits.iter().next() {
+            if !resources.has_cpu_or_memory() {
+                return Err(self.invalid(
+                    format!("{field}.resources.limits.{name}"),
+                    "HugePages require cpu or memory",
+                ));
+            }
+        }
+        Ok(resources)
     }
 
-    /// cpu and memory of one of limits/requests.
+    /// cpu, memory and hugepages (page size -> (resource name, bytes)) of
+    /// one of limits/requests.
     fn amounts(
         &mut self,
         field: &str,
         kind: &str,
         amounts: Option<BTreeMap<String, Quantity>>,
-    ) -> Result<(Option<u64>, Option<i64>), ManifestError> {
-        let (mut cpu, mut memory) = (None, None);
+    ) -> Result<Amounts, ManifestError> {
+        let (mut cpu, mut memory, mut huge) = (None, None, BTreeMap::new());
         for (name, quantity) in amounts.unwrap_or_default() {
             let at = format!("{field}.resources.{kind}.{name}");
             match name.as_str() {
                 "cpu" => cpu = Some(self.millicores(&at, &quantity)?),
                 "memory" => memory = Some(self.bytes(&at, &quantity)?),
+                other if other.starts_with("hugepages-") => {
+                    let size = Quantity(other["hugepages-".len()..].to_string());
+                    let page = self
+                        .bytes(&at, &size)
+                        .ok()
+                        .filter(|b| *b > 0 && (*b as u64).is_power_of_two())
+                        .ok_or_else(|| self.invalid(&at, "invalid hugepage size"))?;
+                    let bytes = self.bytes(&at, &quantity)?;
+                    if bytes < 0 {
+                        return Err(self.invalid(&at, "must be greater than or equal to 0"));
+                    }
+                    huge.insert(page as u64, (name.clone(), bytes as u64));
+                }
                 _ => self.warn(&at, "ignored (not enforced)"),
             }
         }
-        Ok((cpu, memory))
+        Ok((cpu, memory, huge))
     }
 
     pub(super) fn amount(&self, field: &str, quantity: &Quantity) -> Result<Amount, ManifestError> {
@@ -268,6 +310,7 @@ mod tests {
                 memory_limit_bytes: Some(1_000_000),
                 cpu_request_millis: Some(500),
                 memory_request_bytes: Some(123_456),
+                ..Default::default()
             }
         );
     }
@@ -282,22 +325,35 @@ mod tests {
             (app(", resources: {limits: {cpu: 1}, requests: {cpu: 2}}"), "web.yaml: spec.containers[0].resources.requests.cpu: must be less than or equal to the cpu limit"),
             (app(", resources: {limits: {memory: 1Mi}, requests: {memory: 1Gi}}"), "web.yaml: spec.containers[0].resources.requests.memory: must be less than or equal to the memory limit"),
             (app(", resources: {claims: [{name: gpu}]}"), "web.yaml: spec.containers[0].resources.claims: unsupported: no API server"),
+            // ValidateResourceRequirements' hugepages rules.
+            (app(", resources: {requests: {hugepages-2Mi: 2Mi, memory: 1Mi}}"), "web.yaml: spec.containers[0].resources.requests.hugepages-2Mi: must be equal to the hugepages limit"),
+            (app(", resources: {limits: {hugepages-2Mi: 4Mi, memory: 8Mi}, requests: {hugepages-2Mi: 2Mi}}"), "web.yaml: spec.containers[0].resources.requests.hugepages-2Mi: must be equal to the hugepages limit"),
+            (app(", resources: {limits: {hugepages-2Mi: 4Mi}}"), "web.yaml: spec.containers[0].resources.limits.hugepages-2Mi: HugePages require cpu or memory"),
+            (app(", resources: {limits: {hugepages-3k: 3k, memory: 8Mi}}"), "web.yaml: spec.containers[0].resources.limits.hugepages-3k: invalid hugepage size"),
         ];
         assert_refusals(&cases);
     }
 
     #[test]
+    fn hugepages_limits_are_kept_by_page_size() {
+        let pod = admit_ok(&app(
+            ", resources: {limits: {hugepages-2Mi: 4Mi, hugepages-1Gi: 1Gi, memory: 8Mi}, \
+             requests: {hugepages-2Mi: 4Mi}}",
+        ))
+        .pod;
+        let limits = &pod.containers[0].resources.hugepage_limits;
+        assert_eq!(
+            limits.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(),
+            vec![(2 << 20, 4 << 20), (1 << 30, 1 << 30)]
+        );
+    }
+
+    #[test]
     fn warnings_name_the_field() {
-        let cases = [
-            (
-                app(", resources: {limits: {ephemeral-storage: 1Gi}}"),
-                "web.yaml: spec.containers[0].resources.limits.ephemeral-storage: ignored",
-            ),
-            (
-                app(", resources: {requests: {hugepages-2Mi: 2Mi}}"),
-                "web.yaml: spec.containers[0].resources.requests.hugepages-2Mi: ignored",
-            ),
-        ];
+        let cases = [(
+            app(", resources: {limits: {ephemeral-storage: 1Gi}}"),
+            "web.yaml: spec.containers[0].resources.limits.ephemeral-storage: ignored",
+        )];
         assert_warnings(&cases);
     }
 }

@@ -27,8 +27,8 @@ use crate::pod::lifecycle::Input;
 use crate::pod::logs::{self, log_path, LineSplitter, Stream};
 use crate::pod::qos;
 use crate::pod::security::{seccomp, userns};
-use crate::pod::settings::PAUSE_IMAGE;
-use crate::pod::spec::{member_spec, private_cgroup, sandbox_spec};
+use crate::pod::settings::{CgroupDriver, PAUSE_IMAGE};
+use crate::pod::spec::{member_spec, private_cgroup, sandbox_spec, set_hugepage_limits};
 use crate::pod::volumes;
 
 /// The most of a terminationMessagePath file, and of a log's tail, that
@@ -37,6 +37,9 @@ const MAX_TERMINATION_MESSAGE: u64 = 4096;
 const MAX_LOG_MESSAGE: usize = 2048;
 
 /// Why a container did not start, in the kubelet's terms: its config could
+/// A container asks for huge pages on a node that cannot limit them.
+const HUGEPAGES_NOT_LIMITED: &str = "HugePagesNotLimited";
+
 /// not be made (`CreateContainerConfigError`), its container could not be
 /// set up (`CreateContainerError`), or the runtime failed to create or start
 /// it (`StartError`, a run that ended at once).
@@ -156,9 +159,26 @@ impl Supervisor {
             if cgroup_v2() {
                 private_cgroup(&mut spec, c.security.privileged)?;
             }
+            set_hugepage_limits(&mut spec, &c, self.hugepage_sizes.as_deref())?;
             Ok(spec)
         })
         .map_err(|e| Config(one_line(&e)))?;
+        if self.hugepage_sizes.is_none() && !c.resources.hugepage_limits.is_empty() {
+            let message = format!(
+                "container {name}: hugepages limits not set: no hugetlb controller for them on this node{}",
+                match self.settings.cgroup_driver {
+                    CgroupDriver::Systemd => " (the systemd driver has none)",
+                    CgroupDriver::Cgroupfs => "",
+                }
+            );
+            tracing::warn!("{message}");
+            self.record(
+                EventType::Warning,
+                HUGEPAGES_NOT_LIMITED,
+                Some(name),
+                &message,
+            );
+        }
         // A Localhost profile is read now, as the kubelet reads it per container.
         let node = &self.settings.security;
         seccomp::apply(&mut spec, &c.security.seccomp, c.security.privileged, node)

@@ -67,6 +67,8 @@ pub struct Supervisor {
     /// Under the systemd driver: the pod cgroup's OOM kills already put down
     /// to a container (`processes.rs`).
     pod_oom_kills: u64,
+    /// The host's huge page sizes where hugetlb limits are set.
+    hugepage_sizes: Option<Vec<u64>>,
     outputs: Vec<Output>,
     /// Each container's current log file (the run being written).
     logs: HashMap<String, LogWriter>,
@@ -146,6 +148,7 @@ impl Supervisor {
         let systemd = settings.cgroup_driver == CgroupDriver::Systemd;
         let runtime = Runtime::new(&folder.oci_root(), systemd)?;
         let lifecycle = Lifecycle::new(&pod, settings.backoff());
+        let hugepage_sizes = crate::pod::cgroups::hugetlb_page_sizes(&settings);
         // An adopted pod's past kills were someone else's to count.
         let pod_oom_kills = crate::sys::cgroup::Layout::host()
             .cgroup(crate::pod::cgroups::pod_cgroup(&settings, &pod))
@@ -164,6 +167,7 @@ impl Supervisor {
             sandbox_pid: None,
             running: HashMap::new(),
             pod_oom_kills,
+            hugepage_sizes,
             outputs: vec![],
             logs: HashMap::new(),
             health,

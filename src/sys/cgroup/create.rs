@@ -14,11 +14,11 @@ use super::paths::{Cgroup, Dir};
 use super::{Error, Result};
 
 /// The controllers a parent cgroup's limits need enabled below it on v2.
-const V2_CONTROLLERS: [&str; 2] = ["cpu", "memory"];
+const V2_CONTROLLERS: [&str; 3] = ["cpu", "memory", "hugetlb"];
 
 /// What peapod writes on a parent cgroup. cpu weight is given as v1 shares
 /// and converted on v2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Limits {
     pub cpu_shares: Option<u64>,
     /// cfs quota (µs per `cpu_period`); None: unlimited.
@@ -26,6 +26,37 @@ pub struct Limits {
     pub cpu_period: u64,
     /// None: unlimited.
     pub memory_bytes: Option<i64>,
+    /// hugetlb limits by page size name ("2MB"); none given, none written.
+    pub hugetlb: Vec<(String, u64)>,
+}
+
+/// The host's huge page sizes in bytes (`/sys/kernel/mm/hugepages`).
+pub fn hugepage_sizes() -> Vec<u64> {
+    let mut sizes: Vec<u64> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let kib = name.strip_prefix("hugepages-")?.strip_suffix("kB")?;
+            kib.parse::<u64>().ok().map(|k| k * 1024)
+        })
+        .collect();
+    sizes.sort_unstable();
+    sizes
+}
+
+/// A page size as the hugetlb files name it (runc's and the kubelet's
+/// HugePageSizeUnitList, base 1024): 2 MiB is "2MB", 1 GiB "1GB".
+pub fn hugepage_size_name(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KB", "MB", "GB", "TB", "PB"];
+    let mut size = bytes;
+    let mut unit = 0;
+    while size >= 1024 && size.is_multiple_of(1024) && unit + 1 < UNITS.len() {
+        size /= 1024;
+        unit += 1;
+    }
+    format!("{size}{}", UNITS[unit])
 }
 
 /// cgroup v2's `cpu.weight` for v1 shares, with runc 1.3.2's conversion
@@ -51,7 +82,7 @@ impl Cgroup {
     /// cpu and memory for the children of every v2 folder on the way (so the
     /// cgroup's own files exist), and writes `limits`.
     pub fn create(&self, limits: &Limits) -> Result<()> {
-        for dir in self.dirs().iter().filter(|d| wanted(d)) {
+        for dir in self.dirs().iter().filter(|d| wanted(d, limits)) {
             match dir.version {
                 Version::V1 => {
                     std::fs::create_dir_all(&dir.path).map_err(|e| Error::io(&dir.path, e))?
@@ -64,8 +95,12 @@ impl Cgroup {
     }
 }
 
-fn wanted(dir: &Dir) -> bool {
-    !dir.is_root() && (dir.version == Version::V2 || dir.has("cpu") || dir.has("memory"))
+fn wanted(dir: &Dir, limits: &Limits) -> bool {
+    !dir.is_root()
+        && (dir.version == Version::V2
+            || dir.has("cpu")
+            || dir.has("memory")
+            || (dir.has("hugetlb") && !limits.hugetlb.is_empty()))
 }
 
 /// Every folder from the hierarchy's root down: children get cpu and memory
@@ -127,6 +162,15 @@ fn write_limits(dir: &Dir, limits: &Limits) -> Result<()> {
                 let bytes = limits.memory_bytes.unwrap_or(-1);
                 write(p, "memory.limit_in_bytes", &bytes.to_string())?;
             }
+            if dir.has("hugetlb") {
+                for (size, bytes) in &limits.hugetlb {
+                    write(
+                        p,
+                        &format!("hugetlb.{size}.limit_in_bytes"),
+                        &bytes.to_string(),
+                    )?;
+                }
+            }
         }
         Version::V2 => {
             if exists("cpu.weight") {
@@ -144,6 +188,17 @@ fn write_limits(dir: &Dir, limits: &Limits) -> Result<()> {
                     .map_or_else(|| "max".to_string(), |b| b.to_string());
                 write(p, "memory.max", &bytes)?;
             }
+            // The reservation limit too where the kernel has one, as runc.
+            for (size, bytes) in &limits.hugetlb {
+                for file in [
+                    format!("hugetlb.{size}.max"),
+                    format!("hugetlb.{size}.rsvd.max"),
+                ] {
+                    if exists(&file) {
+                        write(p, &file, &bytes.to_string())?;
+                    }
+                }
+            }
         }
     }
     Ok(())
@@ -153,6 +208,50 @@ fn write_limits(dir: &Dir, limits: &Limits) -> Result<()> {
 mod tests {
     use super::super::layout::tests::fake;
     use super::*;
+
+    // runc's and the kubelet's names (HugePageSizeUnitList, base 1024).
+    #[test]
+    fn hugepage_sizes_are_named_as_the_hugetlb_files_name_them() {
+        assert_eq!(hugepage_size_name(64 << 10), "64KB");
+        assert_eq!(hugepage_size_name(2 << 20), "2MB");
+        assert_eq!(hugepage_size_name(32 << 20), "32MB");
+        assert_eq!(hugepage_size_name(1 << 30), "1GB");
+    }
+
+    #[test]
+    fn hugetlb_limits_go_to_the_files_of_each_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let v2 = fake(&[("", "cgroup2")], tmp.path());
+        let dir = tmp.path().join("p");
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["hugetlb.2MB.max", "hugetlb.2MB.rsvd.max", "hugetlb.1GB.max"] {
+            std::fs::write(dir.join(file), "max").unwrap();
+        }
+        let limits = Limits {
+            cpu_period: 100_000,
+            hugetlb: vec![
+                ("2MB".into(), 4 << 20),
+                ("1GB".into(), 0),
+                ("16GB".into(), 0),
+            ],
+            ..Limits::default()
+        };
+        v2.cgroup("/p").create(&limits).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("hugetlb.2MB.max"), "4194304");
+        assert_eq!(read("hugetlb.2MB.rsvd.max"), "4194304");
+        assert_eq!(read("hugetlb.1GB.max"), "0");
+        assert!(
+            !dir.join("hugetlb.16GB.max").exists(),
+            "a size the kernel lacks"
+        );
+
+        let tmp = tempfile::tempdir().unwrap();
+        let v1 = fake(&[("hugetlb", "cgroup rw,hugetlb")], tmp.path());
+        v1.cgroup("/p").create(&limits).unwrap();
+        let file = tmp.path().join("hugetlb/p/hugetlb.2MB.limit_in_bytes");
+        assert_eq!(std::fs::read_to_string(file).unwrap(), "4194304");
+    }
 
     #[test]
     fn shares_convert_to_weight_as_runc_does() {
@@ -194,6 +293,7 @@ mod tests {
             cpu_quota: Some(50_000),
             cpu_period: 100_000,
             memory_bytes: None,
+            hugetlb: vec![],
         };
         pod.create(&limits).unwrap();
         let read = |p: &str| std::fs::read_to_string(tmp.path().join(p)).unwrap();

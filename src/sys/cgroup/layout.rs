@@ -145,6 +145,24 @@ impl Layout {
         }
     }
 
+    /// Whether a container's hugetlb limits can be set here: a v1 hugetlb
+    /// hierarchy, or a pure cgroup v2 tree whose root offers the controller.
+    /// libcontainer sees no other (on a hybrid host, hugetlb in the cgroup2
+    /// tree beside v1 controllers is out of its reach).
+    pub fn hugetlb_limits(&self) -> bool {
+        match self.mode() {
+            Mode::Unified => self.hierarchies.iter().any(|h| {
+                std::fs::read_to_string(h.mount_point.join("cgroup.controllers"))
+                    .is_ok_and(|text| text.split_whitespace().any(|c| c == "hugetlb"))
+            }),
+            Mode::Legacy | Mode::Hybrid => self
+                .hierarchies
+                .iter()
+                .any(|h| h.version == Version::V1 && h.has("hugetlb")),
+            Mode::None => false,
+        }
+    }
+
     /// Where each hierarchy is mounted.
     pub fn mount_points(&self) -> impl Iterator<Item = &Path> {
         self.hierarchies.iter().map(|h| h.mount_point.as_path())

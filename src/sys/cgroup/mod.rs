@@ -35,7 +35,7 @@ mod stats;
 
 use std::path::PathBuf;
 
-pub use create::{shares_to_weight, Limits};
+pub use create::{hugepage_size_name, hugepage_sizes, shares_to_weight, Limits};
 pub use freezer::FreezerState;
 pub use layout::{Hierarchy, Layout, Mode, Version};
 pub use oom::{OomEvent, OomWatch};
