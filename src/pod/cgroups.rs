@@ -128,7 +128,13 @@ fn lock(folder: &PodFolder) -> Result<ParentsLock> {
 
 /// Makes `kubepods`, the pod's QoS cgroup and the pod cgroup with its limits
 /// (BestEffort's parent weighs the minimum, as the kubelet's QoS manager sets it).
-pub fn create(folder: &PodFolder, settings: &Settings, pod: &Pod) -> Result<()> {
+/// `hugepage_sizes`: `hugetlb_page_sizes` of these settings.
+pub fn create(
+    folder: &PodFolder,
+    settings: &Settings,
+    pod: &Pod,
+    hugepage_sizes: Option<&[u64]>,
+) -> Result<()> {
     let prefix = settings.cgroup_prefix.as_str();
     let class = qos::qos_class(pod);
     let layout = Layout::host();
@@ -158,7 +164,7 @@ pub fn create(folder: &PodFolder, settings: &Settings, pod: &Pod) -> Result<()> 
     }
     made(
         &qos::pod_cgroup(prefix, pod),
-        &qos::pod_limits(pod).cgroup_limits(hugetlb_page_sizes(settings).as_deref()),
+        &qos::pod_limits(pod).cgroup_limits(hugepage_sizes),
     )
 }
 
@@ -184,7 +190,6 @@ fn start_slice(
         &format!("peapod {}", path.trim_start_matches('/')),
     );
     bus.start_transient(&slice, &properties)
-        .map(|_| ())
         .map_err(|e| Error::pod(&pod.name, format!("pod cgroup: {e}")))
 }
 

@@ -146,8 +146,8 @@ impl Systemd {
     }
 
     /// Starts the transient unit `name` with `properties` and waits for its
-    /// job. A unit of that name that already exists is left as it is (false).
-    pub fn start_transient(&self, name: &str, properties: &[Property]) -> Result<bool> {
+    /// job. A unit of that name that already exists is left as it is.
+    pub fn start_transient(&self, name: &str, properties: &[Property]) -> Result<()> {
         let props: Props = properties.iter().map(|p| (p.name(), p.value())).collect();
         // No auxiliary units.
         let aux: Vec<(&str, Props)> = Vec::new();
@@ -156,8 +156,8 @@ impl Systemd {
             .method_call(MANAGER, "StartTransientUnit", (name, "replace", props, aux));
         tracing::debug!("systemd: start {name}: {reply:?}");
         match reply {
-            Ok((job,)) => self.wait_job(name, &job).map(|()| true),
-            Err(e) if e.name() == Some("org.freedesktop.systemd1.UnitExists") => Ok(false),
+            Ok((job,)) => self.wait_job(name, &job),
+            Err(e) if e.name() == Some("org.freedesktop.systemd1.UnitExists") => Ok(()),
             Err(source) => Err(Error::Bus {
                 what: format!("start {name}"),
                 source,

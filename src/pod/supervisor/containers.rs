@@ -36,10 +36,10 @@ use crate::pod::volumes;
 const MAX_TERMINATION_MESSAGE: u64 = 4096;
 const MAX_LOG_MESSAGE: usize = 2048;
 
-/// Why a container did not start, in the kubelet's terms: its config could
 /// A container asks for huge pages on a node that cannot limit them.
 const HUGEPAGES_NOT_LIMITED: &str = "HugePagesNotLimited";
 
+/// Why a container did not start, in the kubelet's terms: its config could
 /// not be made (`CreateContainerConfigError`), its container could not be
 /// set up (`CreateContainerError`), or the runtime failed to create or start
 /// it (`StartError`, a run that ended at once).
@@ -57,7 +57,12 @@ impl Supervisor {
         self.user_namespace()?;
         volumes::prepare(&self.pod, &self.folder)?;
         // The pod cgroup, with its QoS parents, before any container is made in it.
-        cgroups::create(&self.folder, &self.settings, &self.pod)?;
+        cgroups::create(
+            &self.folder,
+            &self.settings,
+            &self.pod,
+            self.hugepage_sizes.as_deref(),
+        )?;
         self.open_outputs()?;
         self.make_sandbox()
     }

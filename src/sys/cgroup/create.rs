@@ -2,8 +2,8 @@
 //! and pod cgroups) and writing their limits, on v1 and v2. A container's
 //! own cgroup is libcontainer's to make; these are the folders above it.
 //!
-//! Only where limits are written: the v1 `cpu` and `memory` hierarchies and
-//! the cgroup2 tree. libcontainer makes the rest of the path in the other
+//! Only where limits are written: the v1 `cpu` and `memory` hierarchies (and
+//! `hugetlb` when hugetlb limits are given) and the cgroup2 tree. libcontainer makes the rest of the path in the other
 //! hierarchies (and copies cpuset's cpus and mems down) with the leaf.
 
 use std::io::ErrorKind;
@@ -79,8 +79,8 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 
 impl Cgroup {
     /// Makes the cgroup and its missing parents where limits go, enabling
-    /// cpu and memory for the children of every v2 folder on the way (so the
-    /// cgroup's own files exist), and writes `limits`.
+    /// cpu, memory and hugetlb for the children of every v2 folder on the
+    /// way (so the cgroup's own files exist), and writes `limits`.
     pub fn create(&self, limits: &Limits) -> Result<()> {
         for dir in self.dirs().iter().filter(|d| wanted(d, limits)) {
             match dir.version {
@@ -103,9 +103,9 @@ fn wanted(dir: &Dir, limits: &Limits) -> bool {
             || (dir.has("hugetlb") && !limits.hugetlb.is_empty()))
 }
 
-/// Every folder from the hierarchy's root down: children get cpu and memory
-/// if the folder has them (a folder with processes cannot enable them, as
-/// on the root of a hybrid host's tree: they are then just not there).
+/// Every folder from the hierarchy's root down: children get cpu, memory
+/// and hugetlb if the folder has them (a folder with processes cannot enable
+/// them, as on the root of a hybrid host's tree: they are then just not there).
 fn create_v2(dir: &Dir) -> Result<()> {
     let rel = dir.path.strip_prefix(&dir.mount_point).unwrap_or(&dir.path);
     let mut current = dir.mount_point.clone();
